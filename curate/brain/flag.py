@@ -1,0 +1,55 @@
+"""Tag the images a model is most likely to reproduce (the highest scores)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def flag_high_risk(samples, score_field: str = "volume_growth", *, top_k: int | None = None,
+                   percentile: float | None = None, threshold: float | None = None,
+                   tag: str = "high_risk", view_name: str | None = None, clear: bool = True):
+    """Tag high-risk samples and save a view of them, highest score first.
+
+    Exactly one rule:
+
+    * ``top_k``: the k highest scores (ties broken by sample id, so the set is stable);
+    * ``percentile``: scores >= numpy's ``percentile(scores, p)`` (linear interpolation),
+      e.g. 95 flags about the top 5%;
+    * ``threshold``: scores >= threshold.
+
+    Samples without a score (failed or not scored) are never flagged. With
+    ``clear=True`` the tag is first removed from every sample of ``samples`` so a
+    re-flag replaces the previous one. The view is saved on the dataset under
+    ``view_name`` (default: the tag) and returned.
+    """
+    rules = {"top_k": top_k, "percentile": percentile, "threshold": threshold}
+    given = [k for k, v in rules.items() if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of top_k, percentile, threshold (got {given or 'none'})")
+    if score_field not in samples.get_field_schema():
+        raise ValueError(f"no field {score_field!r} on this collection; score it first "
+                         "(curate.brain.compute_volume_growth)")
+    scored = samples.exists(score_field)
+    ids, scores = scored.values(["id", score_field])
+    scores = np.asarray(scores, dtype=np.float64)
+    if top_k is not None:
+        if int(top_k) != top_k or top_k < 0:
+            raise ValueError(f"top_k must be a non-negative integer, got {top_k!r}")
+        # Sort by (-score, id): deterministic when scores tie.
+        order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
+        chosen = [ids[i] for i in order[: int(top_k)]]
+    else:
+        if percentile is not None:
+            if not 0 <= percentile <= 100:
+                raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+            cut = float(np.percentile(scores, percentile)) if len(scores) else np.inf
+        else:
+            cut = float(threshold)
+        chosen = [i for i, s in zip(ids, scores) if s >= cut]
+    dataset = samples._dataset
+    if clear:
+        samples.untag_samples(tag)
+    if chosen:
+        dataset.select(chosen).tag_samples(tag)
+    view = samples.match_tags(tag).sort_by(score_field, reverse=True)
+    dataset.save_view(view_name or tag, view, overwrite=True)
+    return dataset.load_saved_view(view_name or tag)

@@ -1,0 +1,42 @@
+"""FiftyOne tests: a real throwaway mongod, digits written as PNGs, small datasets."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _mongod  # noqa: E402
+
+_mongod.start()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fo():
+    import fiftyone
+
+    return fiftyone
+
+
+@pytest.fixture
+def digits_ds(fo, tmp_path, request):
+    """A fresh digits dataset: 40 train + 40 test PNGs written into tmp_path."""
+    from curate.data.datasets import load_digits
+
+    name = "digits-" + request.node.name.replace("[", "-").replace("]", "")[:60]
+    ds = load_digits(tmp_path / "png", dataset_name=name, max_samples=40, overwrite=True,
+                     progress=False)
+    yield ds
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+
+
+@pytest.fixture
+def train_model(digits_ds):
+    """ExactScore of the dataset's own training images, read by the loader."""
+    from curate.data.loader import load_images
+    from curate.models.exact import ExactScore
+
+    _, images, failed = load_images(digits_ds.match_tags("train"), num_workers=0)
+    assert not failed
+    return ExactScore(images.to(torch.float64))
