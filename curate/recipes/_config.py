@@ -1,0 +1,258 @@
+"""The small config system every recipe uses.
+
+* Presets are TOML files in the top-level ``recipes/<recipe>/`` folder of the
+  repository; ``--config NAME`` picks ``recipes/<recipe>/NAME.toml`` and ``--config
+  PATH`` any file. A preset may name a ``base = "other"`` preset that it overrides.
+* ``--set key=value`` overrides one value, typed by the current value's type (dotted
+  keys reach nested tables; lists and booleans are parsed as TOML values).
+* ``--dry-run`` prints the resolved config and stops.
+* Every artefact goes into a run folder (``--out``, default ``runs/<recipe>-<preset>``);
+  the resolved config is saved there, and each stage writes its JSON result atomically
+  as ``<stage>.done.json`` when it finishes, so a rerun skips finished stages.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+#: The top-level recipes/ folder of a source checkout (presets live there).
+PRESETS_ROOT = Path(__file__).resolve().parents[2] / "recipes"
+
+
+class ConfigError(ValueError):
+    """A preset or override that cannot be used; the message says why."""
+
+
+def preset_dir(recipe: str) -> Path:
+    root = Path(os.environ.get("CURATE_RECIPES_DIR", PRESETS_ROOT))
+    return root / recipe
+
+
+def available_presets(recipe: str) -> list[str]:
+    d = preset_dir(recipe)
+    return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
+
+
+def _resolve_path(recipe: str, name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or os.sep in name_or_path:
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        return p
+    p = preset_dir(recipe) / f"{name_or_path}.toml"
+    if not p.is_file():
+        raise ConfigError(
+            f"no preset {name_or_path!r} for recipe {recipe!r}; available: {available_presets(recipe)} "
+            f"(in {preset_dir(recipe)}), or pass a path to a .toml file"
+        )
+    return p
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_preset(recipe: str, name_or_path: str, _seen: tuple = ()) -> dict:
+    """Read a preset (following ``base = "..."`` chains) into a dict."""
+    path = _resolve_path(recipe, name_or_path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"preset base chain loops at {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    parent = data.pop("base", None)
+    if parent is not None:
+        data = _merge(load_preset(recipe, parent, _seen + (path.resolve(),)), data)
+    return data
+
+
+def _parse_value(raw: str, current: Any, key: str) -> Any:
+    try:
+        if isinstance(current, bool):
+            low = raw.strip().lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+        if isinstance(current, str):
+            return raw
+        if isinstance(current, list):
+            value = tomllib.loads(f"v = {raw}")["v"]
+            if not isinstance(value, list):
+                raise ValueError(raw)
+            return value
+    except (ValueError, tomllib.TOMLDecodeError):
+        raise ConfigError(f"--set {key}={raw}: expected a {type(current).__name__} like {current!r}") from None
+    raise ConfigError(f"--set {key}: cannot override a {type(current).__name__} (set the keys inside it)")
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``cfg`` with ``key=value`` overrides applied (dotted keys, typed)."""
+    out = copy.deepcopy(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a table of the config")
+            node = node[part]
+        leaf = parts[-1]
+        if leaf not in node:
+            raise ConfigError(f"--set {key}: unknown key; known here: {sorted(node)}")
+        node[leaf] = _parse_value(raw, node[leaf], key)
+    return out
+
+
+def to_toml(cfg: dict) -> str:
+    """A TOML rendering of a config (scalars, lists, nested tables) that tomllib reads back."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    lines: list[str] = []
+
+    def table(d: dict, prefix: str):
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if prefix:
+            lines.append(f"\n[{prefix}]")
+        lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
+        for k, v in tables.items():
+            table(v, f"{prefix}.{k}" if prefix else k)
+
+    table(cfg, "")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename (no half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDir:
+    """A run folder holding every artefact of one recipe run, with resumable stages."""
+
+    def __init__(self, path: str | Path, cfg: dict, *, fresh: bool = False, log: Callable[[str], None] = print):
+        self.path = Path(path)
+        self.cfg = cfg
+        self.log = log
+        self.path.mkdir(parents=True, exist_ok=True)
+        saved = self.path / "config.json"
+        if saved.exists() and not fresh:
+            old = json.loads(saved.read_text())
+            if old != json.loads(json.dumps(cfg)):
+                raise ConfigError(
+                    f"{self.path} holds a run with a different config; use another --out or --fresh "
+                    "(which discards its finished stages)"
+                )
+        if fresh:
+            for marker in self.path.glob("*.done.json"):
+                marker.unlink()
+        atomic_write(saved, json.dumps(cfg, indent=2, sort_keys=True))
+        atomic_write(self.path / "config.toml", to_toml(cfg))
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def done(self, stage: str) -> bool:
+        return (self.path / f"{stage}.done.json").exists()
+
+    def stage(self, name: str, fn: Callable[[], dict]) -> dict:
+        """Run ``fn`` unless stage ``name`` finished before; return its JSON result.
+
+        ``fn`` writes its own large artefacts into the run folder and returns a
+        JSON-serialisable dict; the marker is written last, so an interrupted stage
+        runs again.
+        """
+        marker = self.path / f"{name}.done.json"
+        if marker.exists():
+            self.log(f"[stage {name}] done before, skipped ({marker.name})")
+            return json.loads(marker.read_text())
+        self.log(f"[stage {name}] running")
+        result = fn()
+        if result is None:
+            result = {}
+        atomic_write(marker, json.dumps(result, indent=2))
+        return result
+
+
+def recipe_parser(recipe: str, description: str, default_preset: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python -m curate.recipes.{recipe}", description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", default=default_preset,
+                   help=f"preset name in recipes/{recipe}/ ({', '.join(available_presets(recipe)) or 'none found'}) or a .toml path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value (dotted keys for nested tables); repeatable")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<recipe>-<preset>)")
+    p.add_argument("--fresh", action="store_true", help="rerun every stage even if finished before")
+    return p
+
+
+def resolve(recipe: str, args: argparse.Namespace) -> dict:
+    """The config from ``--config`` and ``--set`` (raises ConfigError with a clear message)."""
+    return apply_overrides(load_preset(recipe, args.config), args.overrides)
+
+
+def default_out(recipe: str, config: str) -> Path:
+    return Path("runs") / f"{recipe}-{Path(config).stem}"
+
+
+def start(recipe: str, description: str, default_preset: str, argv: list[str] | None = None):
+    """Parse a recipe's command line. Returns ``(cfg, run, args)``, or None after
+    ``--dry-run`` printed the resolved config. Config errors exit with a clear message."""
+    args = recipe_parser(recipe, description, default_preset).parse_args(argv)
+    try:
+        cfg = resolve(recipe, args)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if args.dry_run:
+        print(f"# resolved config of {recipe} (preset {args.config})")
+        print(to_toml(cfg), end="")
+        return None
+    out = Path(args.out) if args.out else default_out(recipe, args.config)
+    try:
+        run = RunDir(out, cfg, fresh=args.fresh)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return cfg, run, args

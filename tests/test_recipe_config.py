@@ -1,0 +1,118 @@
+"""The recipe config system: presets, typed overrides, dry run, resumable stages."""
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+
+from curate.recipes import _config
+from curate.recipes._config import ConfigError, RunDir, apply_overrides, load_preset, start, to_toml
+
+BASE = """
+seed = 0
+name = "small"
+lr = 1e-3
+flips = true
+sizes = [1, 2]
+
+[train]
+steps = 100
+preset = "tiny"
+
+[train.ema]
+decay = 0.999
+"""
+
+
+@pytest.fixture
+def presets(tmp_path, monkeypatch):
+    d = tmp_path / "presets" / "demo"
+    d.mkdir(parents=True)
+    (d / "small.toml").write_text(BASE)
+    (d / "big.toml").write_text('base = "small"\nname = "big"\n[train]\nsteps = 5000\n')
+    (d / "loop.toml").write_text('base = "loop"\n')
+    (d / "broken.toml").write_text("seed = = 1\n")
+    monkeypatch.setenv("CURATE_RECIPES_DIR", str(tmp_path / "presets"))
+    return d
+
+
+def test_named_preset_and_base_chain(presets):
+    small = load_preset("demo", "small")
+    assert small == tomllib.loads(BASE)
+    big = load_preset("demo", "big")
+    assert big["name"] == "big" and big["train"]["steps"] == 5000
+    assert big["train"]["preset"] == "tiny" and big["train"]["ema"]["decay"] == 0.999  # inherited
+    assert load_preset("demo", str(presets / "big.toml")) == big
+    assert _config.available_presets("demo") == ["big", "broken", "loop", "small"]
+
+
+def test_preset_errors(presets):
+    with pytest.raises(ConfigError, match="available"):
+        load_preset("demo", "nope")
+    with pytest.raises(ConfigError, match="loops"):
+        load_preset("demo", "loop")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_preset("demo", "broken")
+
+
+def test_typed_overrides(presets):
+    cfg = load_preset("demo", "small")
+    out = apply_overrides(cfg, ["seed=7", "lr=0.5", "flips=false", "name=x=y", "sizes=[3, 4, 5]",
+                                "train.steps=12", "train.ema.decay=0.9"])
+    assert out["seed"] == 7 and isinstance(out["seed"], int)
+    assert out["lr"] == 0.5 and out["flips"] is False and out["name"] == "x=y"
+    assert out["sizes"] == [3, 4, 5] and out["train"]["steps"] == 12 and out["train"]["ema"]["decay"] == 0.9
+    assert cfg["seed"] == 0  # the input is not modified
+    assert apply_overrides(cfg, ["lr=2"])["lr"] == 2.0 and isinstance(apply_overrides(cfg, ["lr=2"])["lr"], float)
+    for bad, msg in [("seed=1.5", "expected a int"), ("flips=maybe", "expected a bool"),
+                     ("nokey=1", "unknown key"), ("train=3", "cannot override"),
+                     ("seed.x=1", "not a table"), ("seed", "key=value"), ("sizes=3", "expected a list")]:
+        with pytest.raises(ConfigError, match=msg):
+            apply_overrides(cfg, [bad])
+
+
+def test_to_toml_roundtrip(presets):
+    cfg = apply_overrides(load_preset("demo", "big"), ["name=quote \"me\""])
+    assert tomllib.loads(to_toml(cfg)) == cfg
+
+
+def test_dry_run_prints_resolved_config(presets, tmp_path, capsys):
+    assert start("demo", "d", "small", ["--config", "big", "--set", "seed=3", "--dry-run",
+                                        "--out", str(tmp_path / "run")]) is None
+    text = capsys.readouterr().out
+    printed = tomllib.loads(text)
+    assert printed["seed"] == 3 and printed["train"]["steps"] == 5000
+    assert not (tmp_path / "run").exists()  # a dry run writes nothing
+    with pytest.raises(SystemExit, match="unknown key"):
+        start("demo", "d", "small", ["--set", "what=1", "--dry-run"])
+
+
+def test_stages_resume(presets, tmp_path):
+    calls = []
+    cfg = load_preset("demo", "small")
+    run = RunDir(tmp_path / "run", cfg, log=lambda s: None)
+    assert json.loads(run.file("config.json").read_text()) == cfg
+    assert tomllib.loads(run.file("config.toml").read_text()) == cfg
+
+    def work():
+        calls.append(1)
+        run.file("artefact.txt").write_text("x")
+        return {"value": len(calls)}
+
+    def crash():
+        raise RuntimeError("killed")
+
+    assert run.stage("a", work) == {"value": 1}
+    with pytest.raises(RuntimeError):
+        run.stage("b", crash)
+    assert not run.done("b")  # an interrupted stage leaves no marker
+
+    run2 = RunDir(tmp_path / "run", cfg, log=lambda s: None)  # a rerun, same config
+    assert run2.stage("a", work) == {"value": 1} and len(calls) == 1  # skipped
+    assert run2.stage("b", work) == {"value": 2}
+    with pytest.raises(ConfigError, match="different config"):
+        RunDir(tmp_path / "run", apply_overrides(cfg, ["seed=1"]))
+    run3 = RunDir(tmp_path / "run", apply_overrides(cfg, ["seed=1"]), fresh=True, log=lambda s: None)
+    assert run3.stage("a", work) == {"value": 3}
+    assert not list(run3.path.glob(".*.tmp"))  # no temporary files left behind
