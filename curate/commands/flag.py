@@ -1,0 +1,37 @@
+"""`curate flag`: tag the highest volume-growth scores and save a view of them."""
+from __future__ import annotations
+
+import argparse
+
+from curate.commands._dataset import add_dataset_args
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "flag", help="tag high-risk images (the highest scores) and save a view",
+        description="Runs curate.brain.flag_high_risk with exactly one rule.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_dataset_args(p)
+    p.add_argument("--field", default="volume_growth", help="score field")
+    r = p.add_mutually_exclusive_group(required=True)
+    r.add_argument("--top-k", type=int, help="the k highest scores")
+    r.add_argument("--percentile", type=float, help="scores >= this percentile (95 = top 5%%)")
+    r.add_argument("--threshold", type=float, help="scores >= this value")
+    p.add_argument("--tag", default="high_risk")
+    p.add_argument("--view-name", default=None, help="saved view name (default: the tag)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    import curate.brain as cb
+    from curate.commands._dataset import open_samples
+
+    samples = open_samples(args)
+    try:
+        view = cb.flag_high_risk(samples, args.field, top_k=args.top_k, percentile=args.percentile,
+                                 threshold=args.threshold, tag=args.tag, view_name=args.view_name)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"tagged {view.count()} sample(s) {args.tag!r}; saved view {args.view_name or args.tag!r}")
+    return 0
