@@ -1,0 +1,418 @@
+"""Volume growth along the probability-flow ODE: Algorithm 1 of the paper, batched.
+
+For each image x^(0) (the centre) the tracker follows N surrounding points on a
+sphere of radius sigma through T forward-Euler steps of the PF-ODE
+dx/dt = f(x, t) = -beta(t)/2 (x + s(x, t)) on the paper's grid t_k = t_min + k/1000,
+and accumulates the log volume growth (Eq. 13)
+
+    log l_T = sum_t sum_k log(|x^(k)_{t+1} - x^(0)_{t+1}| / |x^(k)_t - x^(0)_t|).
+
+Two ways to carry the axes:
+
+* ``method="fd"``: Algorithm 1 exactly (finite differences of radius sigma).
+* ``method="jvp"``: tangent vectors pushed through the Euler step with forward-mode
+  autodiff, the exact sigma -> 0 limit of Algorithm 1.
+
+Optionally it integrates the full-dimensional divergence int nabla.f dt along the
+centre (exact, or Hutchinson probes) and the prior term log N(x_T; 0, I); their sum
+is the PF-ODE log-likelihood of the image (Song et al. 2021) when the steps reach t=1.
+
+Everything is vectorised over images and axes; chunks of images bound the memory.
+Per-image random directions come from :mod:`curate._rng`, keyed by the image bytes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from curate import _rng, sde
+from curate.models import base
+
+_METHODS = ("fd", "jvp")
+_DIVERGENCES = ("auto", "exact", "hutchinson", None)
+#: Images whose values leave [-1, 1] by more than this are refused as mis-scaled.
+_RANGE_SLACK = 0.5
+#: Check for non-finite values every this many steps (each check syncs a GPU).
+_CHECK_EVERY = 64
+
+
+class NonFiniteError(FloatingPointError):
+    """A trajectory produced NaN/Inf, or an axis collapsed to length zero."""
+
+
+@dataclass
+class VolumeGrowth:
+    """Result of :func:`track_volume_growth`; every tensor is on the CPU, float64.
+
+    Attributes:
+        log_growth: (B,) cumulative log volume growth log l_T (Eq. 13).
+        prior_logp: (B,) log N(x_T; 0, I) at the trajectory's end.
+        divergence_integral: (B,) sum_k dt nabla.f(x_k, t_k), or None.
+        generation_logp: (B,) prior_logp + divergence_integral, or None.
+        curve: (B, steps) log l_t after every step, or None.
+        failed: (B,) bool, images whose trajectory went non-finite (on_error="mark").
+        errors: {image index: message} for the failed images.
+        settings: the settings used (for provenance).
+    """
+
+    log_growth: torch.Tensor
+    prior_logp: torch.Tensor
+    divergence_integral: torch.Tensor | None
+    generation_logp: torch.Tensor | None
+    curve: torch.Tensor | None
+    failed: torch.Tensor
+    errors: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.log_growth.shape[0]
+
+
+def track_volume_growth(
+    model,
+    images: torch.Tensor,
+    *,
+    axes: int = 1,
+    sigma: float = 0.05,
+    steps: int = 1,
+    t_min: float = sde.T_MIN,
+    method: str = "fd",
+    stretch: str = "norm",
+    seed: int = 0,
+    batch_size: int | None = None,
+    return_curve: bool = False,
+    divergence: str | None = "auto",
+    probes: int = 1,
+    on_error: str = "raise",
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    eval_batch: int | None = None,
+    progress: bool = False,
+) -> VolumeGrowth:
+    """Log volume growth of each image under the PF-ODE (the paper's Algorithm 1).
+
+    Args:
+        model: a score model (anything with ``eps(x, t)``, see :mod:`curate.models.base`).
+        images: (B, C, H, W) in [-1, 1].
+        axes: N, the number of orthonormal axes (1 <= N <= D = C*H*W).
+        sigma: radius of the sphere of surrounding points (``method="fd"``).
+        steps: T, Euler steps on the grid t_k = t_min + k/1000 (1..1000).
+        method: ``"fd"`` (Algorithm 1) or ``"jvp"`` (its exact sigma -> 0 limit).
+        stretch: ``"norm"``: each axis's stretch is its length after the step, as in
+            Eq. (13). ``"volume"``: its length orthogonal to the larger axes (R's
+            diagonal in the Gram-Schmidt), so the sum is the exact log volume of the
+            N-dimensional parallelepiped; with N = D it is log|det| of the Euler map.
+            The two agree to first order in dt; "norm" is never smaller (Hadamard).
+        seed: run seed; each image's directions derive from it and the image bytes.
+        batch_size: images per chunk (bounds memory); default from ``eval_batch``.
+        return_curve: also return log l_t after every step, (B, steps).
+        divergence: ``"auto"`` (the model's exact ``divergence`` if it has one, else
+            Hutchinson), ``"exact"`` (model's, or D Jacobian-vector products),
+            ``"hutchinson"`` (``probes`` Rademacher probes per step), or None (skip;
+            then ``generation_logp`` is None).
+        on_error: ``"raise"`` stops at a non-finite trajectory naming image and step;
+            ``"mark"`` records it in ``failed``/``errors`` (scores NaN) and goes on.
+        dtype: dtype of the trajectories (default: the images' dtype). float64 avoids
+            the cancellation of finite differences where the score is large.
+        device: where to compute (default: the model's device, else the images').
+        eval_batch: most rows per network call (default 256 on CPU, 4096 on CUDA).
+        progress: show a rich progress bar.
+
+    Returns:
+        :class:`VolumeGrowth` with (B,) float64 tensors on the CPU.
+    """
+    base.check_model(model)
+    dtype = dtype or images.dtype if isinstance(images, torch.Tensor) else dtype
+    _validate(images, axes=axes, sigma=sigma, steps=steps, t_min=t_min, method=method,
+              stretch=stretch, divergence=divergence, probes=probes, on_error=on_error, dtype=dtype)
+    device = torch.device(device) if device is not None else _model_device(model) or images.device
+    B = images.shape[0]
+    D = images[0].numel()
+    if eval_batch is None:
+        eval_batch = 4096 if device.type == "cuda" else 256
+    rows_per_image = axes + 1 if method == "fd" else axes
+    if batch_size is None:
+        batch_size = max(1, eval_batch // rows_per_image)
+    if divergence == "auto":
+        divergence = "exact" if callable(getattr(model, "divergence", None)) else "hutchinson"
+    keys = _rng.image_keys(images, seed)
+
+    out = {k: torch.empty(B, dtype=torch.float64) for k in ("log_growth", "prior", "div")}
+    curve = torch.empty((B, steps), dtype=torch.float64) if return_curve else None
+    failed = torch.zeros(B, dtype=torch.bool)
+    errors: dict[int, str] = {}
+    cfg = dict(axes=axes, sigma=float(sigma), steps=steps, t_min=float(t_min), method=method,
+               stretch=stretch, divergence=divergence, probes=probes, eval_batch=eval_batch)
+
+    with _progress(progress, total=math.ceil(B / batch_size) * steps) as advance:
+        for start in range(0, B, batch_size):
+            sl = slice(start, min(B, start + batch_size))
+            x = images[sl].to(device=device, dtype=dtype)
+            res = _track_chunk(model, x, keys[sl].to(device), advance=advance, **cfg)
+            out["log_growth"][sl] = res["log_growth"].cpu()
+            out["prior"][sl] = res["prior"].cpu()
+            out["div"][sl] = res["div"].cpu()
+            if curve is not None:
+                curve[sl] = res["curve"].cpu()
+            for i, (step, what) in res["bad"].items():
+                msg = f"image {start + i}: {what} at step {step} (t = {t_min + step * sde.DT:.4g})"
+                if on_error == "raise":
+                    raise NonFiniteError(msg + "; pass on_error='mark' to score the other images anyway")
+                failed[start + i] = True
+                errors[start + i] = msg
+
+    for k in ("log_growth", "prior", "div"):
+        out[k][failed] = float("nan")
+    if curve is not None:
+        curve[failed] = float("nan")
+    div = out["div"] if divergence is not None else None
+    return VolumeGrowth(
+        log_growth=out["log_growth"],
+        prior_logp=out["prior"],
+        divergence_integral=div,
+        generation_logp=out["prior"] + div if div is not None else None,
+        curve=curve,
+        failed=failed,
+        errors=errors,
+        settings=dict(cfg, seed=seed, dtype=str(dtype).replace("torch.", "")),
+    )
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _validate(images, *, axes, sigma, steps, t_min, method, stretch, divergence, probes, on_error, dtype):
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError("images is empty (B = 0)")
+    if not (dtype.is_floating_point if isinstance(dtype, torch.dtype) else False):
+        raise TypeError(f"trajectories need a floating dtype, got {dtype}")
+    flat = images.detach().reshape(images.shape[0], -1)
+    bad = ~torch.isfinite(flat).all(1)
+    if bad.any():
+        idx = bad.nonzero().flatten().tolist()
+        raise ValueError(f"images {idx[:10]} contain NaN or Inf")
+    peak = flat.abs().amax(1)
+    if (peak > 1 + _RANGE_SLACK).any():
+        i = int(peak.argmax())
+        raise ValueError(
+            f"image {i} has values up to {float(peak[i]):.3g}; images must be scaled to [-1, 1] "
+            "(e.g. x / 127.5 - 1 for uint8)"
+        )
+    D = flat.shape[1]
+    if not isinstance(axes, int) or not 1 <= axes <= D:
+        raise ValueError(f"axes must be an integer in 1..D = {D} (the image dimension), got {axes!r}")
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
+    if not 0 < t_min < 1:
+        raise ValueError(f"t_min must lie in (0, 1), got {t_min!r}")
+    max_steps = int(round((1 - t_min) / sde.DT)) + 1
+    if not isinstance(steps, int) or not 1 <= steps <= max_steps:
+        raise ValueError(f"steps must be an integer in 1..{max_steps} (grid of 1/1000 from t_min = {t_min}), got {steps!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if stretch not in ("norm", "volume"):
+        raise ValueError(f"stretch must be 'norm' or 'volume', got {stretch!r}")
+    if divergence not in _DIVERGENCES:
+        raise ValueError(f"divergence must be one of {_DIVERGENCES}, got {divergence!r}")
+    if not isinstance(probes, int) or probes < 1:
+        raise ValueError(f"probes must be a positive integer, got {probes!r}")
+    if on_error not in ("raise", "mark"):
+        raise ValueError(f"on_error must be 'raise' or 'mark', got {on_error!r}")
+
+
+def _model_device(model) -> torch.device | None:
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    y = getattr(model, "y", None)  # ExactScore keeps its training set here
+    return y.device if isinstance(y, torch.Tensor) else None
+
+
+class _progress:
+    """A rich progress bar over chunk-steps, or a no-op."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n=1: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self._bar = Progress("[progress.description]{task.description}", BarColumn(),
+                             MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
+        self._bar.__enter__()
+        task = self._bar.add_task("volume growth (chunk-steps)", total=self.total)
+        return lambda n=1: self._bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._bar.__exit__(*exc)
+        return False
+
+
+def _drift_fn(model, shape, t: float, eval_batch: int):
+    """f(Z, t) on flat rows Z (R, D), calling the network in slices of eval_batch rows."""
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        parts = []
+        for i in range(0, z.shape[0], eval_batch):
+            zi = z[i:i + eval_batch]
+            ti = torch.full((zi.shape[0],), t, dtype=zi.dtype, device=zi.device)
+            parts.append(base.drift(model, zi.reshape(-1, *shape), ti).reshape(zi.shape[0], -1))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    return f
+
+
+def orthonormalise(a: torch.Tensor, with_r: bool = False):
+    """Gram-Schmidt of the rows of a (B, N, D), in order: QR with a positive diagonal.
+
+    Returns the orthonormal rows (B, N, D), and with ``with_r`` also |diag R| (B, N):
+    the extent of each row orthogonal to the rows before it.
+    """
+    if a.shape[1] == 1:
+        n = a.norm(dim=-1)
+        q = a / n.unsqueeze(-1)
+        return (q, n) if with_r else q
+    q, r = torch.linalg.qr(a.transpose(1, 2))  # (B, D, N), (B, N, N)
+    d = torch.diagonal(r, dim1=-2, dim2=-1)
+    sign = torch.where(d < 0, -torch.ones_like(d), torch.ones_like(d))
+    q = (q * sign.unsqueeze(1)).transpose(1, 2)
+    return (q, d.abs()) if with_r else q
+
+
+def initial_axes(keys: torch.Tensor, axes: int, dim: int, dtype) -> torch.Tensor:
+    """Per-image orthonormal axes (B, N, D): Gram-Schmidt of Gaussian noise (line 3-4).
+
+    Drawn and orthonormalised in float64, then cast, so every dtype starts alike.
+    """
+    eps = _rng.normal(keys, stream=0, count=axes * dim).reshape(-1, axes, dim)
+    return orthonormalise(eps).to(dtype)  # type: ignore[union-attr]
+
+
+def _sort_desc(diff: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """Rows of diff (B, N, D) in descending order of norms (B, N)."""
+    if diff.shape[1] == 1:
+        return diff
+    order = norms.argsort(dim=1, descending=True)
+    return diff.gather(1, order.unsqueeze(-1).expand_as(diff))
+
+
+def _track_chunk(model, x, keys, *, axes, sigma, steps, t_min, method, stretch, divergence, probes,
+                 eval_batch, advance):
+    """Track one chunk of images x (B, C, H, W). Returns float64 tensors on x's device."""
+    shape = tuple(x.shape[1:])
+    B, D, N = x.shape[0], x[0].numel(), axes
+    dtype, dev = x.dtype, x.device
+    ts = sde.time_grid(t_min, steps).tolist()
+    betas = sde.beta(sde.time_grid(t_min, steps)).tolist()
+
+    x0 = x.reshape(B, D)
+    # Lines 3-4: N orthonormal axes around the centre.
+    axes_ = initial_axes(keys, N, D, dtype)
+    if method == "fd":
+        pts = x0.unsqueeze(1) + sigma * axes_  # (B, N, D) surrounding points
+        prev = (pts - x0.unsqueeze(1)).norm(dim=-1)
+    else:
+        pts = axes_  # tangent vectors
+        prev = pts.norm(dim=-1)
+
+    log_l = torch.zeros(B, dtype=torch.float64, device=dev)
+    div_int = torch.zeros(B, dtype=torch.float64, device=dev)
+    curve = torch.empty((B, steps), dtype=torch.float64, device=dev)
+    first_bad = torch.full((B,), -1, dtype=torch.long, device=dev)
+    bad_kind = torch.zeros(B, dtype=torch.long, device=dev)  # 1: centre, 2: axis
+
+    for k in range(steps):
+        f = _drift_fn(model, shape, ts[k], eval_batch)
+        if divergence is not None:
+            # int nabla.f dt along the centre (left Riemann sum, matching Euler).
+            div_s = _score_divergence(model, x0, shape, ts[k], divergence, keys, k, probes, eval_batch)
+            div_int += sde.DT * (-0.5 * betas[k] * (D + div_s.to(torch.float64)))
+        if method == "fd":
+            # Lines 6-7: one Euler step of the centre and the surrounding points, together.
+            z = torch.cat([x0.unsqueeze(1), pts], 1).reshape(B * (N + 1), D)
+            z = (z + sde.DT * f(z)).reshape(B, N + 1, D)
+            x0, diff = z[:, 0], z[:, 1:] - z[:, :1]
+        else:
+            # Tangent mode: (x0, V) -> (Phi(x0), Phi'(x0) V) with Phi(x) = x + dt f(x).
+            primal = x0.repeat_interleave(N, dim=0)
+            out, jv = torch.func.jvp(lambda z: z + sde.DT * f(z), (primal,), (pts.reshape(B * N, D),))
+            x0, diff = out.reshape(B, N, D)[:, 0], jv.reshape(B, N, D)
+        norms = diff.norm(dim=-1)
+        bad_c = ~torch.isfinite(x0).all(1)
+        bad_a = ~(torch.isfinite(norms) & (norms > 0)).all(1) & ~bad_c
+        # Keep failed rows finite so they cannot poison QR; their results are discarded.
+        dead = (first_bad >= 0) | bad_c | bad_a
+        x0 = torch.where(dead.unsqueeze(1), torch.zeros_like(x0), x0)
+        diff = torch.where(dead.view(B, 1, 1), axes_, diff)
+        norms = torch.where(dead.unsqueeze(1), torch.ones_like(norms), norms)
+        # Line 11: sort the axes by stretch, largest first.
+        diff = _sort_desc(diff, norms)
+        # Line 12: Gram-Schmidt in that order (R's diagonal is each axis's new extent).
+        q, rdiag = orthonormalise(diff, with_r=True)
+        # Lines 8-10 (Eq. 13): add every axis's log stretch, in float64.
+        num = norms if stretch == "norm" else rdiag
+        step_log = (torch.log(num.to(torch.float64)) - torch.log(prev.to(torch.float64))).sum(1)
+        bad_a |= ~torch.isfinite(step_log) & ~bad_c
+        new = (bad_c | bad_a) & (first_bad < 0)
+        first_bad = torch.where(new, k, first_bad)
+        bad_kind = torch.where(new, torch.where(bad_c, 1, 2), bad_kind)
+        log_l += torch.where(first_bad >= 0, torch.zeros_like(step_log), step_log)
+        curve[:, k] = log_l
+        if (k + 1) % _CHECK_EVERY == 0 and bool((first_bad >= 0).all()):
+            advance(steps - k)
+            break
+        # Line 13: back to radius sigma about the new centre.
+        if method == "fd":
+            pts = x0.unsqueeze(1) + sigma * q
+            prev = (pts - x0.unsqueeze(1)).norm(dim=-1)
+        else:
+            pts, prev = q, q.norm(dim=-1)
+        advance(1)
+
+    prior = sde.prior_logp(x0.to(torch.float64))
+    bad = {}
+    fb, kind = first_bad.cpu().tolist(), bad_kind.cpu().tolist()
+    for i in range(B):
+        if fb[i] >= 0:
+            what = "the centre trajectory became non-finite (NaN/Inf from the score model?)" if kind[i] == 1 \
+                else "an axis stretch became non-finite or zero (finite differences cancelled?)"
+            bad[i] = (fb[i], what)
+    return dict(log_growth=log_l, prior=prior, div=div_int, curve=curve, bad=bad)
+
+
+def _score_divergence(model, x0, shape, t, kind, keys, step, probes, eval_batch):
+    """nabla.s at the centres x0 (B, D), time t: (B,) in x0's dtype."""
+    B, D = x0.shape
+    tb = torch.full((B,), t, dtype=x0.dtype, device=x0.device)
+    if kind == "exact" and callable(getattr(model, "divergence", None)):
+        return model.divergence(x0.reshape(B, *shape), tb)
+
+    def s(z):
+        parts = []
+        for i in range(0, z.shape[0], eval_batch):
+            zi = z[i:i + eval_batch]
+            ti = torch.full((zi.shape[0],), t, dtype=zi.dtype, device=zi.device)
+            parts.append(base.score(model, zi.reshape(-1, *shape), ti).reshape(zi.shape[0], -1))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    if kind == "exact":
+        # Trace of the Jacobian from D Jacobian-vector products along the unit vectors.
+        eye = torch.eye(D, dtype=x0.dtype, device=x0.device)
+        primal = x0.repeat_interleave(D, dim=0)
+        _, jv = torch.func.jvp(s, (primal,), (eye.repeat(B, 1),))
+        return torch.diagonal(jv.reshape(B, D, D), dim1=1, dim2=2).sum(1)
+    # Hutchinson: E[z^T (ds/dx) z] with Rademacher z, keyed per image and step.
+    z = _rng.rademacher(keys, stream=1 + step, count=probes * D).to(x0.dtype).reshape(B * probes, D)
+    primal = x0.repeat_interleave(probes, dim=0)
+    _, jv = torch.func.jvp(s, (primal,), (z,))
+    return (z * jv).sum(1).reshape(B, probes).mean(1)
