@@ -20,7 +20,7 @@ METHOD = "curate_volume_growth"
 
 # Config entries that determine the stored values: equal -> same run (resumable).
 IDENTITY = (
-    "score_field", "error_field", "logp_field", "model_fingerprint", "tracker_method", "axes",
+    "score_field", "error_field", "logp_field", "model_fingerprint", "tracker_method", "stretch", "axes",
     "sigma", "steps", "t_min", "seed", "dtype", "image_size", "image_channels", "resize",
 )
 
@@ -62,7 +62,7 @@ class VolumeGrowthConfig(fob.BrainMethodConfig):
     """Configuration of one volume-growth scoring run (see the module docstring)."""
 
     def __init__(self, score_field, error_field=None, logp_field=None, model=None,
-                 model_description=None, model_fingerprint=None, tracker_method="fd", axes=1,
+                 model_description=None, model_fingerprint=None, tracker_method="fd", stretch="norm", axes=1,
                  sigma=0.05, steps=1, t_min=1e-3, seed=0, dtype="float64", image_size=None,
                  image_channels=None, resize=False, versions=None, **kwargs):
         self.score_field = score_field
@@ -72,6 +72,7 @@ class VolumeGrowthConfig(fob.BrainMethodConfig):
         self.model_description = model_description
         self.model_fingerprint = model_fingerprint
         self.tracker_method = tracker_method  # "fd" or "jvp" (``method`` names the brain method)
+        self.stretch = stretch
         self.axes = axes
         self.sigma = sigma
         self.steps = steps

@@ -97,6 +97,7 @@ def compute_volume_growth(
     *,
     score_field: str = "volume_growth",
     method: str = "fd",
+    stretch: str = "norm",
     axes: int = 1,
     sigma: float = 0.05,
     steps: int = 1,
@@ -122,7 +123,7 @@ def compute_volume_growth(
         model: a score model (``eps(x, t)``); e.g. :class:`curate.ExactScore` or a
             network from :func:`curate.load_model`.
         score_field: float field for log l_T, also the brain key of the run.
-        method, axes, sigma, steps, t_min, seed, dtype, device: passed to the tracker
+        method, stretch, axes, sigma, steps, t_min, seed, dtype, device: passed to the tracker
             (``dtype`` is the trajectories' dtype; float64 by default, see design §2).
         batch_size: images per database write (and per tracker call).
         logp_field: optionally also store the PF-ODE generation log-probability
@@ -152,21 +153,22 @@ def compute_volume_growth(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     policy = resolve_policy(samples, size=size, channels=channels, resize=resize)
+    divergence = "auto" if logp_field else None
     config = runs.VolumeGrowthConfig(
         score_field, error_field=error_field, logp_field=logp_field,
         model=type(model).__module__ + "." + type(model).__qualname__,
         model_description=model_description or _describe(model),
-        model_fingerprint=runs.model_fingerprint(model), tracker_method=method, axes=int(axes),
+        model_fingerprint=runs.model_fingerprint(model), tracker_method=method, stretch=stretch,
+        axes=int(axes),
         sigma=float(sigma), steps=int(steps), t_min=float(t_min), seed=int(seed),
         dtype=str(dtype).replace("torch.", ""), image_size=list(policy.size),
         image_channels=policy.channels, resize=bool(policy.resize), versions=runs.versions(),
     )
-    # Check the settings before touching the database: a bad argument loses nothing.
-    probe = torch.zeros((1, policy.channels, *policy.size))
-    from curate.volume import _validate  # the tracker's own argument checks
-
-    _validate(probe, axes=axes, sigma=sigma, steps=steps, t_min=t_min, method=method,
-              divergence="exact" if logp_field else None, probes=1, on_error="mark", dtype=dtype)
+    # Check settings and model on one blank image before touching the database, so a
+    # bad argument fails with the tracker's own message and loses nothing.
+    track_volume_growth(model, torch.zeros((1, policy.channels, *policy.size)), axes=axes,
+                        sigma=sigma, steps=steps, t_min=t_min, method=method, stretch=stretch,
+                        seed=seed, divergence=divergence, on_error="mark", dtype=dtype, device=device)
 
     dataset = samples._dataset
     resumed = _prepare_run(samples, config, resume=resume, overwrite=overwrite)
@@ -180,7 +182,6 @@ def compute_volume_growth(
     n_todo = todo.count()
     skipped = total - n_todo
     scored = failed = 0
-    divergence = "auto" if logp_field else None
     with progress_bar(n_todo, f"volume growth -> {score_field}", enabled=progress) as advance:
         for batch in iter_batches(todo, batch_size=batch_size, size=policy.size,
                                   channels=policy.channels, resize=policy.resize,
@@ -190,7 +191,7 @@ def compute_volume_growth(
             if batch.ids:
                 res = track_volume_growth(
                     model, batch.images, axes=axes, sigma=sigma, steps=steps, t_min=t_min,
-                    method=method, seed=seed, divergence=divergence, on_error="mark",
+                    method=method, stretch=stretch, seed=seed, divergence=divergence, on_error="mark",
                     dtype=dtype, device=device,
                 )
                 for i, sid in enumerate(batch.ids):
