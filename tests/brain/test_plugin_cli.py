@@ -1,0 +1,113 @@
+"""The App plugin through fiftyone.operators.execute_operator, and the CLI, on real datasets."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import curate
+from curate.cli import main as cli
+from curate.data.loader import load_images
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+URI = "@curate/curate/"
+
+
+@pytest.fixture
+def plugins(fo, monkeypatch):
+    monkeypatch.setattr(fo.config, "plugins_dir", str(PLUGINS))
+    import fiftyone.operators as foo
+
+    return foo
+
+
+def _run(foo, name, ds, **params):
+    res = foo.execute_operator(URI + name, ctx=dict(dataset=ds, params=params))
+    assert res.error is None, res.error
+    return res
+
+
+def test_operators_on_a_real_dataset(plugins, digits_ds, train_model, tmp_path):
+    foo, ds = plugins, digits_ds
+    res = _run(foo, "compute_volume_growth", ds, score_field="volume_growth", model="exact",
+               train_tag="train", steps=2, batch_size=32)
+    assert res.result == {"scored": 80, "failed": 0, "skipped": 0}
+    ids, images, _ = load_images(ds, num_workers=0)
+    want = curate.track_volume_growth(train_model, images, steps=2, dtype=torch.float64,
+                                      divergence=None).log_growth.numpy()
+    got = dict(zip(*ds.values(["id", "volume_growth"])))
+    np.testing.assert_allclose([got[i] for i in ids], want, rtol=1e-12, atol=1e-12)
+    assert "ExactScore of the 40 samples tagged 'train'" in \
+        ds.get_brain_info("volume_growth").config.model_description
+
+    res = _run(foo, "flag_high_risk", ds, score_field="volume_growth", rule="top_k", value=6,
+               tag="high_risk")
+    assert res.result == {"flagged": 6}
+    top = set(np.array(ids)[np.argsort(-want, kind="stable")[:6]])
+    assert set(ds.match_tags("high_risk").values("id")) == top or \
+        sorted(want)[-6] == sorted(want)[-7]  # only a tie at the cut could differ
+
+    res = _run(foo, "dedupe", ds, threshold=0.0, query_tag="", keep="first",
+               score_field="volume_growth", tag="duplicate")
+    assert res.result == {"groups": 0, "tagged": 0}  # no two digits images are identical here
+
+    res = _run(foo, "export_clean", ds, export_dir=str(tmp_path / "out"), exclude_tags=["high_risk"],
+               dataset_type="ImageClassificationDirectoryTree", label_field="ground_truth")
+    assert res.result == {"exported": 74}
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 74
+
+    # The panel's histogram is numpy's histogram of the stored scores.
+    res = foo.execute_operator(URI + "volume_growth_histogram", ctx=dict(
+        dataset=ds, params=dict(__method__="on_load", panel_id="p1", state={})))
+    data = [r for r in res.to_json()["executor"]["requests"] if r["operator_uri"] == "patch_panel_data"]
+    hist = data[0]["params"]["data"]["histogram"][0]
+    counts, edges = np.histogram(want, bins=30)
+    assert hist["y"] == counts.tolist()
+    np.testing.assert_allclose(hist["x"], (edges[1:] + edges[:-1]) / 2)
+
+
+def test_cli_score_flag_dedupe_export(fo, digits_ds, train_model, tmp_path, capsys):
+    name = digits_ds.name
+    digits_ds.persistent = True
+    try:
+        assert cli(["score", "--dataset", name, "--exact-score", "--steps", "2", "--no-progress"]) == 0
+        assert "scored 80, failed 0" in capsys.readouterr().out
+        digits_ds.reload()
+        ids, images, _ = load_images(digits_ds, num_workers=0)
+        want = curate.track_volume_growth(train_model, images, steps=2, dtype=torch.float64,
+                                          divergence=None).log_growth.numpy()
+        got = dict(zip(*digits_ds.values(["id", "volume_growth"])))
+        np.testing.assert_allclose([got[i] for i in ids], want, rtol=1e-12, atol=1e-12)
+        with pytest.raises(SystemExit, match="other settings"):
+            cli(["score", "--dataset", name, "--exact-score", "--steps", "3", "--no-progress"])
+        assert cli(["flag", "--dataset", name, "--percentile", "90"]) == 0
+        n_flag = int((want >= np.percentile(want, 90)).sum())
+        assert f"tagged {n_flag} sample(s)" in capsys.readouterr().out
+        assert cli(["dedupe", "--dataset", name, "--threshold", "0.05"]) == 0
+        out = tmp_path / "clean"
+        assert cli(["export", "--dataset", name, "--export-dir", str(out),
+                    "--exclude-tags", "high_risk", "duplicate"]) == 0
+        digits_ds.reload()
+        kept = digits_ds.match_tags(["high_risk", "duplicate"], bool=False).count()
+        assert len(list(out.rglob("*.png"))) == kept
+        with pytest.raises(SystemExit, match="not empty"):
+            cli(["export", "--dataset", name, "--export-dir", str(out)])
+        with pytest.raises(SystemExit, match="no FiftyOne dataset"):
+            cli(["flag", "--dataset", "no-such-dataset", "--top-k", "1"])
+    finally:
+        digits_ds.persistent = False
+
+
+def test_plugin_install_is_found_by_fiftyone(fo, tmp_path, monkeypatch, capsys):
+    target = tmp_path / "plugins"
+    assert cli(["plugin", "install", "--plugins-dir", str(target)]) == 0
+    assert (target / "curate" / "fiftyone.yml").is_file()
+    monkeypatch.setattr(fo.config, "plugins_dir", str(target))
+    import fiftyone.plugins as fop
+
+    names = [p.name for p in fop.list_plugins(enabled="all")]
+    assert "@curate/curate" in names
+    defn = fop.get_plugin("@curate/curate")
+    assert set(defn.operators) == {"compute_volume_growth", "flag_high_risk", "dedupe",
+                                   "export_clean", "volume_growth_histogram"}  # panels included
