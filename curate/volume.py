@@ -150,7 +150,8 @@ def track_volume_growth(
         for start in range(0, B, batch_size):
             sl = slice(start, min(B, start + batch_size))
             x = images[sl].to(device=device, dtype=dtype)
-            res = _track_chunk(model, x, keys[sl].to(device), advance=advance, **cfg)
+            with torch.no_grad():  # forward-mode jvp still works; no graphs are kept
+                res = _track_chunk(model, x, keys[sl].to(device), advance=advance, **cfg)
             out["log_growth"][sl] = res["log_growth"].cpu()
             out["prior"][sl] = res["prior"].cpu()
             out["div"][sl] = res["div"].cpu()

@@ -1,0 +1,145 @@
+"""Benchmarks of the tracker, measured as ratios against baselines in the same run.
+
+* forward: plain batched network forward passes at the same number of network
+  evaluations and the same batch shapes as the tracker -- the floor the tracker can
+  reach; ``tracker / forward`` is the tracker's own overhead.
+* per-image loop: :mod:`curate.volume_reference`, one image at a time with
+  Gram-Schmidt in a Python loop, like the paper's code.
+
+Long settings (T = 1000) are timed over ``max_steps`` steps and reported per image at
+the full T: every step costs the same, so the ratio does not depend on T.
+"""
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from curate import sde
+from curate.models import base
+from curate.volume import track_volume_growth
+from curate.volume_reference import reference_log_growth
+
+
+@dataclass
+class TrackerBench:
+    axes: int
+    steps: int
+    timed_steps: int
+    images: int
+    evals_per_image: int
+    tracker_s_per_image: float
+    forward_s_per_image: float
+    loop_s_per_image: float
+    peak_mem_mb: float
+
+    @property
+    def overhead(self) -> float:
+        """Tracker time / forward time at equal network evaluations (1.0 is ideal)."""
+        return self.tracker_s_per_image / self.forward_s_per_image
+
+    @property
+    def speedup_vs_loop(self) -> float:
+        return self.loop_s_per_image / self.tracker_s_per_image
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_of(fns, repeats, device) -> list[float]:
+    """Best wall time of each function, interleaving them so drifting load hits all alike."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
+
+
+def _peak_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+
+
+def bench_tracker(model, images: torch.Tensor, *, axes: int, steps: int, max_steps: int = 20,
+                  loop_steps: int = 3, loop_images: int = 1, repeats: int = 3,
+                  dtype: torch.dtype | None = None) -> TrackerBench:
+    """Time the batched tracker, forward passes and the per-image loop for one setting.
+
+    images: (B, C, H, W) on the model's device. All of B goes into one chunk, so the
+    tracker and the forward baseline make identical network calls.
+    """
+    device = images.device
+    B = images.shape[0]
+    T = min(steps, max_steps)
+    rows = B * (axes + 1)
+    x = images.to(dtype or images.dtype)
+    kw = dict(axes=axes, steps=T, divergence=None, batch_size=B, eval_batch=rows, dtype=x.dtype)
+    z = x.repeat_interleave(axes + 1, dim=0)
+    ts = sde.time_grid(sde.T_MIN, T).tolist()
+
+    def forward():
+        with torch.no_grad():
+            for k in range(T):
+                base.eps(model, z, torch.full((rows,), ts[k], dtype=z.dtype, device=device))
+
+    track_volume_growth(model, x, **{**kw, "steps": 1})  # warm-up
+    forward()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t_track, t_fwd = _best_of([lambda: track_volume_growth(model, x, **kw), forward], repeats, device)
+    peak = _peak_mb(device)
+
+    Tl = min(T, loop_steps)
+    with torch.no_grad():
+        reference_log_growth(model, x[0].cpu() if device.type == "cpu" else x[0], axes=axes, sigma=0.05, steps=1)
+        t0 = time.perf_counter()
+        for i in range(min(loop_images, B)):
+            reference_log_growth(model, x[i], axes=axes, sigma=0.05, steps=Tl)
+        _sync(device)
+        t_loop = (time.perf_counter() - t0) / min(loop_images, B)
+
+    scale = steps / T  # extrapolate per-step cost to the full T
+    return TrackerBench(
+        axes=axes, steps=steps, timed_steps=T, images=B, evals_per_image=(axes + 1) * steps,
+        tracker_s_per_image=t_track / B * scale, forward_s_per_image=t_fwd / B * scale,
+        loop_s_per_image=t_loop * steps / Tl, peak_mem_mb=peak,
+    )
+
+
+def describe_environment(device) -> dict:
+    info = dict(torch=torch.__version__, python=platform.python_version(), device=str(device),
+                threads=torch.get_num_threads())
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+    return info
+
+
+def results_table(rows: list[TrackerBench], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("N", "T", "timed", "B", "evals/img", "tracker img/s", "forward img/s", "loop img/s",
+                "overhead", "vs loop", "peak MB"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r.axes), str(r.steps), str(r.timed_steps), str(r.images), str(r.evals_per_image),
+                      f"{1 / r.tracker_s_per_image:.4g}", f"{1 / r.forward_s_per_image:.4g}",
+                      f"{1 / r.loop_s_per_image:.4g}", f"{r.overhead:.3f}", f"{r.speedup_vs_loop:.1f}x",
+                      f"{r.peak_mem_mb:.0f}")
+    return table
+
+
+def as_dict(r: TrackerBench) -> dict:
+    return dict(asdict(r), overhead=r.overhead, speedup_vs_loop=r.speedup_vs_loop)

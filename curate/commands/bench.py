@@ -1,0 +1,63 @@
+"""`curate bench tracker`: the tracker against forward passes and a per-image loop."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks, reported as ratios against baselines in the same run",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bsub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    t = bsub.add_parser("tracker", help="batched tracker vs forward passes vs the paper-style per-image loop",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--preset", default="tiny", help="U-Net preset (tiny, small, paper)")
+    t.add_argument("--image-size", type=int, default=16)
+    t.add_argument("--channels", type=int, default=1)
+    t.add_argument("--images", type=int, default=None,
+                   help="images per setting (default: 2 at N=100, 256 at N=1)")
+    t.add_argument("--settings", default="100x1000,1x1",
+                   help="comma-separated NxT settings (axes x steps)")
+    t.add_argument("--max-steps", type=int, default=10,
+                   help="steps actually timed; the per-image figures are scaled to the full T")
+    t.add_argument("--loop-steps", type=int, default=3, help="steps timed for the per-image loop")
+    t.add_argument("--repeats", type=int, default=3, help="best of this many timings")
+    t.add_argument("--device", default="auto", help="cpu, cuda, or auto")
+    t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    t.add_argument("--json", default=None, help="also write the results to this JSON file")
+    t.set_defaults(func=_tracker)
+
+
+def _tracker(args) -> int:
+    import torch
+    from rich.console import Console
+
+    from curate.bench import as_dict, bench_tracker, describe_environment, results_table
+    from curate.models.unet import build_unet
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    dtype = getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    model = build_unet(args.preset, image_size=args.image_size, channels=args.channels).to(device).eval()
+    console = Console(width=max(120, Console().width))
+    env = describe_environment(device)
+    console.print(f"[bold]curate bench tracker[/] model=U-Net '{args.preset}' "
+                  f"{args.channels}x{args.image_size}x{args.image_size}, dtype={args.dtype}, {env}")
+    rows = []
+    for setting in args.settings.split(","):
+        n, t = (int(v) for v in setting.lower().split("x"))
+        b = args.images or (2 if n >= 50 else 256)
+        g = torch.Generator().manual_seed(1)
+        x = (torch.rand((b, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
+        rows.append(bench_tracker(model, x, axes=n, steps=t, max_steps=args.max_steps,
+                                  loop_steps=args.loop_steps, repeats=args.repeats, dtype=dtype))
+    console.print(results_table(rows, "images/s (per image at the full T); overhead = tracker time / "
+                                      "forward time at equal network evaluations"))
+    for r in rows:
+        console.print(f"N={r.axes}, T={r.steps}: overhead ratio {r.overhead:.3f}; "
+                      f"per-image loop / tracker = {r.speedup_vs_loop:.1f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(dict(environment=env, preset=args.preset, results=[as_dict(r) for r in rows]), fh, indent=2)
+    return 0
