@@ -18,6 +18,10 @@ _EXPORTS = {
     "build_unet": "curate.models.unet",
     "train": "curate.train",
     "sample": "curate.sample",
+    "compute_volume_growth": "curate.brain",
+    "flag_high_risk": "curate.brain",
+    "dedupe": "curate.brain",
+    "export_clean": "curate.brain",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
