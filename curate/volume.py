@@ -89,6 +89,7 @@ def track_volume_growth(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     eval_batch: int | None = None,
+    autocast: torch.dtype | None = None,
     progress: bool = False,
 ) -> VolumeGrowth:
     """Log volume growth of each image under the PF-ODE (the paper's Algorithm 1).
@@ -118,6 +119,11 @@ def track_volume_growth(
             the cancellation of finite differences where the score is large.
         device: where to compute (default: the model's device, else the images').
         eval_batch: most rows per network call (default 256 on CPU, 4096 on CUDA).
+            On a CUDA out-of-memory error the chunk is retried with half the images
+            and half the rows per call, down to one image.
+        autocast: run the network under ``torch.autocast`` with this dtype (e.g.
+            ``torch.bfloat16`` on a GPU); trajectories stay in ``dtype``. ``curate bench``
+            measures its error in log growth against float32.
         progress: show a rich progress bar.
 
     Returns:
@@ -144,14 +150,27 @@ def track_volume_growth(
     failed = torch.zeros(B, dtype=torch.bool)
     errors: dict[int, str] = {}
     cfg = dict(axes=axes, sigma=float(sigma), steps=steps, t_min=float(t_min), method=method,
-               stretch=stretch, divergence=divergence, probes=probes, eval_batch=eval_batch)
+               stretch=stretch, divergence=divergence, probes=probes, eval_batch=eval_batch, autocast=autocast)
 
-    with _progress(progress, total=math.ceil(B / batch_size) * steps) as advance:
-        for start in range(0, B, batch_size):
+    with _progress(progress, total=B * steps) as advance:
+        start = 0
+        while start < B:
             sl = slice(start, min(B, start + batch_size))
             x = images[sl].to(device=device, dtype=dtype)
-            with torch.no_grad():  # forward-mode jvp still works; no graphs are kept
-                res = _track_chunk(model, x, keys[sl].to(device), advance=advance, **cfg)
+            try:
+                with torch.no_grad():  # forward-mode jvp still works; no graphs are kept
+                    res = _track_chunk(model, x, keys[sl].to(device),
+                                       advance=lambda n=1, b=x.shape[0]: advance(n * b), **cfg)
+            except torch.OutOfMemoryError:
+                if batch_size == 1 and cfg["eval_batch"] == 1:
+                    raise
+                # Answer an out-of-memory error with a smaller chunk, not a crash.
+                batch_size = max(1, batch_size // 2)
+                cfg["eval_batch"] = max(1, cfg["eval_batch"] // 2)
+                del x
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
             out["log_growth"][sl] = res["log_growth"].cpu()
             out["prior"][sl] = res["prior"].cpu()
             out["div"][sl] = res["div"].cpu()
@@ -163,6 +182,7 @@ def track_volume_growth(
                     raise NonFiniteError(msg + "; pass on_error='mark' to score the other images anyway")
                 failed[start + i] = True
                 errors[start + i] = msg
+            start = sl.stop
 
     for k in ("log_growth", "prior", "div"):
         out[k][failed] = float("nan")
@@ -177,7 +197,8 @@ def track_volume_growth(
         curve=curve,
         failed=failed,
         errors=errors,
-        settings=dict(cfg, seed=seed, dtype=str(dtype).replace("torch.", "")),
+        settings=dict(cfg, seed=seed, dtype=str(dtype).replace("torch.", ""),
+                  autocast=str(autocast).replace("torch.", "") if autocast else None),
     )
 
 
@@ -250,7 +271,7 @@ class _progress:
         self._bar = Progress("[progress.description]{task.description}", BarColumn(),
                              MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
         self._bar.__enter__()
-        task = self._bar.add_task("volume growth (chunk-steps)", total=self.total)
+        task = self._bar.add_task("volume growth (image-steps)", total=self.total)
         return lambda n=1: self._bar.advance(task, n)
 
     def __exit__(self, *exc):
@@ -259,18 +280,27 @@ class _progress:
         return False
 
 
-def _drift_fn(model, shape, t: float, eval_batch: int):
-    """f(Z, t) on flat rows Z (R, D), calling the network in slices of eval_batch rows."""
+def _rows(fn, model, shape, t: float, eval_batch: int, autocast):
+    """fn(model, x, t) on flat rows Z (R, D) -> (R, D), in slices of ``eval_batch`` rows.
 
-    def f(z: torch.Tensor) -> torch.Tensor:
+    ``fn`` is :func:`curate.models.base.drift` or ``score``; under ``autocast`` (a
+    torch dtype) the network runs in reduced precision and the result is cast back.
+    """
+
+    def apply(z: torch.Tensor) -> torch.Tensor:
         parts = []
         for i in range(0, z.shape[0], eval_batch):
             zi = z[i:i + eval_batch]
             ti = torch.full((zi.shape[0],), t, dtype=zi.dtype, device=zi.device)
-            parts.append(base.drift(model, zi.reshape(-1, *shape), ti).reshape(zi.shape[0], -1))
+            if autocast is None:
+                out = fn(model, zi.reshape(-1, *shape), ti)
+            else:
+                with torch.autocast(zi.device.type, dtype=autocast):
+                    out = fn(model, zi.reshape(-1, *shape), ti)
+            parts.append(out.reshape(zi.shape[0], -1).to(zi.dtype))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    return f
+    return apply
 
 
 def orthonormalise(a: torch.Tensor, with_r: bool = False):
@@ -308,7 +338,7 @@ def _sort_desc(diff: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
 
 
 def _track_chunk(model, x, keys, *, axes, sigma, steps, t_min, method, stretch, divergence, probes,
-                 eval_batch, advance):
+                 eval_batch, autocast, advance):
     """Track one chunk of images x (B, C, H, W). Returns float64 tensors on x's device."""
     shape = tuple(x.shape[1:])
     B, D, N = x.shape[0], x[0].numel(), axes
@@ -333,10 +363,11 @@ def _track_chunk(model, x, keys, *, axes, sigma, steps, t_min, method, stretch, 
     bad_kind = torch.zeros(B, dtype=torch.long, device=dev)  # 1: centre, 2: axis
 
     for k in range(steps):
-        f = _drift_fn(model, shape, ts[k], eval_batch)
+        f = _rows(base.drift, model, shape, ts[k], eval_batch, autocast)
         if divergence is not None:
             # int nabla.f dt along the centre (left Riemann sum, matching Euler).
-            div_s = _score_divergence(model, x0, shape, ts[k], divergence, keys, k, probes, eval_batch)
+            div_s = _score_divergence(model, x0, shape, ts[k], divergence, keys, k, probes,
+                                      _rows(base.score, model, shape, ts[k], eval_batch, autocast))
             div_int += sde.DT * (-0.5 * betas[k] * (D + div_s.to(torch.float64)))
         if method == "fd":
             # Lines 6-7: one Euler step of the centre and the surrounding points, together.
@@ -391,21 +422,12 @@ def _track_chunk(model, x, keys, *, axes, sigma, steps, t_min, method, stretch, 
     return dict(log_growth=log_l, prior=prior, div=div_int, curve=curve, bad=bad)
 
 
-def _score_divergence(model, x0, shape, t, kind, keys, step, probes, eval_batch):
-    """nabla.s at the centres x0 (B, D), time t: (B,) in x0's dtype."""
+def _score_divergence(model, x0, shape, t, kind, keys, step, probes, s):
+    """nabla.s at the centres x0 (B, D), time t: (B,) in x0's dtype; s maps rows to scores."""
     B, D = x0.shape
-    tb = torch.full((B,), t, dtype=x0.dtype, device=x0.device)
     if kind == "exact" and callable(getattr(model, "divergence", None)):
+        tb = torch.full((B,), t, dtype=x0.dtype, device=x0.device)
         return model.divergence(x0.reshape(B, *shape), tb)
-
-    def s(z):
-        parts = []
-        for i in range(0, z.shape[0], eval_batch):
-            zi = z[i:i + eval_batch]
-            ti = torch.full((zi.shape[0],), t, dtype=zi.dtype, device=zi.device)
-            parts.append(base.score(model, zi.reshape(-1, *shape), ti).reshape(zi.shape[0], -1))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
     if kind == "exact":
         # Trace of the Jacobian from D Jacobian-vector products along the unit vectors.
         eye = torch.eye(D, dtype=x0.dtype, device=x0.device)

@@ -265,3 +265,29 @@ def test_float32_trajectories_lose_precision_where_score_is_large(digits64):
     r32 = curate.track_volume_growth(model32, held.float(), **kw)
     assert r32.log_growth.dtype == F64  # accumulated in float64 regardless
     assert not torch.allclose(r32.log_growth, r64.log_growth, rtol=1e-3)
+
+
+class _MemoryLimited:
+    """The exact score behind a device that runs out of memory above ``limit`` rows."""
+
+    def __init__(self, inner, limit):
+        self.inner, self.limit, self.calls = inner, limit, []
+
+    def eps(self, x, t):
+        self.calls.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError(f"pretend: {x.shape[0]} rows do not fit")
+        return self.inner.eps(x, t)
+
+
+def test_out_of_memory_is_answered_with_smaller_chunks(digits64):
+    inner = curate.ExactScore(digits64[:10])
+    imgs = digits64[:6]
+    kw = dict(axes=3, steps=4, divergence=None)
+    want = curate.track_volume_growth(inner, imgs, **kw)
+    limited = _MemoryLimited(inner, limit=5)
+    got = curate.track_volume_growth(limited, imgs, batch_size=6, eval_batch=24, **kw)
+    assert torch.allclose(got.log_growth, want.log_growth, rtol=1e-12)
+    assert max(limited.calls) > 5 and limited.calls[-1] <= 5  # it failed big, then fit
+    with pytest.raises(torch.OutOfMemoryError):
+        curate.track_volume_growth(_MemoryLimited(inner, limit=0), imgs, **kw)
