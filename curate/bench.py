@@ -143,3 +143,19 @@ def results_table(rows: list[TrackerBench], title: str):
 
 def as_dict(r: TrackerBench) -> dict:
     return dict(asdict(r), overhead=r.overhead, speedup_vs_loop=r.speedup_vs_loop)
+
+
+def autocast_error(model, images: torch.Tensor, *, axes: int, steps: int, autocast: torch.dtype) -> dict:
+    """Log growth with the network under ``autocast`` against float32, on the same images."""
+    from scipy.stats import spearmanr
+
+    kw = dict(axes=axes, steps=steps, divergence=None, dtype=torch.float32)
+    device = images.device
+    ref = track_volume_growth(model, images, **kw)
+    low = track_volume_growth(model, images, autocast=autocast, **kw)
+    t_ref, t_low = _best_of([lambda: track_volume_growth(model, images, **kw),
+                             lambda: track_volume_growth(model, images, autocast=autocast, **kw)], 2, device)
+    diff = (low.log_growth - ref.log_growth).abs()
+    return dict(max_abs=float(diff.max()), max_rel=float((diff / ref.log_growth.abs().clamp_min(1e-12)).max()),
+                spearman=float(spearmanr(ref.log_growth.numpy(), low.log_growth.numpy()).statistic),
+                speedup=t_ref / t_low)

@@ -24,6 +24,8 @@ def register(sub) -> None:
     t.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     t.add_argument("--device", default="auto", help="cpu, cuda, or auto")
     t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    t.add_argument("--autocast", default=None, choices=["bf16", "fp16"],
+                   help="also time the network under autocast and report its error in log growth vs float32")
     t.add_argument("--json", default=None, help="also write the results to this JSON file")
     t.set_defaults(func=_tracker)
 
@@ -40,6 +42,10 @@ def _tracker(args) -> int:
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
     model = build_unet(args.preset, image_size=args.image_size, channels=args.channels).to(device).eval()
+    with torch.no_grad():  # the output conv starts at zero (eps = 0); give it weights to measure errors
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(0, 0.02)
     console = Console(width=max(120, Console().width))
     env = describe_environment(device)
     console.print(f"[bold]curate bench tracker[/] model=U-Net '{args.preset}' "
@@ -57,7 +63,22 @@ def _tracker(args) -> int:
     for r in rows:
         console.print(f"N={r.axes}, T={r.steps}: overhead ratio {r.overhead:.3f}; "
                       f"per-image loop / tracker = {r.speedup_vs_loop:.1f}")
+    extra = {}
+    if args.autocast:
+        from curate.bench import autocast_error
+
+        ac = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.autocast]
+        for setting in args.settings.split(","):
+            n, t = (int(v) for v in setting.lower().split("x"))
+            g = torch.Generator().manual_seed(2)
+            x = (torch.rand((8, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
+            err = autocast_error(model, x, axes=n, steps=min(t, args.max_steps), autocast=ac)
+            extra[f"{args.autocast}_{setting}"] = err
+            console.print(f"autocast {args.autocast}, N={n}, T={min(t, args.max_steps)}: log growth "
+                          f"max |error| {err['max_abs']:.3g}, relative {err['max_rel']:.3g}; "
+                          f"Spearman with float32 {err['spearman']:.4f}; speed {err['speedup']:.2f}x")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(dict(environment=env, preset=args.preset, results=[as_dict(r) for r in rows]), fh, indent=2)
+            json.dump(dict(environment=env, preset=args.preset, results=[as_dict(r) for r in rows],
+                           autocast=extra), fh, indent=2)
     return 0
