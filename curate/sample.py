@@ -1,0 +1,166 @@
+"""Samplers for any score model: PF-ODE Euler (the paper's grid), PF-ODE Heun, and
+Euler-Maruyama on the reverse VP-SDE.
+
+All three integrate from t = 1 (x ~ N(0, I)) down to t_min on the uniform grid
+``linspace(1, t_min, steps + 1)``; ``steps=999`` with t_min = 1e-3 is exactly the paper's
+grid (spacing 1/1000). A final Tweedie step x0 = (x + v s) / alpha at t_min removes the
+last bit of noise (``denoise=True``).
+
+Reproducibility: the noise of sample j depends only on (seed, j) -- it is drawn in fixed
+blocks of ``NOISE_BLOCK`` sample indices from generators seeded by (seed, stream, block)
+-- so a sample is the same whatever ``batch_size`` is (up to floating-point batching
+effects of the network). Initial noise is drawn on the CPU (the same on every device);
+Euler-Maruyama's per-step noise is drawn on the model's device.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from curate import sde
+from curate.models.base import check_model, drift, score
+
+METHODS = ("euler", "heun", "em")
+#: Noise is drawn per block of this many sample indices, so batch size does not change it.
+NOISE_BLOCK = 64
+_MASK = (1 << 64) - 1
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (splitmix64 finaliser), so nearby inputs give unrelated streams."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (v & _MASK)) & _MASK
+        h = (h + 0x9E3779B97F4A7C15) & _MASK
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK
+        h ^= h >> 31
+    return h & ((1 << 63) - 1)
+
+
+def block_noise(seed: int, stream: int, start: int, stop: int, shape: tuple, *, device="cpu") -> torch.Tensor:
+    """Standard normal noise (stop - start, *shape) float32 for sample indices [start, stop)."""
+    first, last = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK
+    parts = []
+    for b in range(first, last + 1):
+        g = torch.Generator(device=device).manual_seed(_mix(seed, stream, b))
+        parts.append(torch.randn((NOISE_BLOCK, *shape), generator=g, device=device, dtype=torch.float32))
+    z = torch.cat(parts) if len(parts) > 1 else parts[0]
+    off = first * NOISE_BLOCK
+    return z[start - off:stop - off]
+
+
+def image_shape(model) -> tuple[int, int, int]:
+    """(C, H, W) a model generates: from a curate UNet's config, ``model.image_shape``, or a
+    diffusers UNet's ``sample_size`` / ``in_channels``."""
+    net = getattr(model, "module", model)
+    cfg = getattr(net, "config", None)
+    if isinstance(cfg, dict) and "image_size" in cfg:
+        return (cfg["channels"], cfg["image_size"], cfg["image_size"])
+    shape = getattr(net, "image_shape", None)
+    if shape is not None:
+        return tuple(int(s) for s in shape)
+    inner = getattr(net, "unet", None) or getattr(net, "net", None)
+    icfg = getattr(inner, "config", None)
+    if icfg is not None and hasattr(icfg, "sample_size") and hasattr(icfg, "in_channels"):
+        size = icfg.sample_size
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        return (icfg.in_channels, h, w)
+    raise ValueError(f"cannot tell the image shape {type(model).__name__} generates; pass shape=(C, H, W)")
+
+
+def _model_device(model) -> torch.device:
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    y = getattr(model, "y", None)  # ExactScore keeps its training set here
+    return y.device if isinstance(y, torch.Tensor) else torch.device("cpu")
+
+
+def _progress(enabled: bool, description: str, total: int):
+    if not enabled:
+        return contextlib.nullcontext(None), None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+    return bar, bar.add_task(description, total=total)
+
+
+def _bcast(t: float, n: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.full((n,), t, dtype=like.dtype, device=like.device)
+
+
+@torch.no_grad()
+def sample(model, n: int, *, method: str = "euler", steps: int = 1000, seed: int = 0,
+           batch_size: int | None = None, progress: bool = True, t_min: float = sde.T_MIN,
+           denoise: bool = True, clip: bool = True, shape: tuple | None = None,
+           dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """Draw ``n`` images (n, C, H, W) from a score model; float ``dtype`` on the CPU, in [-1, 1] when ``clip``.
+
+    method: ``euler`` (PF-ODE, ``steps`` evaluations), ``heun`` (PF-ODE, 2 ``steps``
+    evaluations) or ``em`` (reverse SDE Euler-Maruyama, ``steps`` evaluations).
+    The trajectory is kept in ``dtype`` (float64 makes sense for :class:`ExactScore`);
+    the network computes in its own dtype.
+    """
+    check_model(model)
+    if method not in METHODS:
+        raise ValueError(f"unknown sampling method {method!r}; choose one of {METHODS}")
+    if int(n) < 1 or int(steps) < 1:
+        raise ValueError("n and steps must be positive")
+    if not 0 < t_min < 1:
+        raise ValueError("t_min must be in (0, 1)")
+    n, steps = int(n), int(steps)
+    shape = tuple(shape) if shape is not None else image_shape(model)
+    device = torch.device(device) if device is not None else _model_device(model)
+    batch_size = int(batch_size or min(n, 256))
+    grid = torch.linspace(1.0, t_min, steps + 1, dtype=torch.float64).tolist()
+    evals = steps * (2 if method == "heun" else 1) + int(denoise)
+
+    was_training = getattr(model, "training", None)
+    if was_training:
+        model.eval()
+    out = torch.empty((n, *shape), dtype=dtype)
+    bar, task = _progress(progress, f"sampling ({method}, {steps} steps)", n * evals)
+    try:
+        with bar:
+            for start in range(0, n, batch_size):
+                stop = min(n, start + batch_size)
+                b = stop - start
+                x = block_noise(seed, 0, start, stop, shape).to(device=device, dtype=dtype)
+                for k in range(steps):
+                    t0, t1 = grid[k], grid[k + 1]
+                    h = t1 - t0  # negative: integrating backwards in time
+                    tt = _bcast(t0, b, x)
+                    if method == "euler":
+                        x = x + h * drift(model, x, tt)
+                    elif method == "heun":
+                        d1 = drift(model, x, tt)
+                        xe = x + h * d1
+                        d2 = drift(model, xe, _bcast(t1, b, x))
+                        x = x + 0.5 * h * (d1 + d2)
+                    else:  # reverse SDE: dx = [-beta/2 x - beta s] dt + sqrt(beta) dW
+                        bt = sde.beta(tt).reshape(-1, *([1] * len(shape)))
+                        x_mean = x + h * (-0.5 * bt * x - bt * score(model, x, tt))
+                        if k < steps - 1:
+                            z = block_noise(seed, 1 + k, start, stop, shape, device=device).to(dtype)
+                            x = x_mean + torch.sqrt(bt * -h) * z
+                        else:
+                            x = x_mean  # the last step returns the mean, as score_sde does
+                    if bar is not None:
+                        bar.advance(task, b * (2 if method == "heun" else 1))
+                if denoise:  # Tweedie: E[x0 | x_tmin] = (x + v s) / alpha
+                    tt = _bcast(t_min, b, x)
+                    a, v = sde.alpha(tt), sde.v(tt)
+                    sz = (-1, *([1] * len(shape)))
+                    x = (x + v.reshape(sz) * score(model, x, tt)) / a.reshape(sz)
+                    if bar is not None:
+                        bar.advance(task, b)
+                out[start:stop] = (x.clamp(-1, 1) if clip else x).to("cpu", dtype)
+    finally:
+        if was_training:
+            model.train()
+    return out

@@ -1,0 +1,367 @@
+"""Denoising score matching for the eps U-Net on the VP-SDE, with EMA and resumable checkpoints.
+
+Loss: E_{t ~ U[t_min, 1], z ~ N(0, I)} |eps_theta(alpha_t y + sigma_t z, t) - z|^2 (mean over
+pixels and batch). Adam with linear learning-rate warm-up, gradient clipping, EMA of the
+weights (with the usual warm-up ``min(ema, (1 + step) / (10 + step))`` so short runs
+average over their recent steps rather than their random start), random horizontal flips,
+bf16 autocast on CUDA.
+
+Determinism: the global batch of step s (indices, flips, times, noise) is drawn from a
+generator seeded by (seed, s) alone, and rank r of a ``torchrun`` job trains on slice r of
+it. So a run resumed from a checkpoint continues exactly as if it had not stopped, and a
+DistributedDataParallel run matches a single-process one up to floating-point
+reduction order.
+
+Multi-GPU / multi-node: ``torchrun --nproc_per_node=K -m curate.train OUT --data ...``
+(NCCL on CUDA, gloo on CPU). Rank 0 writes checkpoints, sample grids and the log.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from curate import sde
+from curate.models import checkpoint as ckpt
+from curate.models.unet import UNet, preset_config
+from curate.sample import _mix
+
+
+# --------------------------------------------------------------------------- data
+
+def check_images(images: torch.Tensor) -> torch.Tensor:
+    """Validate training images: float (n, C, H, W) in [-1, 1], finite. Returns a float32 copy-free view."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"training images must be a tensor of shape (n, C, H, W), got "
+                         f"{getattr(images, 'shape', type(images).__name__)}")
+    if images.shape[0] < 1:
+        raise ValueError("no training images")
+    if not images.is_floating_point():
+        raise ValueError(f"training images must be float in [-1, 1], got {images.dtype} "
+                         "(use curate.data.tensors.to_model_range for uint8)")
+    if not torch.isfinite(images).all():
+        raise ValueError("training images contain NaN or Inf")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1.001 or hi > 1.001:
+        raise ValueError(f"training images must lie in [-1, 1], found values in [{lo:.3g}, {hi:.3g}]")
+    return images.float()
+
+
+def fingerprint(images: torch.Tensor) -> str:
+    """sha256 of the float32 image bytes: a resumed run must see the same data."""
+    arr = images.detach().to("cpu", torch.float32).contiguous().numpy()
+    return hashlib.sha256(str(tuple(arr.shape)).encode() + arr.tobytes()).hexdigest()
+
+
+def load_images(source: str, *, n: int | None = None, subset_seed: int = 0, image_size: int | None = None,
+                channels: int | None = None) -> torch.Tensor:
+    """Training images (n, C, H, W) float32 in [-1, 1] from ``source``:
+
+    * ``digits`` -- scikit-learn's 1,797 8x8 digits;
+    * a ``.safetensors`` file (the tensor ``images`` or its only tensor; uint8 or float in [-1, 1]);
+    * a ``.npy`` file (no pickles; uint8 NHWC / NCHW or float NCHW in [-1, 1]);
+    * a folder of images (png, jpg, bmp, webp), converted to ``channels`` (default: 1 if
+      the first image is greyscale else 3) and resized to ``image_size`` if given.
+
+    ``n`` takes a random subset (seeded by ``subset_seed``).
+    """
+    import numpy as np
+
+    from curate.data.tensors import digits_images, to_model_range
+
+    path = Path(source)
+    if source == "digits":
+        x = digits_images()
+    elif path.is_dir():
+        x = _folder_images(path, image_size=image_size, channels=channels)
+    elif path.is_file():
+        ckpt.refuse_pickle(path)
+        kind = ckpt.sniff(path)
+        if kind == "safetensors":
+            tensors, _ = ckpt.read_safetensors(path)
+            if "images" in tensors:
+                x = tensors["images"]
+            elif len(tensors) == 1:
+                x = next(iter(tensors.values()))
+            else:
+                raise ValueError(f"{path} holds several tensors {sorted(tensors)}; name the training set 'images'")
+        elif kind == "numpy":
+            try:
+                x = torch.from_numpy(np.load(path, allow_pickle=False))
+            except ValueError as e:
+                raise ValueError(f"{path}: {e} (curate never loads pickled arrays)") from None
+        else:
+            raise ValueError(f"{path} is not a safetensors or .npy file ({kind})")
+        if x.dim() == 4 and x.dtype == torch.uint8 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            x = x.permute(0, 3, 1, 2)
+        if x.dtype == torch.uint8:
+            x = to_model_range(x)
+    else:
+        raise FileNotFoundError(f"training data {source!r}: not 'digits', a file or a folder")
+    x = check_images(x)
+    if n is not None:
+        if not 1 <= n <= x.shape[0]:
+            raise ValueError(f"n={n} but the data has {x.shape[0]} images")
+        g = torch.Generator().manual_seed(subset_seed)
+        x = x[torch.randperm(x.shape[0], generator=g)[:n]]
+    return x.contiguous()
+
+
+def _folder_images(folder: Path, *, image_size=None, channels=None) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+    if not files:
+        raise ValueError(f"{folder} holds no images (png, jpg, bmp, webp)")
+    arrays = []
+    for p in files:
+        with Image.open(p) as im:
+            if channels is None:
+                channels = 1 if im.mode in ("L", "1", "I;16", "I") else 3
+            im = im.convert("L" if channels == 1 else "RGB")
+            if image_size is not None and im.size != (image_size, image_size):
+                im = im.resize((image_size, image_size), Image.BICUBIC)
+            arrays.append(np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], channels))
+    sizes = {a.shape for a in arrays}
+    if len(sizes) > 1:
+        raise ValueError(f"images in {folder} have different sizes {sorted(sizes)}; pass image_size to resize")
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"images must be square, got {tuple(x.shape[-2:])}; pass image_size")
+    return x.float() / 127.5 - 1.0
+
+
+# --------------------------------------------------------------------------- distributed
+
+def _dist_setup(device):
+    """(rank, world, device, owns_group): joins a torchrun job when WORLD_SIZE > 1."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 and not dist.is_initialized():
+        dev = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        return 0, 1, dev, False
+    owns = False
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        owns = True
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if device is None:
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count()))
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
+        else:
+            device = "cpu"
+    return rank, world, torch.device(device), owns
+
+
+# --------------------------------------------------------------------------- training
+
+def _batch(images: torch.Tensor, step: int, seed: int, batch_size: int, flip: bool, t_min: float):
+    """The global batch of ``step``: (x0, t, z) on the CPU, from a generator seeded by (seed, step)."""
+    g = torch.Generator().manual_seed(_mix(seed, step))
+    idx = torch.randint(images.shape[0], (batch_size,), generator=g)
+    flips = torch.rand(batch_size, generator=g) < 0.5
+    t = t_min + (1.0 - t_min) * torch.rand(batch_size, generator=g, dtype=torch.float64)
+    z = torch.randn((batch_size, *images.shape[1:]), generator=g)
+    x0 = images[idx]
+    if flip:
+        x0 = torch.where(flips[:, None, None, None], x0.flip(-1), x0)
+    return x0, t.float(), z
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[ips]:.0f} img/s"),
+                    TimeElapsedColumn(), TimeRemainingColumn())
+
+
+def train(images: torch.Tensor, out_dir: str | os.PathLike, *, preset: str = "tiny", model_config: dict | None = None,
+          steps: int = 2000, batch_size: int = 128, lr: float = 2e-4, warmup: int = 100, ema: float = 0.9999,
+          ema_warmup: bool = True, flip: bool = True, seed: int = 0, resume: bool = True, progress: bool = True,
+          sample_every: int = 0, sample_steps: int = 100, save_every: int = 1000, grad_clip: float = 1.0,
+          t_min: float = sde.T_MIN, device=None, amp: bool | str = "auto", log_every: int = 50) -> UNet:
+    """Train a U-Net on ``images`` (n, C, H, W) float in [-1, 1]; checkpoints go to ``out_dir``.
+
+    ``steps`` is the total number of optimizer steps: with ``resume`` (default) a run
+    continues from the checkpoint in ``out_dir`` up to ``steps``; with ``resume=False`` an
+    existing checkpoint there is an error (nothing is overwritten). ``batch_size`` is the
+    global batch (split over ``torchrun`` ranks). ``model_config`` overrides preset fields
+    (see :func:`curate.models.unet.build_unet`). ``sample_every`` > 0 writes an 8x8 grid of
+    EMA samples (PF-ODE Euler, ``sample_steps`` steps) to ``out_dir/samples/``.
+    ``save_every`` > 0 checkpoints periodically; the end of training always does.
+
+    Returns the EMA model in eval mode, on the training device.
+    """
+    images = check_images(images)
+    if steps < 0 or batch_size < 1 or lr <= 0 or not 0 <= ema < 1 or warmup < 0:
+        raise ValueError("need steps >= 0, batch_size >= 1, lr > 0, 0 <= ema < 1, warmup >= 0")
+    out_dir = Path(out_dir)
+    rank, world, device, owns_group = _dist_setup(device)
+    try:
+        return _train(images, out_dir, rank, world, device, preset=preset, model_config=model_config or {},
+                      steps=int(steps), batch_size=int(batch_size), lr=float(lr), warmup=int(warmup),
+                      ema=float(ema), ema_warmup=ema_warmup, flip=flip, seed=int(seed), resume=resume,
+                      progress=progress, sample_every=int(sample_every), sample_steps=int(sample_steps),
+                      save_every=int(save_every), grad_clip=float(grad_clip), t_min=float(t_min), amp=amp,
+                      log_every=int(log_every))
+    finally:
+        if owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(images, out_dir: Path, rank: int, world: int, device: torch.device, *, preset, model_config, steps,
+           batch_size, lr, warmup, ema, ema_warmup, flip, seed, resume, progress, sample_every, sample_steps,
+           save_every, grad_clip, t_min, amp, log_every):
+    import torch.distributed as dist
+
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes ({world})")
+    local_bs = batch_size // world
+    n, c, h, w = images.shape
+    if h != w:
+        raise ValueError(f"images must be square, got {h}x{w}")
+    arch = preset_config(preset, image_size=h, channels=c, **model_config)
+    settings = dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, ema=ema,
+                    ema_warmup=ema_warmup, flip=flip, seed=seed, grad_clip=grad_clip, t_min=t_min,
+                    n_images=n, data_sha256=fingerprint(images), world_size=world)
+
+    torch.manual_seed(seed)  # identical initial weights on every rank
+    net = UNet(**arch).to(device)
+    ema_net = copy.deepcopy(net).requires_grad_(False).eval()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    start = 0
+    if ckpt.is_curate_checkpoint(out_dir):
+        if not resume:
+            raise FileExistsError(f"{out_dir} already holds a checkpoint; pass resume=True to continue it or "
+                                  "choose another folder")
+        state = ckpt.load_checkpoint(out_dir)
+        if state.config["model"] != UNet(**arch).config:
+            raise ValueError(f"the checkpoint in {out_dir} has architecture {state.config['model']}, but this "
+                             f"run asks for {UNet(**arch).config}")
+        old_sha = state.train_config.get("data_sha256")
+        if old_sha is not None and old_sha != settings["data_sha256"]:
+            raise ValueError(f"the checkpoint in {out_dir} was trained on different images (sha256 differs); "
+                             "resume it with the same data or train into another folder")
+        ckpt.load_state(net, state.model_state, source=str(out_dir))
+        ckpt.load_state(ema_net, state.ema_state if state.ema_state is not None else state.model_state,
+                        source=str(out_dir))
+        if state.optimizer_state is not None:
+            opt.load_state_dict(state.optimizer_state)
+        start = state.step
+    model = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+    use_amp = device.type == "cuda" and amp in (True, "auto", "bf16")
+    images_dev = images  # batches are built on the CPU from (seed, step), then moved
+
+    params = [p for p in net.parameters()]
+    ema_params = [p for p in ema_net.parameters()]
+    main = rank == 0
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    bar = _progress_bar(progress and main and start < steps)
+    task = bar.add_task("train", total=steps, completed=start, loss=float("nan"), ips=0.0) if bar else None
+    log = (out_dir / "log.jsonl").open("a") if main and start < steps else None
+    running, t_last, seen = None, time.perf_counter(), 0
+
+    def save(step):
+        if main:
+            ckpt.save_checkpoint(out_dir, net, ema=ema_net, optimizer=opt, step=step, train_config=settings)
+        if world > 1:
+            dist.barrier()
+
+    try:
+        if bar:
+            bar.start()
+        net.train()
+        for step in range(start, steps):
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
+            x0, t, z = _batch(images_dev, step, seed, batch_size, flip, t_min)
+            sl = slice(rank * local_bs, (rank + 1) * local_bs)
+            x0, t, z = x0[sl].to(device), t[sl].to(device), z[sl].to(device)
+            a = sde.alpha(t)[:, None, None, None]
+            s = sde.sigma(t)[:, None, None, None]
+            xt = a * x0 + s * z
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                pred = model(xt, 999.0 * t)
+            loss = F.mse_loss(pred.float(), z)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            opt.step()
+            decay = min(ema, (1 + step) / (10 + step)) if ema_warmup else ema
+            with torch.no_grad():
+                torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - decay)
+
+            done = step + 1
+            value = float(loss.detach())
+            if world > 1 and (done % log_every == 0 or done == steps):
+                buf = torch.tensor([value], device=device)
+                dist.all_reduce(buf)
+                value = float(buf) / world
+            running = value if running is None else 0.98 * running + 0.02 * value
+            seen += batch_size
+            if bar and (done % 5 == 0 or done == steps):
+                now = time.perf_counter()
+                bar.update(task, completed=done, loss=running, ips=seen / max(now - t_last, 1e-9))
+                t_last, seen = now, 0
+            if log and (done % log_every == 0 or done == steps):
+                log.write(json.dumps({"step": done, "loss": value, "loss_avg": running, "lr": opt.param_groups[0]["lr"],
+                                      "time": time.time()}) + "\n")
+                log.flush()
+            if save_every and done % save_every == 0 and done != steps:
+                save(done)
+            if sample_every and done % sample_every == 0 and main:
+                _sample_grid(ema_net, out_dir / "samples" / f"step-{done:07d}.png", seed, sample_steps)
+        if start < steps or not ckpt.is_curate_checkpoint(out_dir):
+            save(steps if start < steps else start)
+    finally:
+        if bar:
+            bar.stop()
+        if log:
+            log.close()
+    return ema_net.eval()
+
+
+def _sample_grid(model, path: Path, seed: int, steps: int, n: int = 64) -> None:
+    """An 8x8 PNG grid of PF-ODE samples from the EMA model."""
+    from torchvision.utils import save_image
+
+    from curate.sample import sample
+
+    x = sample(model, n, steps=steps, seed=seed, progress=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    save_image((x + 1) / 2, tmp, nrow=int(math.sqrt(n)), padding=1)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":  # python -m curate.train / torchrun -m curate.train
+    import sys
+
+    from curate.commands.train import main
+
+    sys.exit(main())
