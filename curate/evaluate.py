@@ -258,3 +258,97 @@ def method_table(rows: list[MethodResult], *, title: str = "scoring methods",
             cells.append(_fmt(r.spearman))
         table.add_row(*cells)
     return table
+
+
+# ------------------------------------------------------ running the methods ---
+
+#: Tracker outputs a method can score by (all oriented higher = more reproducible).
+TRACK_SCORES = ("log_growth", "divergence_integral", "generation_logp", "prior_logp")
+
+
+@dataclass
+class MethodScores:
+    """One method's scores of a set of images: scores (B,) float64, higher = more reproducible."""
+
+    name: str
+    label: str
+    settings: str
+    scores: torch.Tensor
+    nfe: float
+    seconds: float          # wall seconds per image (shared between methods of one run)
+    curve: torch.Tensor | None = None  # (B, steps) log l_t, when the spec asks for it
+    n_failed: int = 0
+
+
+def _spec_settings(spec: dict, axes: int, D: int) -> str:
+    if spec.get("kind", "track") == "denoise":
+        return f"t={spec.get('t', 0.01)}, {spec.get('draws', 4)} draws"
+    parts = [spec.get("method", "fd"), f"N={axes}" + (" (=D)" if axes == D else ""), f"T={spec.get('steps', 1)}"]
+    if spec.get("method", "fd") == "fd":
+        parts.append(f"sigma={spec.get('sigma', 0.05)}")
+    div = spec.get("divergence", "none")
+    if div != "none":
+        parts.append(f"div={div}" + (f"x{spec.get('probes', 1)}" if div == "hutchinson" else ""))
+    return ", ".join(parts)
+
+
+def run_methods(model, images: torch.Tensor, specs: dict[str, dict], *, seed: int = 0, progress: bool = False,
+                log=None, cache: dict | None = None) -> dict[str, MethodScores]:
+    """Score ``images`` (B, C, H, W) with every method in ``specs`` (name -> spec dict).
+
+    A spec is ``kind = "track"`` (default) with tracker settings ``method`` ("fd" or
+    "jvp"), ``axes`` (clamped to D), ``steps``, ``sigma``, ``divergence`` ("none",
+    "auto", "exact", "hutchinson"), ``probes``, ``dtype`` ("float64" or "float32"),
+    ``curve`` (keep log l_t per step) and ``score`` (one of :data:`TRACK_SCORES`); or
+    ``kind = "denoise"`` with ``t`` and ``draws`` (score = -denoising loss). Specs
+    with identical tracker settings share one run (also across calls that pass the same
+    ``cache`` dict). Failed images score NaN.
+    """
+    import time
+
+    from curate.volume import track_volume_growth
+
+    D = images[0].numel()
+    runs: dict[tuple, tuple] = {} if cache is None else cache
+    out: dict[str, MethodScores] = {}
+    for name, spec in specs.items():
+        kind = spec.get("kind", "track")
+        label = spec.get("label", name)
+        if kind == "denoise":
+            t0 = time.perf_counter()
+            loss = denoising_loss(model, images, t=float(spec.get("t", 0.01)), draws=int(spec.get("draws", 4)),
+                                  seed=seed)
+            sec = (time.perf_counter() - t0) / images.shape[0]
+            out[name] = MethodScores(name, label, _spec_settings(spec, 0, D), -loss,
+                                     nfe=int(spec.get("draws", 4)), seconds=sec)
+            continue
+        if kind != "track":
+            raise ValueError(f"method {name!r}: kind must be 'track' or 'denoise', got {kind!r}")
+        score = spec.get("score", "log_growth")
+        if score not in TRACK_SCORES:
+            raise ValueError(f"method {name!r}: score must be one of {TRACK_SCORES}, got {score!r}")
+        axes = min(int(spec.get("axes", 1)), D)
+        div = spec.get("divergence", "none")
+        if score in ("divergence_integral", "generation_logp") and div == "none":
+            raise ValueError(f"method {name!r}: score {score!r} needs a divergence ('auto', 'exact' or 'hutchinson')")
+        key = (spec.get("method", "fd"), axes, int(spec.get("steps", 1)), float(spec.get("sigma", 0.05)), div,
+               int(spec.get("probes", 1)), spec.get("dtype", "float64"), bool(spec.get("curve", False)))
+        if key not in runs:
+            if log:
+                log(f"  tracking: {_spec_settings(spec, axes, D)}")
+            t0 = time.perf_counter()
+            res = track_volume_growth(
+                model, images, axes=axes, steps=key[2], sigma=key[3], method=key[0],
+                divergence=None if div == "none" else div, probes=key[5], seed=seed,
+                dtype=getattr(torch, key[6]), return_curve=key[7], on_error="mark", progress=progress,
+            )
+            runs[key] = (res, (time.perf_counter() - t0) / images.shape[0])
+        res, sec = runs[key]
+        closed = div in ("auto", "exact") and callable(getattr(model, "divergence", None))
+        nfe = network_evaluations(key[0], axes=axes, steps=key[2], dim=D,
+                                  divergence=None if div == "none" else ("closed" if closed else
+                                                                         ("exact" if div == "exact" else "hutchinson")),
+                                  probes=key[5])
+        out[name] = MethodScores(name, label, _spec_settings(spec, axes, D), getattr(res, score).clone(), nfe=nfe,
+                                 seconds=sec, curve=res.curve, n_failed=int(res.failed.sum()))
+    return out

@@ -1,0 +1,329 @@
+"""The paper's first experiment: trained vs held-out images under an overfitted model.
+
+    python -m curate.recipes.overfit_check                 # preset digits (CPU)
+    python -m curate.recipes.overfit_check --config cifar  # 2^6 CIFAR-10 images, paper U-Net (GPU)
+    python -m curate.recipes.overfit_check --set methods.alg1.steps=1000 --dry-run
+
+Stages (each resumable, all artefacts in the run folder):
+
+1. data: n_train images (+ horizontal flips) to train on, n_heldout others held out;
+2. train: a U-Net trained until it memorizes them (or the exact score, ``model.source
+   = "exact"``, the perfectly memorizing model);
+3. memorization: generated samples checked against the training set (Carlini / Gu),
+   evidence that the model does reproduce its training images;
+4. score: every method of ``[methods]`` on trained + held-out images, timed;
+5. sweeps: AUROC and p-value against N (at T=1) and against the number of steps;
+6. report: the method table (AUROC trained vs held-out, mean score per group),
+   histograms, sweep curves, grids of the highest / lowest scored images, results.json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from curate.recipes import _config
+
+RECIPE = "overfit_check"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------------ data ---
+
+def load_images(data_cfg: dict) -> torch.Tensor:
+    """All candidate images (n, C, H, W) in [-1, 1] of the configured dataset."""
+    name = data_cfg["dataset"]
+    if name == "digits":
+        from curate.data.tensors import digits_images
+
+        return digits_images()
+    if name == "cifar10":
+        return cifar10_train(Path(data_cfg.get("root") or "data/cifar10"), download=bool(data_cfg.get("download", False)))
+    raise ValueError(f"unknown dataset {name!r}: use 'digits' or 'cifar10'")
+
+
+def cifar10_train(root: Path, *, download: bool = False) -> torch.Tensor:
+    """The 50,000 CIFAR-10 training images (50000, 3, 32, 32) in [-1, 1] from a local
+    ``cifar-10-batches-py`` folder (under ``root``), downloaded by torchvision if asked."""
+    from curate.data.datasets import read_cifar_batch
+    from curate.data.tensors import to_model_range
+
+    def find():
+        for cand in (root, root / "cifar-10-batches-py"):
+            if all((cand / f"data_batch_{i}").is_file() for i in range(1, 6)):
+                return cand
+        return None
+
+    folder = find()
+    if folder is None and download:
+        import torchvision
+
+        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        folder = find()
+    if folder is None:
+        raise SystemExit(f"error: no CIFAR-10 python batches (cifar-10-batches-py/data_batch_1..5) under {root}; "
+                         "set data.root, or data.download = true when online")
+    arrays = [read_cifar_batch(folder / f"data_batch_{i}")[0] for i in range(1, 6)]
+    return to_model_range(torch.from_numpy(__import__("numpy").concatenate(arrays)).permute(0, 3, 1, 2))
+
+
+def save_tensors(path: Path, **tensors) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def load_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def stage_data(cfg: dict, run) -> dict:
+    d = cfg["data"]
+    images = load_images(d)
+    n_train, n_held = int(d["n_train"]), int(d["n_heldout"])
+    if n_train + n_held > images.shape[0]:
+        raise ValueError(f"need {n_train + n_held} images, the dataset has {images.shape[0]}")
+    g = torch.Generator().manual_seed(int(cfg["seed"]))
+    perm = torch.randperm(images.shape[0], generator=g)
+    tr_idx, ho_idx = perm[:n_train], perm[n_train:n_train + n_held]
+    train = images[tr_idx]
+    if d.get("flips", True):
+        train = torch.cat([train, train.flip(-1)])
+    save_tensors(run.file("data.safetensors"), train=train, heldout=images[ho_idx], train_idx=tr_idx,
+                 heldout_idx=ho_idx)
+    return {"n_train": train.shape[0], "n_heldout": n_held, "image_shape": list(train.shape[1:])}
+
+
+# ----------------------------------------------------------------- model ---
+
+def get_model(cfg: dict, run, train: torch.Tensor):
+    """The score model: trained (stage ``train``, checkpoint in the run folder) or exact."""
+    m = cfg["model"]
+    if m["source"] == "exact":
+        from curate.models.exact import ExactScore
+
+        return ExactScore(train.to(torch.float64))
+    if m["source"] != "train":
+        raise ValueError(f"model.source must be 'train' or 'exact', got {m['source']!r}")
+    from curate.train import train as train_model
+
+    ckpt_dir = run.file("model")
+
+    def do_train():
+        t0 = time.perf_counter()
+        kwargs = {k: v for k, v in m.items() if k not in ("source", "preset")}
+        train_model(train, ckpt_dir, preset=m["preset"], seed=int(cfg["seed"]), **kwargs)
+        return {"seconds": time.perf_counter() - t0}
+
+    info = run.stage("train", do_train)
+    log(f"  model trained in {info['seconds']:.0f} s")
+    return load_trained(ckpt_dir, device_of(cfg))
+
+
+def load_trained(ckpt_dir: Path, device=None):
+    from curate.models.checkpoint import load_model
+
+    return load_model(ckpt_dir, device=device)
+
+
+def device_of(cfg: dict) -> torch.device:
+    want = cfg.get("device", "auto")
+    if want == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(want)
+
+
+# ---------------------------------------------------------- memorization ---
+
+def stage_memorization(cfg: dict, run, model, train: torch.Tensor) -> dict:
+    """Generate samples and check them against the training set."""
+    from curate.memorization import find_memorized
+
+    mc = cfg["memorization"]
+    n = int(mc["samples"])
+    if n <= 0:
+        return {"skipped": True}
+    from curate.sample import sample
+
+    t0 = time.perf_counter()
+    samples = sample(model, n, shape=tuple(train.shape[1:]), seed=int(cfg["seed"]) + 1,
+                     **{k: v for k, v in mc.items() if k not in ("samples",)})
+    res = find_memorized(samples.to(torch.float32), train.to(torch.float32), progress=True)
+    save_tensors(run.file("samples.safetensors"), samples=samples)
+    res.save(run.file("memorization"))
+    from curate.plots import image_grid
+
+    image_grid(samples[:64], run.file("samples.png"), ncol=16, zoom=4 if train.shape[-1] <= 16 else 1)
+    s = res.summary()
+    s.update(
+        seconds=time.perf_counter() - t0,
+        fraction_samples_memorized_carlini=s["memorized_samples_carlini"] / n,
+        fraction_samples_memorized_gu=s["memorized_samples_gu"] / n,
+        fraction_train_reproduced_carlini=s["memorized_images_carlini"] / s["n_unique_train"],
+    )
+    return s
+
+
+# ------------------------------------------------------------------ score ---
+
+def stage_score(cfg: dict, run, model, images: torch.Tensor) -> dict:
+    """Every method on ``images``, one resumable stage per method (scores_<name>.safetensors).
+
+    Methods with the same tracker settings share one run within this process.
+    """
+    from curate.evaluate import run_methods
+
+    log(f"  scoring {images.shape[0]} images with {len(cfg['methods'])} methods")
+    cache: dict = {}
+    meta = {}
+    for name, spec in cfg["methods"].items():
+        def one(name=name, spec=spec):
+            r = run_methods(model, images, {name: spec}, seed=int(cfg["seed"]), progress=True, log=log,
+                            cache=cache)[name]
+            tensors = {"score": r.scores.clone()}
+            if r.curve is not None:
+                tensors["curve"] = r.curve.clone()
+            save_tensors(run.file(f"scores_{name}.safetensors"), **tensors)
+            return {"label": r.label, "settings": r.settings, "nfe": r.nfe, "seconds": r.seconds,
+                    "n_failed": r.n_failed}
+
+        meta[name] = run.stage(f"score_{name}", one)
+        log(f"  {meta[name]['label']}: {meta[name]['seconds']:.4f} s/image")
+    return meta
+
+
+def load_scores(run, meta: dict) -> dict:
+    """{"score.<name>": (B,), "curve.<name>": (B, T)} of the scored methods."""
+    out = {}
+    for name in meta:
+        for k, v in load_tensors(run.file(f"scores_{name}.safetensors")).items():
+            out[f"{k}.{name}"] = v
+    return out
+
+
+def stage_sweeps(cfg: dict, run, model, images: torch.Tensor, positive: torch.Tensor, scores_meta: dict) -> dict:
+    """AUROC and Welch p against N (fd, T=1) and against steps (from a method's curve)."""
+    from curate.evaluate import auroc, welch_t
+    from curate.volume import track_volume_growth
+
+    sw = cfg["sweeps"]
+    out: dict = {"axes": [], "steps": []}
+    D = images[0].numel()
+    for n in sorted({min(int(a), D) for a in sw.get("axes", [])}):
+        r = track_volume_growth(model, images, axes=n, steps=1, sigma=float(sw.get("sigma", 0.05)),
+                                divergence=None, dtype=torch.float64, seed=int(cfg["seed"]), on_error="mark")
+        s = r.log_growth
+        out["axes"].append({"N": n, "auroc": auroc(s[positive], s[~positive]), "p": welch_t(s[positive], s[~positive])[1]})
+    src = sw.get("steps_from", "")
+    if src:
+        curve = load_scores(run, {src: None}).get(f"curve.{src}") if src in scores_meta else None
+        if curve is None:
+            raise ValueError(f"sweeps.steps_from = {src!r} needs a method with curve = true")
+        for t in sw.get("steps", []):
+            if 1 <= t <= curve.shape[1]:
+                s = curve[:, t - 1]
+                out["steps"].append({"T": int(t), "auroc": auroc(s[positive], s[~positive]),
+                                     "p": welch_t(s[positive], s[~positive])[1]})
+        out["steps_from"] = scores_meta[src]["settings"]
+    return out
+
+
+# ----------------------------------------------------------------- report ---
+
+def build_rows(scores: dict, meta: dict, positive: torch.Tensor, counts=None):
+    from curate.evaluate import evaluate_method
+
+    rows = []
+    for name, m in meta.items():
+        rows.append(evaluate_method(m["label"], scores[f"score.{name}"], positive, nfe=m["nfe"],
+                                    seconds=m["seconds"], settings=m["settings"], counts=counts))
+    return rows
+
+
+def report(cfg: dict, run, *, images, positive, meta, sweeps, title, pos_label, neg_label, extra=None,
+           counts=None) -> dict:
+    """Print the method table; write histograms, sweep curves, image grids and results.json."""
+    from rich.console import Console
+
+    from curate import plots
+    from curate.evaluate import best_method, method_table
+
+    scores = load_scores(run, meta)
+    rows = build_rows(scores, meta, positive, counts)
+    console = Console(width=max(160, Console().width))
+    console.print(method_table(rows, title=title, pos_label=pos_label, neg_label=neg_label))
+    best = best_method(rows)
+    best_key = next(k for k, m in meta.items() if m["label"] == best.name)
+    console.print(f"best method: [bold]{best.name}[/bold] ({best.settings}), AUROC {best.auroc:.3f}, "
+                  f"{best.nfe:,.0f} network evaluations per image")
+    figs = run.file("figures")
+    for name, m in meta.items():
+        s = scores[f"score.{name}"]
+        plots.two_group_histogram(s[positive], s[~positive], figs / f"hist_{name}.png", labels=(pos_label, neg_label),
+                                  xlabel=f"{m['label']} score", title=f"{m['label']} ({m['settings']})")
+    if sweeps.get("axes"):
+        a = sweeps["axes"]
+        plots.metric_curves([r["N"] for r in a], [r["auroc"] for r in a], [r["p"] for r in a],
+                            figs / "sweep_axes.png", xlabel="N (axes), T = 1", title="AUROC and p against N")
+    if sweeps.get("steps"):
+        a = sweeps["steps"]
+        plots.metric_curves([r["T"] for r in a], [r["auroc"] for r in a], [r["p"] for r in a],
+                            figs / "sweep_steps.png", xlabel="steps T", title=f"against steps ({sweeps.get('steps_from')})")
+    zoom = 4 if images.shape[-1] <= 16 else 2
+    k = int(cfg["report"].get("grid", 32))
+    plots.top_bottom_grids(images, scores[f"score.{best_key}"], figs, k=k, prefix=f"{best_key}_", ncol=8, zoom=zoom)
+    result = {
+        "recipe": RECIPE if extra is None else extra.get("recipe", RECIPE),
+        "best": best.to_dict(),
+        "methods": [r.to_dict() for r in rows],
+        "sweeps": sweeps,
+        **(extra or {}),
+    }
+    _config.atomic_write(run.file("results.json"), json.dumps(result, indent=2))
+    console.print(f"artefacts in {run.path}/ (results.json, figures/)")
+    return result
+
+
+# ------------------------------------------------------------------- main ---
+
+def main(argv: list[str] | None = None) -> dict | None:
+    started = _config.start(RECIPE, __doc__.splitlines()[0], "digits", argv)
+    if started is None:
+        return None
+    cfg, run, _ = started
+    torch.manual_seed(int(cfg["seed"]))
+    if cfg.get("threads", 0):
+        torch.set_num_threads(int(cfg["threads"]))
+    t_start = time.perf_counter()
+    run.stage("data", lambda: stage_data(cfg, run))
+    data = load_tensors(run.file("data.safetensors"))
+    train, held = data["train"], data["heldout"]
+    dev = device_of(cfg)
+    model = get_model(cfg, run, train)
+    model = model.to(dev) if hasattr(model, "to") else model
+    mem = run.stage("memorization", lambda: stage_memorization(cfg, run, model, train.to(dev)))
+    if not mem.get("skipped"):
+        log(f"  memorization check: {mem['fraction_samples_memorized_carlini']:.0%} of {mem['n_samples']} samples "
+            f"are copies (Carlini), {mem['fraction_train_reproduced_carlini']:.0%} of the training images reproduced")
+    images = torch.cat([train, held]).to(dev)
+    positive = torch.cat([torch.ones(train.shape[0], dtype=torch.bool), torch.zeros(held.shape[0], dtype=torch.bool)])
+    meta = stage_score(cfg, run, model, images)
+    sweeps = run.stage("sweeps", lambda: stage_sweeps(cfg, run, model, images, positive, meta))
+    return report(cfg, run, images=images.cpu(), positive=positive, meta=meta, sweeps=sweeps,
+                  title=f"overfit check ({cfg['data']['dataset']}): trained vs held-out",
+                  pos_label="trained", neg_label="held-out",
+                  extra={"memorization": mem, "wall_seconds": time.perf_counter() - t_start})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
