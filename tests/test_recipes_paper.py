@@ -52,7 +52,7 @@ def test_overfit_check_smoke_end_to_end(tmp_path, capsys):
     # The memorization check ran against the training set with 16 samples.
     assert result["memorization"]["n_samples"] == 16
     # The steps sweep at T equals the curve's column T of the saved curve.
-    curve = load_file(str(out / "scores_steps_curve.safetensors"))["curve"].numpy()
+    curve = load_file(str(out / "scores_trajectory.safetensors"))["curve"].numpy()
     for row in result["sweeps"]["steps"]:
         c = curve[:, row["T"] - 1]
         assert row["auroc"] == pytest.approx(roc_auc_score(positive, c), abs=1e-12)
