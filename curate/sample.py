@@ -81,13 +81,13 @@ def _model_device(model) -> torch.device:
 
 def _progress(enabled: bool, description: str, total: int):
     if not enabled:
-        return contextlib.nullcontext(None), None
+        return contextlib.nullcontext(), None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-    return bar, bar.add_task(description, total=total)
+    return bar, bar, bar.add_task(description, total=total)
 
 
 def _bcast(t: float, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -124,9 +124,9 @@ def sample(model, n: int, *, method: str = "euler", steps: int = 1000, seed: int
     if was_training:
         model.eval()
     out = torch.empty((n, *shape), dtype=dtype)
-    bar, task = _progress(progress, f"sampling ({method}, {steps} steps)", n * evals)
+    ctx, bar, task = _progress(progress, f"sampling ({method}, {steps} steps)", n * evals)
     try:
-        with bar:
+        with ctx:
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
                 b = stop - start
