@@ -9,7 +9,7 @@ from curate.brain.dedupe import dedupe
 from curate.brain.export import export_clean
 from curate.brain.flag import flag_high_risk
 from curate.brain.runs import list_runs
-from curate.brain.volume_growth import ScoreSummary, compute_volume_growth
+from curate.brain.volume_growth import DatabaseUnavailableError, ScoreSummary, compute_volume_growth
 
-__all__ = ["compute_volume_growth", "ScoreSummary", "flag_high_risk", "dedupe", "export_clean",
+__all__ = ["compute_volume_growth", "ScoreSummary", "DatabaseUnavailableError", "flag_high_risk", "dedupe", "export_clean",
            "list_runs"]

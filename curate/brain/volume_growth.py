@@ -12,12 +12,20 @@ error for this run are skipped, the others are scored. A score field that holds 
 *different* run's results (other model or settings) is an error unless
 ``overwrite=True``.
 
+Database lost: the scores written so far stay; the run stops with a
+:class:`DatabaseUnavailableError` that says to rerun the same command.
+
+Concurrency: the dataset's run records and field schema change only under
+:func:`curate.brain._lock.dataset_lock`, so two runs with different fields (or
+several processes, :mod:`curate.brain.distributed`) can share one dataset.
+
 Failures: an image that cannot be read, does not fit the size/channel policy, or
 whose trajectory goes non-finite gets no score and a message in ``<field>_error``;
 every other image is scored.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -42,20 +50,119 @@ def _describe(model) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
+class DatabaseUnavailableError(RuntimeError):
+    """The database went away during a run; what was saved stays, rerun to resume."""
+
+
+# Fields every FiftyOne sample has: never a score field, even with overwrite=True.
+_RESERVED = {"id", "_id", "filepath", "tags", "metadata", "created_at", "last_modified_at",
+             "media_type", "_media_type", "_rand", "_dataset_id"}
+
+
 def _check_field_name(name: str, what: str) -> None:
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"{what} must be a plain field name (a Python identifier), got {name!r}")
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        raise ValueError(f"{what} must be a plain field name (a Python identifier not starting "
+                         f"with '_'), got {name!r}")
+    if name in _RESERVED:
+        raise ValueError(f"{what} {name!r} is a built-in FiftyOne sample field; choose another name")
 
 
 def _has_values(dataset, field: str) -> bool:
     return field in dataset.get_field_schema() and dataset.exists(field).count() > 0
 
 
+def _model_shape(model):
+    """(channels, height, width) a model was built for, when it says so (else None)."""
+    cfg = getattr(model, "config", None)
+    if not isinstance(cfg, dict):
+        return None
+    c = cfg.get("channels", cfg.get("in_channels"))
+    s = cfg.get("image_size", cfg.get("sample_size"))
+    if c is None or s is None:
+        return None
+    h, w = (s, s) if isinstance(s, int) else tuple(s)
+    return int(c), int(h), int(w)
+
+
+@dataclass
+class _Plan:
+    """Everything a run needs, checked before the database is touched."""
+
+    config: runs.VolumeGrowthConfig
+    policy: object
+    tracker: dict
+    batch_size: int
+    num_workers: int
+
+
+def plan_run(samples, model, *, score_field="volume_growth", method="fd", stretch="norm", axes=1,
+             sigma=0.05, steps=1, t_min=1e-3, batch_size=64, seed=0, dtype=torch.float64, device=None,
+             logp_field=None, size=None, channels=None, resize=False, num_workers=2,
+             model_description=None) -> _Plan:
+    """Check settings, model and collection; writes nothing. Raises ValueError."""
+    from curate.data.loader import resolve_policy
+    from curate.models.base import check_model
+    from curate.volume import track_volume_growth
+
+    check_model(model)
+    _check_field_name(score_field, "score_field")
+    error_field = f"{score_field}_error"
+    if logp_field is not None:
+        _check_field_name(logp_field, "logp_field")
+        if logp_field in (score_field, error_field):
+            raise ValueError(f"logp_field {logp_field!r} collides with the score/error fields")
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if samples.count() == 0:
+        raise ValueError("the collection to score is empty (0 samples); nothing to do "
+                         "(check --tags / --saved-view)")
+    policy = resolve_policy(samples, size=size, channels=channels, resize=resize)
+    want = _model_shape(model)
+    if want is not None and want != (policy.channels, *policy.size):
+        raise ValueError(
+            f"the model was built for images of {want[0]} channel(s), {want[1]}x{want[2]}, but this "
+            f"collection's images are {policy.channels} channel(s), {policy.size[0]}x{policy.size[1]}; "
+            "use a checkpoint trained on this data, or pass size=/channels= (with resize=True) to "
+            "convert the images"
+        )
+    divergence = "auto" if logp_field else None
+    tracker = dict(axes=axes, sigma=sigma, steps=steps, t_min=t_min, method=method, stretch=stretch,
+                   seed=seed, divergence=divergence, on_error="mark", dtype=dtype, device=device)
+    # Check settings and model on one blank image before touching the database, so a
+    # bad argument fails with the tracker's own message and loses nothing.
+    probe = torch.zeros((1, policy.channels, *policy.size))
+    try:
+        res = track_volume_growth(model, probe, **tracker)
+    except (ValueError, TypeError):
+        raise
+    except Exception as e:  # the network itself cannot take these images
+        raise ValueError(f"the model failed on a blank {tuple(probe.shape[1:])} image before any "
+                         f"scoring: {type(e).__name__}: {e}") from e
+    if bool(res.failed[0]):
+        raise ValueError("the model gives NaN/Inf on a blank image "
+                         f"({res.errors.get(0, 'non-finite trajectory')}); refusing to score with it")
+    config = runs.VolumeGrowthConfig(
+        score_field, error_field=error_field, logp_field=logp_field,
+        model=type(model).__module__ + "." + type(model).__qualname__,
+        model_description=model_description or _describe(model),
+        model_fingerprint=runs.model_fingerprint(model), tracker_method=method, stretch=stretch,
+        axes=int(axes), sigma=float(sigma), steps=int(steps), t_min=float(t_min), seed=int(seed),
+        dtype=str(dtype).replace("torch.", ""), image_size=list(policy.size),
+        image_channels=policy.channels, resize=bool(policy.resize), versions=runs.versions(),
+    )
+    return _Plan(config, policy, tracker, int(batch_size), num_workers)
+
+
 def _prepare_run(samples, config: runs.VolumeGrowthConfig, *, resume: bool, overwrite: bool) -> bool:
-    """Register the run; returns True when an earlier run of the same settings resumes."""
+    """Register the run and declare its fields (call under :func:`dataset_lock`).
+
+    Returns True when an earlier run of the same settings resumes."""
+    import fiftyone.core.fields as fof
+
     dataset = samples._dataset
     key = config.score_field
     fields = [f for f in (config.score_field, config.error_field, config.logp_field) if f]
+    resumed = False
     if key in dataset.list_brain_runs():
         info = dataset.get_brain_info(key)
         old = info.config
@@ -63,8 +170,8 @@ def _prepare_run(samples, config: runs.VolumeGrowthConfig, *, resume: bool, over
         if same and resume:
             # Same settings: keep the stored values, refresh the run's config/view.
             runs.VolumeGrowth(config).register_run(samples, key, overwrite=True, cleanup=False)
-            return True
-        if not overwrite:
+            resumed = True
+        elif not overwrite:
             if same:
                 why = "an earlier run with the same settings (resume=False was given)"
             elif isinstance(old, runs.VolumeGrowthConfig):
@@ -77,18 +184,110 @@ def _prepare_run(samples, config: runs.VolumeGrowthConfig, *, resume: bool, over
                 f"field {key!r} already holds the results of {why}; pass overwrite=True to "
                 f"replace them, or choose another score_field"
             )
-        dataset.delete_brain_run(key)  # removes the old run's fields too
-    for f in fields:
-        if _has_values(dataset, f) and not overwrite:
-            raise ValueError(
-                f"field {f!r} already holds values that no volume-growth run wrote; pass "
-                "overwrite=True to replace them, or choose another score_field"
-            )
-    for f in fields:
-        if f in dataset.get_field_schema():
-            dataset.delete_sample_field(f)
-    runs.VolumeGrowth(config).register_run(samples, key, overwrite=True, cleanup=False)
-    return False
+        else:
+            dataset.delete_brain_run(key)  # removes the old run's fields too
+    if not resumed:
+        # A field of another run (its error or logp field) or of the user: refuse.
+        owners = {f: k for k in dataset.list_brain_runs()
+                  for f in _run_fields(dataset, k)}
+        for f in fields:
+            if f in owners:
+                raise ValueError(f"field {f!r} belongs to the brain run {owners[f]!r}; choose "
+                                 "another score_field (or delete that run)")
+            if _has_values(dataset, f) and not overwrite:
+                raise ValueError(
+                    f"field {f!r} already holds values that no volume-growth run wrote; pass "
+                    "overwrite=True to replace them, or choose another score_field"
+                )
+        for f in fields:
+            if f in dataset.get_field_schema():
+                dataset.delete_sample_field(f)
+        runs.VolumeGrowth(config).register_run(samples, key, overwrite=True, cleanup=False)
+    schema = dataset.get_field_schema()
+    for f, kind in ((config.score_field, fof.FloatField), (config.error_field, fof.StringField),
+                    (config.logp_field, fof.FloatField)):
+        if f and f not in schema:
+            dataset.add_sample_field(f, kind)
+    return resumed
+
+
+def _run_fields(dataset, key) -> list[str]:
+    cfg = dataset.get_brain_info(key).config
+    if isinstance(cfg, runs.VolumeGrowthConfig):
+        return [f for f in (cfg.score_field, cfg.error_field, cfg.logp_field) if f]
+    return [key]
+
+
+def _todo(samples, config):
+    return samples.exists(config.score_field, False).exists(config.error_field, False)
+
+
+def score_pending(todo, model, plan: _Plan, *, progress=True, label=None, counts=None) -> tuple[int, int]:
+    """Score the samples of ``todo`` (declared fields, registered run); returns
+    (scored, failed). Writes after every batch, scores before errors; ``counts``
+    (a dict) is kept up to date with the samples saved so far."""
+    from curate.data.loader import iter_batches
+    from curate.volume import track_volume_growth
+
+    c, p = plan.config, plan.policy
+    dataset = todo._dataset
+    n_todo = todo.count()
+    scored = failed = 0
+    with progress_bar(n_todo, label or f"volume growth -> {c.score_field}", enabled=progress) as advance:
+        for batch in iter_batches(todo, batch_size=plan.batch_size, size=p.size, channels=p.channels,
+                                  resize=p.resize, num_workers=plan.num_workers):
+            errors = dict(batch.failed)
+            values, logps = {}, {}
+            if batch.ids:
+                res = track_volume_growth(model, batch.images, **plan.tracker)
+                for i, sid in enumerate(batch.ids):
+                    if bool(res.failed[i]):
+                        errors[sid] = "tracker: " + str(res.errors.get(i, "non-finite trajectory"))
+                        continue
+                    values[sid] = float(res.log_growth[i])
+                    if c.logp_field:
+                        logps[sid] = float(res.generation_logp[i])
+            # Scores first, then errors: a kill in between only re-tries the failures.
+            if values:
+                if c.logp_field:
+                    dataset.set_values(c.logp_field, logps, key_field="id")
+                dataset.set_values(c.score_field, values, key_field="id")
+            if errors:
+                dataset.set_values(c.error_field, errors, key_field="id")
+            scored += len(values)
+            failed += len(errors)
+            if counts is not None:
+                counts["saved"] = scored + failed
+            advance(len(values) + len(errors))
+    return scored, failed
+
+
+def save_results(samples, config, *, skipped: int) -> None:
+    """Store the run's counts (call under :func:`dataset_lock`)."""
+    all_failed = samples.exists(config.error_field).count()
+    all_scored = samples.exists(config.score_field).count()
+    results = runs.VolumeGrowthResults(samples, config, config.score_field, scored=all_scored,
+                                       failed=all_failed, skipped=skipped)
+    results.backend.save_run_results(samples, config.score_field, results)
+
+
+@contextlib.contextmanager
+def database_errors(samples, what: str, done=None):
+    """Turn a lost MongoDB connection into :class:`DatabaseUnavailableError` saying how to resume."""
+    from pymongo.errors import PyMongoError
+
+    try:
+        yield
+    except PyMongoError as e:
+        import fiftyone as fo
+
+        where = fo.config.database_uri or "FiftyOne's own mongod"
+        saved = f" {done()} sample(s) of this call were saved;" if done is not None else ""
+        raise DatabaseUnavailableError(
+            f"lost the database ({where}) while {what}: {type(e).__name__}: {str(e)[:300]}.{saved} "
+            "every score written so far is kept. When the database is reachable again, run the "
+            "same command with the same settings to resume: finished samples are skipped."
+        ) from None
 
 
 def compute_volume_growth(
@@ -119,7 +318,7 @@ def compute_volume_growth(
     """Score each image of ``samples`` with :func:`curate.track_volume_growth`.
 
     Args:
-        samples: a FiftyOne dataset or view of images.
+        samples: a FiftyOne dataset or view of images (not empty).
         model: a score model (``eps(x, t)``); e.g. :class:`curate.ExactScore` or a
             network from :func:`curate.load_model`.
         score_field: float field for log l_T, also the brain key of the run.
@@ -138,83 +337,27 @@ def compute_volume_growth(
 
     Returns:
         :class:`ScoreSummary`.
+
+    Raises:
+        ValueError: bad settings, model or collection, before anything is written.
+        DatabaseUnavailableError: the database went away; rerun to resume.
     """
-    import fiftyone.core.fields as fof
+    from curate.brain._lock import dataset_lock
 
-    from curate.data.loader import iter_batches, resolve_policy
-    from curate.models.base import check_model
-    from curate.volume import track_volume_growth
-
-    check_model(model)
-    _check_field_name(score_field, "score_field")
-    error_field = f"{score_field}_error"
-    if logp_field is not None:
-        _check_field_name(logp_field, "logp_field")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    policy = resolve_policy(samples, size=size, channels=channels, resize=resize)
-    divergence = "auto" if logp_field else None
-    config = runs.VolumeGrowthConfig(
-        score_field, error_field=error_field, logp_field=logp_field,
-        model=type(model).__module__ + "." + type(model).__qualname__,
-        model_description=model_description or _describe(model),
-        model_fingerprint=runs.model_fingerprint(model), tracker_method=method, stretch=stretch,
-        axes=int(axes),
-        sigma=float(sigma), steps=int(steps), t_min=float(t_min), seed=int(seed),
-        dtype=str(dtype).replace("torch.", ""), image_size=list(policy.size),
-        image_channels=policy.channels, resize=bool(policy.resize), versions=runs.versions(),
-    )
-    # Check settings and model on one blank image before touching the database, so a
-    # bad argument fails with the tracker's own message and loses nothing.
-    track_volume_growth(model, torch.zeros((1, policy.channels, *policy.size)), axes=axes,
-                        sigma=sigma, steps=steps, t_min=t_min, method=method, stretch=stretch,
-                        seed=seed, divergence=divergence, on_error="mark", dtype=dtype, device=device)
-
+    plan = plan_run(samples, model, score_field=score_field, method=method, stretch=stretch,
+                    axes=axes, sigma=sigma, steps=steps, t_min=t_min, batch_size=batch_size,
+                    seed=seed, dtype=dtype, device=device, logp_field=logp_field, size=size,
+                    channels=channels, resize=resize, num_workers=num_workers,
+                    model_description=model_description)
     dataset = samples._dataset
-    resumed = _prepare_run(samples, config, resume=resume, overwrite=overwrite)
-    dataset.add_sample_field(score_field, fof.FloatField)
-    dataset.add_sample_field(error_field, fof.StringField)
-    if logp_field:
-        dataset.add_sample_field(logp_field, fof.FloatField)
-
-    total = samples.count()
-    todo = samples.exists(score_field, False).exists(error_field, False)
-    n_todo = todo.count()
-    skipped = total - n_todo
-    scored = failed = 0
-    with progress_bar(n_todo, f"volume growth -> {score_field}", enabled=progress) as advance:
-        for batch in iter_batches(todo, batch_size=batch_size, size=policy.size,
-                                  channels=policy.channels, resize=policy.resize,
-                                  num_workers=num_workers):
-            errors = dict(batch.failed)
-            values, logps = {}, {}
-            if batch.ids:
-                res = track_volume_growth(
-                    model, batch.images, axes=axes, sigma=sigma, steps=steps, t_min=t_min,
-                    method=method, stretch=stretch, seed=seed, divergence=divergence, on_error="mark",
-                    dtype=dtype, device=device,
-                )
-                for i, sid in enumerate(batch.ids):
-                    if bool(res.failed[i]):
-                        errors[sid] = "tracker: " + str(res.errors.get(i, "non-finite trajectory"))
-                        continue
-                    values[sid] = float(res.log_growth[i])
-                    if logp_field:
-                        logps[sid] = float(res.generation_logp[i])
-            # Scores first, then errors: a kill in between only re-tries the failures.
-            if values:
-                if logp_field:
-                    dataset.set_values(logp_field, logps, key_field="id")
-                dataset.set_values(score_field, values, key_field="id")
-            if errors:
-                dataset.set_values(error_field, errors, key_field="id")
-            scored += len(values)
-            failed += len(errors)
-            advance(len(values) + len(errors))
-
-    all_failed = samples.exists(error_field).count()
-    all_scored = samples.exists(score_field).count()
-    results = runs.VolumeGrowthResults(samples, config, score_field, scored=all_scored,
-                                       failed=all_failed, skipped=skipped)
-    results.backend.save_run_results(samples, score_field, results)
+    with database_errors(samples, f"preparing the run {score_field!r}"):
+        with dataset_lock(dataset):
+            resumed = _prepare_run(samples, plan.config, resume=resume, overwrite=overwrite)
+        todo = _todo(samples, plan.config)
+        skipped = samples.count() - todo.count()
+    counts = {"saved": 0}
+    with database_errors(samples, f"scoring into {score_field!r}", done=lambda: counts["saved"]):
+        scored, failed = score_pending(todo, model, plan, progress=progress, counts=counts)
+        with dataset_lock(dataset):
+            save_results(samples, plan.config, skipped=skipped)
     return ScoreSummary(score_field, scored, failed, skipped, resumed)

@@ -41,6 +41,9 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace another run's scores")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an earlier run")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--shard-by-rank", action="store_true",
+                   help="under torchrun: score only this process's shard (RANK of WORLD_SIZE); "
+                        "see curate.brain.distributed")
     p.set_defaults(func=_run)
 
 
@@ -54,14 +57,24 @@ def _run(args) -> int:
     model, description = resolve_model(
         samples, checkpoint=args.model, exact_tag=args.train_tag if args.exact_score else None,
         device=args.device, **policy)
+    settings = dict(score_field=args.field, logp_field=args.logp_field,
+                    method=args.method, axes=args.axes, sigma=args.sigma, steps=args.steps,
+                    seed=args.seed, batch_size=args.batch_size, num_workers=args.workers,
+                    model_description=description, overwrite=args.overwrite,
+                    resume=not args.no_resume, progress=not args.no_progress, **policy)
+    if args.device is not None:
+        settings["device"] = args.device
     try:
-        s = cb.compute_volume_growth(
-            samples, model, score_field=args.field, logp_field=args.logp_field,
-            method=args.method, axes=args.axes, sigma=args.sigma, steps=args.steps,
-            seed=args.seed, batch_size=args.batch_size, num_workers=args.workers,
-            device=args.device, model_description=description, overwrite=args.overwrite,
-            resume=not args.no_resume, progress=not args.no_progress, **policy)
-    except ValueError as e:
+        if args.shard_by_rank:
+            from curate.brain.distributed import score_sharded
+
+            r = score_sharded(samples, model, **settings)
+            print(f"{args.field} rank {r.rank}/{r.world_size}: scored {r.scored}, failed {r.failed}, "
+                  f"already done {r.skipped} of a shard of {r.shard_size}; all ranks: scored "
+                  f"{r.total_scored}, failed {r.total_failed}, already done {r.total_skipped}")
+            return 0
+        s = cb.compute_volume_growth(samples, model, **settings)
+    except (ValueError, cb.DatabaseUnavailableError, TimeoutError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"{args.field}: scored {s.scored}, failed {s.failed}, already done {s.skipped}"
           + (" (resumed)" if s.resumed else ""))
