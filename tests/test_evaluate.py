@@ -10,6 +10,7 @@ from scipy.stats import mannwhitneyu, pearsonr, rankdata
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from curate import sde
+from curate.data.tensors import digits_images
 from curate.evaluate import (
     auroc, best_method, denoising_loss, evaluate_method, method_table, network_evaluations,
     spearman, tpr_at_fpr, welch_t,
@@ -132,3 +133,35 @@ def test_evaluate_method_and_table():
     assert "c *" in text and "mean trained" in text
     with pytest.raises(ValueError, match="both"):
         evaluate_method("x", scores, np.ones(30, bool), nfe=1)
+
+
+@pytest.mark.slow
+def test_run_methods_exact_score_oracles():
+    """Exact score of 6 digits with image 0 present 3 times (a perfectly memorizing model).
+
+    * generation log p (T = 1000, exact divergence) is log p_{t_min}(y): image 0 has three
+      times the mixture weight, so it scores log 3 above the others;
+    * the fast volume term (N = 1, T = 1) cannot tell them apart: next to a training
+      image the exact score is linear, s = (alpha y - x)/v, so one Euler step stretches
+      every direction by 1 + dt beta/2 (1/v - 1), the same for all six.
+    """
+    from curate.evaluate import run_methods
+
+    imgs = digits_images()[:6].double()
+    model = ExactScore(torch.cat([imgs, imgs[:1].repeat(2, 1, 1, 1)]))
+    specs = {
+        "g": dict(method="fd", axes=1, steps=1000, divergence="exact", score="generation_logp", label="gen"),
+        "fast": dict(method="fd", axes=1, steps=1),
+        "den": dict(kind="denoise", t=0.01, draws=2),
+    }
+    out = run_methods(model, imgs, specs)
+    g = out["g"].scores
+    torch.testing.assert_close(g[0] - g[1:], torch.full((5,), math.log(3), dtype=torch.float64), atol=0.01, rtol=0)
+    t = torch.tensor(sde.T_MIN, dtype=torch.float64)
+    stretch = math.log(1 + sde.DT * float(sde.beta(t)) / 2 * (1 / float(sde.v(t)) - 1))
+    torch.testing.assert_close(out["fast"].scores, torch.full((6,), stretch, dtype=torch.float64), rtol=1e-6, atol=0)
+    assert out["g"].nfe == 2000 and out["fast"].nfe == 2 and out["den"].nfe == 2  # closed-form divergence is free
+    assert out["g"].label == "gen" and "T=1000" in out["g"].settings
+    with pytest.raises(ValueError, match="needs a divergence"):
+        run_methods(model, imgs, {"x": dict(score="generation_logp")})
+
