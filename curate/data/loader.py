@@ -4,14 +4,20 @@ Images are decoded in background threads (PIL releases the GIL while decoding) a
 few batches ahead of the consumer. The size and channel policy is explicit:
 
 * ``channels``: 1 (grayscale, PIL mode ``L``), 3 (``RGB``), or None to take the
-  channel count of the first readable image. Images in another mode are converted
-  with PIL's standard conversion (alpha dropped).
+  channel count of the first readable image (grey modes count as 1). Images in
+  another mode are converted with PIL's standard conversion: alpha is dropped (not
+  composited), palettes are expanded, CMYK uses PIL's formula, grey is repeated
+  into RGB, RGB becomes grey by ITU-R 601 luma. 16-bit (and 32-bit integer)
+  images are scaled to 8 bits (v * 255 / 65535, rounded); floating-point images
+  (mode F) are refused.
 * ``size``: ``(H, W)``, or None to take the first readable image's size. An image
   of another size is a per-sample failure unless ``resize=True``, when it is
   resized with bicubic filtering.
 
-A file that cannot be read or does not fit the policy never stops the stream: it is
-reported in ``Batch.failed`` (sample id -> message) and the other images go on.
+A file that cannot be read (missing, empty, truncated, not an image, a header
+claiming more pixels than Pillow's decompression-bomb limit) or does not fit the
+policy never stops the stream: it is reported in ``Batch.failed`` (sample id ->
+message) and the other images go on.
 """
 from __future__ import annotations
 
@@ -56,11 +62,24 @@ class ImagePolicy:
 
 
 def _open(path: str):
+    """The image with only its header read (size and mode known, pixels not decoded).
+
+    Pillow refuses files whose header claims more than twice ``Image.MAX_IMAGE_PIXELS``
+    (a decompression bomb) here, before any memory is spent."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im.load()
-        return im.copy()
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise ValueError("empty file (0 bytes)")
+    import io
+
+    return Image.open(io.BytesIO(data))
+
+
+def _channels_of(im) -> int:
+    """1 for grey modes (with or without alpha, any bit depth), else 3."""
+    return 1 if set(im.getbands()) - {"A"} <= {"L", "1", "I", "F"} else 3
 
 
 def _fix_policy(policy: ImagePolicy, paths: list[str]) -> ImagePolicy:
@@ -72,27 +91,48 @@ def _fix_policy(policy: ImagePolicy, paths: list[str]) -> ImagePolicy:
             im = _open(p)
         except Exception:
             continue
-        channels = policy.channels or (1 if im.mode in ("1", "L", "I", "I;16", "F") else 3)
+        channels = policy.channels or _channels_of(im)
         size = policy.size or (im.height, im.width)
         return ImagePolicy(size=size, channels=channels, resize=policy.resize)
     return policy
 
 
+def _to_8bit(im):
+    """Integer images of more than 8 bits (PIL modes ``I;16*`` and ``I``) -> ``L``,
+    scaling 0..65535 to 0..255 (Pillow's own conversion would clip at 255)."""
+    from PIL import Image
+
+    if im.mode == "F":
+        raise ValueError("floating-point image (PIL mode F) has no standard value range; "
+                         "save it as 8- or 16-bit")
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        arr = np.clip(np.asarray(im, dtype=np.float64), 0, 65535) * (255.0 / 65535.0)
+        return Image.fromarray(np.rint(arr).astype(np.uint8), "L")
+    return im
+
+
 def _read(path: str, policy: ImagePolicy) -> np.ndarray:
-    """One file -> uint8 (C, H, W) by the policy; raises ValueError/OSError with a reason."""
+    """One file -> uint8 (C, H, W) by the policy; raises ValueError/OSError with a reason.
+
+    The size is checked from the header before decoding, so a huge image of the
+    wrong size costs nothing."""
     from PIL import Image
 
     im = _open(path)
+    h, w = policy.size
+    if (im.height, im.width) != (h, w) and not policy.resize:
+        raise ValueError(
+            f"image is {im.height}x{im.width} but this run uses {h}x{w}; "
+            "pass size=(H, W) with resize=True to resize"
+        )
+    im.load()  # decodes; a truncated file raises OSError here
+    im = _to_8bit(im)
     mode = _MODES[policy.channels]
     if im.mode != mode:
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")  # palette transparency: go through RGBA, then drop alpha
         im = im.convert(mode)
-    h, w = policy.size
     if (im.height, im.width) != (h, w):
-        if not policy.resize:
-            raise ValueError(
-                f"image is {im.height}x{im.width} but this run uses {h}x{w}; "
-                "pass size=(H, W) with resize=True to resize"
-            )
         im = im.resize((w, h), Image.BICUBIC)
     arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
