@@ -1,0 +1,66 @@
+"""Clean and retrain on CIFAR-10 (a GPU for the ``subset`` and ``paper`` presets).
+
+    python -m curate.recipes.clean_cifar --cifar-root data/cifar10             # preset "subset"
+    python -m curate.recipes.clean_cifar --config smoke --cifar-root data/cifar10 --out /tmp/cc
+    python -m curate.recipes.clean_cifar --config paper --download             # all 50,000 + flips
+
+``--cifar-root`` is a folder holding ``cifar-10-batches-py`` (or that folder itself);
+``--download`` fetches it there with torchvision when it is missing (needs internet).
+The training images go into a FiftyOne dataset (PNGs in the run folder), optionally
+with planted duplicates, and the loop of :mod:`curate.recipes._clean` runs: baseline,
+score, flag + dedupe + export, cleaned retrain, random-removal control, samples,
+memorization (Carlini, Gu), ``report.md``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from curate.recipes import _clean
+
+RECIPE = "clean_cifar"
+
+
+def build(name: str, run, cfg: dict):
+    """The first ``data.n_images`` CIFAR-10 training images (0 = all 50,000) as a
+    persistent FiftyOne dataset named ``name``."""
+    from curate.data.datasets import load_cifar10
+
+    d = cfg["data"]
+    root = Path(d["root"]).expanduser()
+    try:
+        ds = load_cifar10(root, split="train", dataset_name=name, download=bool(d["download"]),
+                          images_dir=run.path / "images", max_samples=int(d["n_images"]) or None, overwrite=True,
+                          persistent=True, progress=True)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc} (set it with --cifar-root, or --download when online)") from None
+    return {"source": f"CIFAR-10 training batches under {root}", "n_source": ds.count()}
+
+
+def _args(parser) -> None:
+    parser.add_argument("--cifar-root", default=None,
+                        help="folder holding cifar-10-batches-py (overrides data.root)")
+    parser.add_argument("--download", action="store_true",
+                        help="download CIFAR-10 with torchvision into --cifar-root when missing (needs internet)")
+
+
+def _overrides(args) -> list[str]:
+    out = []
+    if args.cifar_root:
+        out.append(f"data.root={args.cifar_root}")
+    if args.download:
+        out.append("data.download=true")
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    started = _clean.start(RECIPE, __doc__.splitlines()[0], "subset", argv, extra_args=_args,
+                           extra_overrides=_overrides)
+    if started is None:
+        return None
+    cfg, run, args = started
+    return _clean.Loop(RECIPE, cfg, run, args, lambda name, run: build(name, run, cfg)).run_all()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
