@@ -257,3 +257,24 @@ def start(recipe: str, description: str, default_preset: str, argv: list[str] | 
     except ConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
     return cfg, run, args
+
+
+class torch_threads:
+    """Context manager: torch's intra-op thread count set to ``n`` (0: leave as is), restored after."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+
+    def __enter__(self):
+        import torch
+
+        self.old = torch.get_num_threads()
+        if self.n > 0:
+            torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.old)
+        return False

@@ -55,8 +55,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     cfg, run, _ = started
     torch.manual_seed(int(cfg["seed"]))
-    if cfg.get("threads", 0):
-        torch.set_num_threads(int(cfg["threads"]))
+    with _config.torch_threads(int(cfg.get("threads", 0))):
+        return _main(cfg, run)
+
+
+def _main(cfg: dict, run) -> dict:
     t_start = time.perf_counter()
     run.stage("data", lambda: stage_data(cfg, run))
     data = load_tensors(run.file("data.safetensors"))
