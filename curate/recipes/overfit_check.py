@@ -183,6 +183,9 @@ def stage_score(cfg: dict, run, model, images: torch.Tensor) -> dict:
     """
     from curate.evaluate import run_methods
 
+    labels = [spec.get("label", name) for name, spec in cfg["methods"].items()]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"method labels must be unique, got {labels}")
     log(f"  scoring {images.shape[0]} images with {len(cfg['methods'])} methods")
     cache: dict = {}
     meta = {}
@@ -270,7 +273,7 @@ def report(cfg: dict, run, *, images, positive, meta, sweeps, title, pos_label, 
     for name, m in meta.items():
         s = scores[f"score.{name}"]
         plots.two_group_histogram(s[positive], s[~positive], figs / f"hist_{name}.png", labels=(pos_label, neg_label),
-                                  xlabel=f"{m['label']} score", title=f"{m['label']} ({m['settings']})")
+                                  xlabel=f"score ({m['settings']})", title=m['label'])
     if sweeps.get("axes"):
         a = sweeps["axes"]
         plots.metric_curves([r["N"] for r in a], [r["auroc"] for r in a], [r["p"] for r in a],
