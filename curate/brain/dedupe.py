@@ -86,8 +86,15 @@ def dedupe(samples, *, threshold: float = 0.1, query_tag: str | None = "high_ris
     """
     import fiftyone.core.fields as fof
 
+    from curate.brain._names import check_field_name, check_tag
     from curate.data.loader import load_images
 
+    check_tag(tag, "tag")
+    check_field_name(group_field, "group_field")
+    old = samples._dataset.get_field_schema().get(group_field)
+    if old is not None and not isinstance(old, fof.IntField):
+        raise ValueError(f"group_field {group_field!r} already holds a {type(old).__name__}; "
+                         "choose another name")
     if keep not in KEEP_RULES:
         raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
     if threshold < 0:

@@ -10,6 +10,12 @@ def export_clean(samples, export_dir, *, dataset_type=None, label_field: str | N
                  exclude_tags=("duplicate",), overwrite: bool = False, **kwargs) -> int:
     """Export ``samples`` minus those tagged with any of ``exclude_tags``.
 
+    Everything is checked before anything is written: an export folder that exists
+    and is not empty (unless ``overwrite=True``), one that is a symbolic link, one
+    that holds the dataset's own images (overwriting would delete them), and label
+    values that would become folder names escaping the export folder (``..``,
+    ``a/b``, absolute paths) are refused with a ValueError / FileExistsError.
+
     Args:
         samples: a FiftyOne dataset or view.
         export_dir: the folder to write; refused if it exists and is not empty,
@@ -29,6 +35,23 @@ def export_clean(samples, export_dir, *, dataset_type=None, label_field: str | N
     if isinstance(dataset_type, str):
         dataset_type = getattr(fot, dataset_type, None) or _bad_type(dataset_type)
     out = Path(export_dir).expanduser()
+    if out.is_symlink():
+        raise ValueError(f"{out} is a symbolic link; pass the folder it points to, or another folder")
+    out = out.absolute()
+    view = samples.match_tags(list(exclude_tags), bool=False) if exclude_tags else samples
+    if label_field is not None and label_field not in view.get_field_schema():
+        raise ValueError(f"no label field {label_field!r}; pass label_field=")
+    if label_field is not None and "DirectoryTree" in dataset_type.__name__:
+        from curate.brain._names import check_path_component
+
+        for label in set(view.distinct(f"{label_field}.label")):
+            check_path_component(label, f"label in {label_field!r}")
+    real = os.path.realpath(out)
+    inside = [p for p in samples._dataset.values("filepath")
+              if os.path.realpath(p).startswith(real.rstrip(os.sep) + os.sep)]
+    if inside:
+        raise ValueError(f"{out} holds {len(inside)} of the dataset's own images (e.g. {inside[0]}); "
+                         "export to a folder outside the dataset's media")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
             raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")
@@ -36,9 +59,6 @@ def export_clean(samples, export_dir, *, dataset_type=None, label_field: str | N
             shutil.rmtree(out)
         else:
             os.remove(out)
-    view = samples.match_tags(list(exclude_tags), bool=False) if exclude_tags else samples
-    if label_field is not None and label_field not in view.get_field_schema():
-        raise ValueError(f"no label field {label_field!r}; pass label_field=")
     n = view.count()
     view.export(export_dir=str(out), dataset_type=dataset_type, label_field=label_field, **kwargs)
     return n

@@ -1,6 +1,7 @@
 """Tag the images a model is most likely to reproduce (the highest scores)."""
 from __future__ import annotations
 
+import fiftyone.core.fields as fof
 import numpy as np
 
 
@@ -21,6 +22,10 @@ def flag_high_risk(samples, score_field: str = "volume_growth", *, top_k: int | 
     re-flag replaces the previous one. The view is saved on the dataset under
     ``view_name`` (default: the tag) and returned.
     """
+    from curate.brain._names import check_tag
+
+    check_tag(tag, "tag")
+    check_tag(view_name or tag, "view_name")
     rules = {"top_k": top_k, "percentile": percentile, "threshold": threshold}
     given = [k for k, v in rules.items() if v is not None]
     if len(given) != 1:
@@ -28,6 +33,9 @@ def flag_high_risk(samples, score_field: str = "volume_growth", *, top_k: int | 
     if score_field not in samples.get_field_schema():
         raise ValueError(f"no field {score_field!r} on this collection; score it first "
                          "(curate.brain.compute_volume_growth)")
+    kind = samples.get_field_schema()[score_field]
+    if not isinstance(kind, (fof.FloatField, fof.IntField)):
+        raise ValueError(f"field {score_field!r} is a {type(kind).__name__}, not a number field")
     scored = samples.exists(score_field)
     ids, scores = scored.values(["id", score_field])
     scores = np.asarray(scores, dtype=np.float64)

@@ -54,17 +54,10 @@ class DatabaseUnavailableError(RuntimeError):
     """The database went away during a run; what was saved stays, rerun to resume."""
 
 
-# Fields every FiftyOne sample has: never a score field, even with overwrite=True.
-_RESERVED = {"id", "_id", "filepath", "tags", "metadata", "created_at", "last_modified_at",
-             "media_type", "_media_type", "_rand", "_dataset_id"}
-
-
 def _check_field_name(name: str, what: str) -> None:
-    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
-        raise ValueError(f"{what} must be a plain field name (a Python identifier not starting "
-                         f"with '_'), got {name!r}")
-    if name in _RESERVED:
-        raise ValueError(f"{what} {name!r} is a built-in FiftyOne sample field; choose another name")
+    from curate.brain._names import check_field_name
+
+    check_field_name(name, what)
 
 
 def _has_values(dataset, field: str) -> bool:

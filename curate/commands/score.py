@@ -54,9 +54,12 @@ def _run(args) -> int:
 
     samples = open_samples(args)
     policy = dict(size=args.size, channels=args.channels, resize=args.resize)
-    model, description = resolve_model(
-        samples, checkpoint=args.model, exact_tag=args.train_tag if args.exact_score else None,
-        device=args.device, **policy)
+    try:  # a bad or refused checkpoint (pickle, truncated, wrong format) is a clear exit
+        model, description = resolve_model(
+            samples, checkpoint=args.model, exact_tag=args.train_tag if args.exact_score else None,
+            device=args.device, **policy)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     settings = dict(score_field=args.field, logp_field=args.logp_field,
                     method=args.method, axes=args.axes, sigma=args.sigma, steps=args.steps,
                     seed=args.seed, batch_size=args.batch_size, num_workers=args.workers,
