@@ -1,6 +1,7 @@
 """A scoring process the fault tests start, kill, run side by side or cut off.
 
 python _score.py DATASET [--field F] [--delay S] [--steps T] [--axes N] [--batch-size B] [--go-file F]
+                      [--make-digits DIR]
 
 Scores DATASET with the exact score of its ``train`` samples, slowed by ``--delay``
 seconds per network call (same values, more time), and prints ``SUMMARY {json}``.
@@ -36,6 +37,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--axes", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--make-digits", default=None, metavar="DIR",
+                   help="first create DATASET (persistent, 20 + 20 digits as PNGs in DIR) if missing")
     p.add_argument("--go-file", default=None,
                    help="after the imports, wait until this file exists (lines processes up)")
     a = p.parse_args()
@@ -45,6 +48,11 @@ def main() -> None:
     from curate.brain import DatabaseUnavailableError, compute_volume_growth
     from curate.data.loader import load_images
 
+    if a.make_digits and not fo.dataset_exists(a.dataset):
+        from curate.data.datasets import load_digits
+
+        load_digits(a.make_digits, dataset_name=a.dataset, max_samples=20, persistent=True,
+                    progress=False)
     ds = fo.load_dataset(a.dataset)
     _, train, _ = load_images(ds.match_tags("train"), num_workers=0)
     model = SlowExactScore(train.to(torch.float64))
