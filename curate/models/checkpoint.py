@@ -12,6 +12,9 @@ A curate checkpoint is a folder::
 Every file is written to a temporary name in the same folder and renamed into place
 (``config.json`` last); every safetensors file carries the ``save_id`` of its save in
 its metadata, so a folder mixing two saves (a crash between renames) is detected.
+While the renames run, the previous complete save stays hard-linked in
+``.previous/``; :func:`load_checkpoint` falls back to it when the folder mixes two
+saves, so a crash at any instant leaves a loadable, complete checkpoint.
 
 Loading never unpickles: files are sniffed first, and a pickle (``.bin``, ``.pt``,
 ``.ckpt``, a torch zip archive) is refused with :class:`PickleRefusedError`, whatever
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import uuid
 import zipfile
@@ -34,6 +38,7 @@ import torch
 FORMAT = "curate.unet"
 FORMAT_VERSION = 1
 CONFIG = "config.json"
+PREVIOUS = ".previous"  # the last complete save, kept while a new one is renamed in
 WEIGHTS = "model.safetensors"
 EMA = "ema.safetensors"
 OPT_TENSORS = "optimizer.safetensors"
@@ -253,8 +258,47 @@ def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, *, ema: t
         "train": train_config or {},
     }
     files[CONFIG] = json.dumps(config, indent=2).encode()
+    _keep_previous(folder)
     _atomic_files(folder, files)
+    shutil.rmtree(folder / PREVIOUS, ignore_errors=True)  # the new save is complete
     return folder
+
+
+def _consistent(folder: Path) -> list[str] | None:
+    """The files of the folder's save when they all belong to it (same save_id), else None."""
+    try:
+        config = _read_config(folder)
+        save_id = config.get("save_id")
+        names = list(config.get("files", [WEIGHTS]))
+        for name in names:
+            path = folder / name
+            if name.endswith(".safetensors"):
+                found = _check_safetensors(path).get("__metadata__", {}).get("save_id")
+            else:
+                found = json.loads(path.read_text()).get("save_id")
+            if found != save_id:
+                return None
+        return names + [CONFIG]
+    except (CheckpointError, OSError, ValueError, AttributeError):
+        return None
+
+
+def _keep_previous(folder: Path) -> None:
+    """Hard-link the folder's current complete save into ``.previous/`` (the fallback
+    while the new files are renamed in). A folder that already mixes two saves keeps
+    the fallback it has."""
+    names = _consistent(folder)
+    if names is None:
+        return
+    tmp = folder / f"{PREVIOUS}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    for name in names:
+        try:
+            os.link(folder / name, tmp / name)
+        except OSError:  # no hard links on this file system
+            shutil.copy2(folder / name, tmp / name)
+    shutil.rmtree(folder / PREVIOUS, ignore_errors=True)
+    os.replace(tmp, folder / PREVIOUS)
 
 
 # --------------------------------------------------------------------------- reading
@@ -315,8 +359,33 @@ def _read_config(folder: Path) -> dict:
 def load_checkpoint(folder: str | os.PathLike, *, device=None, optimizer: bool = True) -> Checkpoint:
     """Read a curate checkpoint folder written by :func:`save_checkpoint` (no code runs).
 
+    When the folder's files do not form one complete save (a save was interrupted
+    between its renames) and the previous complete save is kept in ``.previous/``,
+    that one is returned, with a warning.
+
     Raises CheckpointError (missing/truncated/inconsistent files), PickleRefusedError.
     """
+    folder = Path(folder)
+    try:
+        return _load_checkpoint(folder, device=device, optimizer=optimizer)
+    except PickleRefusedError:
+        raise
+    except CheckpointError as e:
+        prev = folder / PREVIOUS
+        if not prev.is_dir():
+            raise
+        try:
+            state = _load_checkpoint(prev, device=device, optimizer=optimizer)
+        except CheckpointError:
+            raise e from None
+        import warnings
+
+        warnings.warn(f"{e}; using the previous complete save (step {state.step}) kept in {prev}",
+                      stacklevel=2)
+        return state
+
+
+def _load_checkpoint(folder: Path, *, device=None, optimizer: bool = True) -> Checkpoint:
     folder = Path(folder)
     if not folder.is_dir():
         if folder.is_file():

@@ -29,7 +29,9 @@ def fo():
 def child_env():
     """Environment for child processes: this mongod, quiet, the helpers importable."""
     path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
-    return dict(os.environ, PYTHONPATH=path, FIFTYONE_DO_NOT_TRACK="true", PYTHONUNBUFFERED="1")
+    # One thread per child: two cores shared by several processes (OpenMP spin-waits otherwise).
+    return dict(os.environ, PYTHONPATH=path, FIFTYONE_DO_NOT_TRACK="true", PYTHONUNBUFFERED="1",
+                OMP_NUM_THREADS="1")
 
 
 @pytest.fixture
