@@ -63,6 +63,8 @@ def image_shape(model) -> tuple[int, int, int]:
         return tuple(int(s) for s in shape)
     inner = getattr(net, "unet", None) or getattr(net, "net", None)
     icfg = getattr(inner, "config", None)
+    if isinstance(icfg, dict) and "image_size" in icfg:  # an adapter around a curate UNet
+        return (icfg["channels"], icfg["image_size"], icfg["image_size"])
     if icfg is not None and hasattr(icfg, "sample_size") and hasattr(icfg, "in_channels"):
         size = icfg.sample_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)

@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-steps", type=int, default=100, help="Euler steps for the sample grids")
     p.add_argument("--save-every", type=int, default=1000, help="checkpoint every this many steps")
     p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--t-power", type=float, default=1.0,
+                   help="draw t = t_min + (1 - t_min) u^p; 1 = uniform (paper), >1 favours small t")
     p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
           batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, ema=args.ema, flip=not args.no_flip,
           seed=args.seed, resume=not args.no_resume, progress=not args.no_progress,
           sample_every=args.sample_every, sample_steps=args.sample_steps, save_every=args.save_every,
-          grad_clip=args.grad_clip, device=args.device, amp=not args.no_amp)
+          grad_clip=args.grad_clip, t_power=args.t_power, device=args.device, amp=not args.no_amp)
     return 0
 
 
