@@ -32,6 +32,16 @@ def _png_header_only(path, width, height):
                      + chunk(b"IEND", b""))
 
 
+def _png16_rgb(path, rgb16):
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one), rgb16 (H, W, 3) uint16."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    h, w, _ = rgb16.shape
+    rows = b"".join(b"\x00" + rgb16[i].astype(">u2").tobytes() for i in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def _write_cases(folder):
     """{name: (path, expected (3, 8, 8) uint8 or a reason substring)}."""
     cases = {}
@@ -62,6 +72,9 @@ def _write_cases(folder):
     g16 = rng.randint(0, 65536, (8, 8)).astype(np.uint16)
     put("grey16.png", _rep(np.rint(g16 * (255 / 65535)).astype(np.uint8)),
         lambda p: Image.fromarray(g16).save(p))
+    c16 = rng.randint(0, 65536, (8, 8, 3)).astype(np.uint16)
+    put("rgb16.png", (c16 >> 8).astype(np.uint8).transpose(2, 0, 1),  # Pillow keeps the high byte
+        lambda p: _png16_rgb(p, c16))
     cmyk = rng.randint(0, 256, (8, 8, 4)).astype(np.int64)
     want = np.rint((255 - cmyk[..., :3]) * (255 - cmyk[..., 3:]) / 255).astype(np.uint8)
     put("cmyk.tiff", want.transpose(2, 0, 1),

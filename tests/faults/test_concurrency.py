@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from _helpers import assert_scores_equal, reference_scores, stored
 
 HERE = Path(__file__).parent
@@ -14,6 +16,7 @@ def _summary(out: str) -> dict:
     return json.loads(out.split("SUMMARY ", 1)[1].splitlines()[0])
 
 
+@pytest.mark.slow
 def test_two_runs_different_fields_at_once(digits_ds, train_model, child_env, tmp_path):
     """Three processes register at the same instant: two with different fields (both
     must finish, nothing crossed) and a third claiming the first one's field with other
@@ -57,6 +60,7 @@ def _torchrun(ds, env, *extra, nproc=2):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_share_one_view(digits_ds, train_model, child_env):
     ds = digits_ds
     view_ids = set(ds.match_tags("test").values("id"))
@@ -85,3 +89,21 @@ def test_torchrun_two_ranks_share_one_view(digits_ds, train_model, child_env):
     assert_scores_equal({k: got[k] for k in view_ids}, want)
     res = ds.load_brain_results("volume_growth")
     assert (res.scored, res.failed, res.skipped) == (20, 0, 0)
+
+
+def test_shards_partition_any_view_and_one_process_scores_all(digits_ds, train_model):
+    from curate.brain.distributed import score_sharded, shard_ids
+
+    ids = digits_ds.values("id")
+    for world in (1, 2, 3, 7):
+        shards = [shard_ids(ids, r, world) for r in range(world)]
+        assert sorted(sum(shards, [])) == sorted(ids)  # every sample in exactly one shard
+        assert all(shard_ids(list(reversed(ids)), r, world) == shards[r] for r in range(world))
+    with pytest.raises(ValueError, match="rank 2 outside"):
+        shard_ids(ids, 2, 2)
+    # Outside torchrun: one process, the whole view, the same values as the tracker.
+    r = score_sharded(digits_ds, train_model, rank=0, world_size=1, steps=2, progress=False)
+    assert (r.shard_size, r.scored, r.total_scored, r.resumed) == (40, 40, 40, False)
+    assert_scores_equal(stored(digits_ds), reference_scores(train_model, digits_ds, steps=2))
+    with pytest.raises(ValueError, match="sigma must be"):  # settings checked on every rank
+        score_sharded(digits_ds, train_model, rank=0, world_size=1, sigma=0, progress=False)

@@ -50,6 +50,7 @@ def _scores(client) -> dict:
     return {d["filepath"]: d.get("volume_growth") for d in coll.find({}, {"filepath": 1, "volume_growth": 1})}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_mongod._mongod_binary() is None, reason="needs a mongod binary")
 def test_mongod_stops_during_scoring_then_resume(tmp_path, child_env):
     from pymongo import MongoClient

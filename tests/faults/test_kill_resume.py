@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from _helpers import assert_scores_equal, reference_scores, stored
@@ -49,6 +50,7 @@ def _kill_at_random_point(ds, env, rng, done: int) -> tuple[int, bool]:
     return n, killed
 
 
+@pytest.mark.slow
 def test_sigkill_scoring_at_random_points_then_resume(digits_ds, train_model, child_env):
     ds = digits_ds
     want = reference_scores(train_model, ds, steps=2)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 TIMING = {"seconds", "cpu_seconds", "time", "elapsed", "wall_seconds"}
@@ -36,6 +37,7 @@ def _results(folder):
     return out, tensors
 
 
+@pytest.mark.slow
 def test_sigkill_recipe_at_random_points_then_resume(tmp_path, child_env):
     from curate.recipes import overfit_check
 

@@ -74,6 +74,7 @@ def _step(folder):
         return 0
 
 
+@pytest.mark.slow
 def test_sigkill_training_at_random_points_then_resume(tmp_path, child_env):
     from curate.train import load_images, train
 
