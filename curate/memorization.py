@@ -178,8 +178,9 @@ class Memorization:
             "n_unique_train": int(self.group.max()) + 1,
             "memorized_samples_carlini": int(self.carlini.sum()),
             "memorized_samples_gu": int(self.gu.sum()),
-            "memorized_images_carlini": int((self.counts_carlini > 0).sum()),
-            "memorized_images_gu": int((self.counts_gu > 0).sum()),
+            # distinct images: a duplicated image counts once however many copies it has
+            "memorized_images_carlini": int(torch.unique(self.group[self.counts_carlini > 0]).numel()),
+            "memorized_images_gu": int(torch.unique(self.group[self.counts_gu > 0]).numel()),
             "settings": dict(self.settings),
         }
 

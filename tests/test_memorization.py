@@ -113,6 +113,7 @@ def test_exact_duplicates_in_training_set():
     assert res.gu.all() and res.carlini.all()
     counts = res.counts("gu")
     assert counts[3] == 4 and counts[20:].tolist() == [4] * 5 and counts.sum() == 4 * 6
+    assert res.summary()["memorized_images_gu"] == 1 and res.summary()["n_unique_train"] == 20
     # Without de-duplication the copies hide each other: d_1 = d_2, Gu ratio 1.
     raw = find_memorized(samples, train, dedupe=False)
     torch.testing.assert_close(raw.gu_ratio, torch.ones(4, dtype=torch.float64))
