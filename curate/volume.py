@@ -23,6 +23,7 @@ Per-image random directions come from :mod:`curate._rng`, keyed by the image byt
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -36,6 +37,18 @@ _DIVERGENCES = ("auto", "exact", "hutchinson", None)
 _RANGE_SLACK = 0.5
 #: Check for non-finite values every this many steps (each check syncs a GPU).
 _CHECK_EVERY = 64
+
+
+def _load_forward_ad() -> None:
+    """torch loads its forward-mode decompositions on the first jvp through torch.jit.script,
+    which warns on every new process; load them once here, quietly (torch's warning, not ours)."""
+    from torch.autograd import forward_ad
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        load = getattr(forward_ad, "_maybe_load_decompositions", None)  # private; absent in some versions
+        if load is not None:
+            load()
 
 
 class NonFiniteError(FloatingPointError):
@@ -144,6 +157,8 @@ def track_volume_growth(
     if divergence == "auto":
         divergence = "exact" if callable(getattr(model, "divergence", None)) else "hutchinson"
     keys = _rng.image_keys(images, seed)
+    if method == "jvp" or divergence in ("hutchinson", "exact"):
+        _load_forward_ad()
 
     out = {k: torch.empty(B, dtype=torch.float64) for k in ("log_growth", "prior", "div")}
     curve = torch.empty((B, steps), dtype=torch.float64) if return_curve else None
