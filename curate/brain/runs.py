@@ -20,7 +20,8 @@ METHOD = "curate_volume_growth"
 
 # Config entries that determine the stored values: equal -> same run (resumable).
 IDENTITY = (
-    "score_field", "error_field", "logp_field", "model_fingerprint", "tracker_method", "stretch", "axes",
+    "score_field", "error_field", "logp_field", "score", "divergence", "probes",
+    "model_fingerprint", "tracker_method", "stretch", "axes",
     "sigma", "steps", "t_min", "seed", "dtype", "image_size", "image_channels", "resize",
 )
 
@@ -61,13 +62,17 @@ def versions() -> dict:
 class VolumeGrowthConfig(fob.BrainMethodConfig):
     """Configuration of one volume-growth scoring run (see the module docstring)."""
 
-    def __init__(self, score_field, error_field=None, logp_field=None, model=None,
+    def __init__(self, score_field, error_field=None, logp_field=None, score="log_growth", divergence=None,
+                 probes=1, model=None,
                  model_description=None, model_fingerprint=None, tracker_method="fd", stretch="norm", axes=1,
                  sigma=0.05, steps=1, t_min=1e-3, seed=0, dtype="float64", image_size=None,
                  image_channels=None, resize=False, versions=None, **kwargs):
         self.score_field = score_field
         self.error_field = error_field
         self.logp_field = logp_field
+        self.score = score  # what score_field holds: log_growth, divergence or generation_logp
+        self.divergence = divergence  # how div f was integrated (None when not needed)
+        self.probes = probes
         self.model = model
         self.model_description = model_description
         self.model_fingerprint = model_fingerprint

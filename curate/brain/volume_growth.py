@@ -45,6 +45,17 @@ class ScoreSummary:
     resumed: bool
 
 
+#: What a run can store in its score field (every one: higher = easier to reproduce).
+SCORES = ("log_growth", "divergence", "generation_logp")
+
+
+def _score_of(res, score: str) -> torch.Tensor:
+    """log l_T (Algorithm 1), int div f dt (the full-dimensional log volume growth),
+    or the PF-ODE generation log-probability."""
+    return {"log_growth": res.log_growth, "divergence": res.divergence_integral,
+            "generation_logp": res.generation_logp}[score]
+
+
 def _describe(model) -> str:
     text = repr(model)
     return text if len(text) <= 500 else text[:497] + "..."
@@ -90,8 +101,8 @@ class _Plan:
 
 def plan_run(samples, model, *, score_field="volume_growth", method="fd", stretch="norm", axes=1,
              sigma=0.05, steps=1, t_min=1e-3, batch_size=64, seed=0, dtype=torch.float64, device=None,
-             logp_field=None, size=None, channels=None, resize=False, num_workers=2,
-             model_description=None) -> _Plan:
+             logp_field=None, score="log_growth", divergence="auto", probes=1, size=None, channels=None,
+             resize=False, num_workers=2, model_description=None) -> _Plan:
     """Check settings, model and collection; writes nothing. Raises ValueError."""
     from curate.data.loader import resolve_policy
     from curate.models.base import check_model
@@ -118,9 +129,17 @@ def plan_run(samples, model, *, score_field="volume_growth", method="fd", stretc
             "use a checkpoint trained on this data, or pass size=/channels= (with resize=True) to "
             "convert the images"
         )
-    divergence = "auto" if logp_field else None
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    if divergence not in ("auto", "exact", "hutchinson"):
+        raise ValueError(f"divergence must be 'auto', 'exact' or 'hutchinson', got {divergence!r}")
+    if logp_field is None and score == "log_growth":
+        divergence = None  # nothing needs div f: skip its cost
+    elif divergence == "auto":
+        divergence = "exact" if callable(getattr(model, "divergence", None)) else "hutchinson"
     tracker = dict(axes=axes, sigma=sigma, steps=steps, t_min=t_min, method=method, stretch=stretch,
-                   seed=seed, divergence=divergence, on_error="mark", dtype=dtype, device=device)
+                   seed=seed, divergence=divergence, probes=int(probes), on_error="mark", dtype=dtype,
+                   device=device)
     # Check settings and model on one blank image before touching the database, so a
     # bad argument fails with the tracker's own message and loses nothing.
     probe = torch.zeros((1, policy.channels, *policy.size))
@@ -135,7 +154,8 @@ def plan_run(samples, model, *, score_field="volume_growth", method="fd", stretc
         raise ValueError("the model gives NaN/Inf on a blank image "
                          f"({res.errors.get(0, 'non-finite trajectory')}); refusing to score with it")
     config = runs.VolumeGrowthConfig(
-        score_field, error_field=error_field, logp_field=logp_field,
+        score_field, error_field=error_field, logp_field=logp_field, score=score, divergence=divergence,
+        probes=int(probes) if divergence == "hutchinson" else None,
         model=type(model).__module__ + "." + type(model).__qualname__,
         model_description=model_description or _describe(model),
         model_fingerprint=runs.model_fingerprint(model), tracker_method=method, stretch=stretch,
@@ -237,7 +257,7 @@ def score_pending(todo, model, plan: _Plan, *, progress=True, label=None, counts
                     if bool(res.failed[i]):
                         errors[sid] = "tracker: " + str(res.errors.get(i, "non-finite trajectory"))
                         continue
-                    values[sid] = float(res.log_growth[i])
+                    values[sid] = float(_score_of(res, c.score)[i])
                     if c.logp_field:
                         logps[sid] = float(res.generation_logp[i])
             # Scores first, then errors: a kill in between only re-tries the failures.
@@ -299,6 +319,9 @@ def compute_volume_growth(
     dtype: torch.dtype = torch.float64,
     device=None,
     logp_field: str | None = None,
+    score: str = "log_growth",
+    divergence: str = "auto",
+    probes: int = 1,
     size=None,
     channels: int | None = None,
     resize: bool = False,
@@ -314,7 +337,13 @@ def compute_volume_growth(
         samples: a FiftyOne dataset or view of images (not empty).
         model: a score model (``eps(x, t)``); e.g. :class:`curate.ExactScore` or a
             network from :func:`curate.load_model`.
-        score_field: float field for log l_T, also the brain key of the run.
+        score_field: float field for the score, also the brain key of the run.
+        score: what the field holds: ``"log_growth"`` (log l_T, the paper's Algorithm 1),
+            ``"divergence"`` (int div f dt along the trajectory: the full-dimensional log
+            volume growth, Algorithm 1's N = D limit) or ``"generation_logp"``.
+        divergence, probes: how div f is integrated when ``score`` or ``logp_field``
+            needs it: ``"exact"`` (the model's own, or D JVPs), ``"hutchinson"`` with
+            ``probes`` probes per step, or ``"auto"`` (exact when the model has it).
         method, stretch, axes, sigma, steps, t_min, seed, dtype, device: passed to the tracker
             (``dtype`` is the trajectories' dtype; float64 by default, see design §2).
         batch_size: images per database write (and per tracker call).
@@ -339,7 +368,8 @@ def compute_volume_growth(
 
     plan = plan_run(samples, model, score_field=score_field, method=method, stretch=stretch,
                     axes=axes, sigma=sigma, steps=steps, t_min=t_min, batch_size=batch_size,
-                    seed=seed, dtype=dtype, device=device, logp_field=logp_field, size=size,
+                    seed=seed, dtype=dtype, device=device, logp_field=logp_field, score=score,
+                    divergence=divergence, probes=probes, size=size,
                     channels=channels, resize=resize, num_workers=num_workers,
                     model_description=model_description)
     dataset = samples._dataset

@@ -56,6 +56,31 @@ def test_scores_equal_tracker_and_run_record(digits_ds, train_model):
     assert ds.list_brain_runs() == []
 
 
+@pytest.mark.parametrize("score, divergence", [("divergence", "exact"), ("divergence", "hutchinson"),
+                                               ("generation_logp", "exact")])
+def test_divergence_and_logp_scores_equal_tracker(digits_ds, train_model, score, divergence):
+    ds = digits_ds
+    # From t = 0.05 the images' neighbourhoods differ (at 1e-3 each sits on a sharp peak).
+    compute_volume_growth(ds, train_model, score_field="s", score=score, divergence=divergence, probes=2,
+                          steps=4, t_min=0.05, batch_size=32, progress=False)
+    ids, images, _ = load_images(ds, num_workers=0)
+    res = curate.track_volume_growth(train_model, images, steps=4, t_min=0.05, divergence=divergence,
+                                     probes=2, dtype=torch.float64)
+    want = dict(zip(ids, (res.divergence_integral if score == "divergence" else res.generation_logp).tolist()))
+    got = _stored(ds, "s")
+    np.testing.assert_allclose([got[k] for k in ids], [want[k] for k in ids], rtol=1e-12)
+    assert np.ptp(list(got.values())) > 1e-3
+    cfg = ds.get_brain_info("s").config
+    assert (cfg.score, cfg.divergence) == (score, divergence)
+    # Another score kind into the same field is another run's results: refused.
+    other = "generation_logp" if score == "divergence" else "divergence"
+    with pytest.raises(ValueError):
+        compute_volume_growth(ds, train_model, score_field="s", score=other, divergence=divergence,
+                              probes=2, steps=4, t_min=0.05, progress=False)
+    with pytest.raises(ValueError, match="score must be one of"):
+        compute_volume_growth(ds, train_model, score_field="t", score="loss", progress=False)
+
+
 def test_other_runs_results_are_protected(digits_ds, train_model):
     ds = digits_ds
     compute_volume_growth(ds, train_model, steps=2, progress=False)
