@@ -92,8 +92,8 @@ def check_config(cfg: dict) -> None:
     if c["remove"] not in ("duplicates", "flagged"):
         raise _config.ConfigError("clean.remove must be 'duplicates' (the extra copies dedupe finds) "
                                   "or 'flagged' (those and every flagged image)")
-    if s["use"] not in ("log_growth", "generation_logp"):
-        raise _config.ConfigError("score.use must be 'log_growth' or 'generation_logp'")
+    if s["use"] not in ("log_growth", "divergence", "generation_logp"):
+        raise _config.ConfigError("score.use must be 'log_growth', 'divergence' or 'generation_logp'")
     if m["samples"] < 2:
         raise _config.ConfigError("memorization.samples must be >= 2")
 
@@ -272,17 +272,16 @@ class Loop:
         from curate.brain import compute_volume_growth
 
         s = self.cfg["score"]
-        logp_field = "generation_logp" if s["use"] == "generation_logp" else None
         summ = compute_volume_growth(
-            self.train_view(), self.model("baseline"), score_field="volume_growth", method=s["method"],
+            self.train_view(), self.model("baseline"), score_field=self.score_field(), score=s["use"],
+            divergence=s.get("divergence", "auto"), probes=int(s.get("probes", 1)), method=s["method"],
             stretch=s["stretch"], axes=int(s["axes"]), sigma=float(s["sigma"]), steps=int(s["steps"]),
-            batch_size=int(s["batch_size"]), seed=self.seed, logp_field=logp_field,
-            device=self.dev, num_workers=2, overwrite=True)
+            batch_size=int(s["batch_size"]), seed=self.seed, device=self.dev, num_workers=2, overwrite=True)
         return {"scored": summ.scored, "failed": summ.failed, "skipped": summ.skipped,
-                "field": logp_field or "volume_growth"}
+                "field": self.score_field(), "score": s["use"]}
 
     def score_field(self) -> str:
-        return "generation_logp" if self.cfg["score"]["use"] == "generation_logp" else "volume_growth"
+        return {"log_growth": "volume_growth"}.get(self.cfg["score"]["use"], self.cfg["score"]["use"])
 
     def stage_clean(self) -> dict:
         """Flag the top-k scores, dedupe them against everything, export the rest.
