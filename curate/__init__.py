@@ -22,6 +22,8 @@ _EXPORTS = {
     "flag_high_risk": "curate.brain",
     "dedupe": "curate.brain",
     "export_clean": "curate.brain",
+    "score_sharded": "curate.brain",
+    "DatabaseUnavailableError": "curate.brain",
     "EpsNetAdapter": "curate.models.adapters",
     "DiffusersUNetAdapter": "curate.models.adapters",
     "find_memorized": "curate.memorization",
