@@ -148,7 +148,6 @@ def track_volume_growth(
               stretch=stretch, divergence=divergence, probes=probes, on_error=on_error, dtype=dtype)
     device = torch.device(device) if device is not None else _model_device(model) or images.device
     B = images.shape[0]
-    D = images[0].numel()
     if eval_batch is None:
         eval_batch = 4096 if device.type == "cuda" else 256
     rows_per_image = axes + 1 if method == "fd" else axes

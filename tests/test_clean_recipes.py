@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from curate.recipes import _clean, _config, clean_cifar, clean_digits  # noqa: E402
+from curate.recipes import _clean, clean_cifar, clean_digits  # noqa: E402
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

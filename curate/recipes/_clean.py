@@ -22,7 +22,6 @@ Stages (each resumable; every artefact in the run folder):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import shutil
 import time
@@ -125,20 +124,6 @@ def dataset_name(cfg: dict, run) -> str:
         return cfg["dataset_name"]
     h = hashlib.sha256(str(run.path.resolve()).encode()).hexdigest()[:10]
     return f"{run.path.name}-{h}"
-
-
-def save_tensors(path: Path, **tensors) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    tmp.replace(path)
-
-
-def load_tensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
 
 
 def view_images(view) -> tuple[list[str], torch.Tensor]:
@@ -339,7 +324,7 @@ class Loop:
         model = self.model(arm)
         x = sample(model, int(mc["samples"]), method=mc["method"], steps=int(mc["steps"]), seed=self.seed + 1,
                    progress=True)
-        save_tensors(self.run.path / f"samples_{arm}.safetensors", samples=x)
+        _config.save_tensors(self.run.path / f"samples_{arm}.safetensors", samples=x)
         zoom = 4 if x.shape[-1] <= 16 else 2
         plots.image_grid(x[:64], self.run.path / "figures" / f"samples_{arm}.png", ncol=16, zoom=zoom)
         return {"n_samples": x.shape[0]}
@@ -357,7 +342,7 @@ class Loop:
         planted = torch.tensor([group_of.get(i) is not None for i in ids])
         out = {}
         for arm in ARMS:
-            x = load_tensors(self.run.path / f"samples_{arm}.safetensors")["samples"].to(self.dev)
+            x = _config.load_tensors(self.run.path / f"samples_{arm}.safetensors")["samples"].to(self.dev)
             if self.cfg["memorization"].get("include_flips", False):
                 # A model trained with flips may reproduce a mirrored image.
                 res = _best_of_flips(x, ref_dev)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from curate.recipes import _config
-from curate.recipes._clean import ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT, log, random_flag_hit_probability
+from curate.recipes._clean import ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT, random_flag_hit_probability
 
 STAGE_ORDER = ("dataset", "train_baseline", "score", "clean", "control", "train_cleaned", "train_control",
                "sample_baseline", "sample_cleaned", "sample_control", "memorization")
@@ -273,5 +273,5 @@ def markdown(r: dict) -> str:
     for st, t in r["timings"].items():
         lines.append(f"| {st} | {_f(t['seconds'], '.1f')} | {_f(t['cpu_seconds'], '.1f')} |")
     lines.append(f"| **all stages** | {r['stage_seconds_total']:.1f} | |")
-    lines += ["", f"Configuration: `config.toml`; everything in JSON: `results.json`.", ""]
+    lines += ["", "Configuration: `config.toml`; everything in JSON: `results.json`.", ""]
     return "\n".join(lines)

@@ -239,6 +239,37 @@ def default_out(recipe: str, config: str) -> Path:
     return Path("runs") / f"{recipe}-{Path(config).stem}"
 
 
+def save_tensors(path: Path, **tensors) -> None:
+    """Tensors to a safetensors file, atomically (a temporary file, then a rename)."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def load_tensors(path: Path) -> dict:
+    """A safetensors file as {name: tensor} (never unpickles)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def run_recipe(recipe: str, description: str, default_preset: str, argv, body):
+    """Parse the command line, then ``body(cfg, run)`` with the config's seed and threads.
+
+    Returns None for ``--dry-run``."""
+    import torch
+
+    started = start(recipe, description, default_preset, argv)
+    if started is None:
+        return None
+    cfg, run, _ = started
+    torch.manual_seed(int(cfg["seed"]))
+    with torch_threads(int(cfg.get("threads", 0))):
+        return body(cfg, run)
+
+
 def start(recipe: str, description: str, default_preset: str, argv: list[str] | None = None):
     """Parse a recipe's command line. Returns ``(cfg, run, args)``, or None after
     ``--dry-run`` printed the resolved config. Config errors exit with a clear message."""

@@ -50,13 +50,7 @@ def stage_data(cfg: dict, run) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    started = _config.start(RECIPE, __doc__.splitlines()[0], "digits", argv)
-    if started is None:
-        return None
-    cfg, run, _ = started
-    torch.manual_seed(int(cfg["seed"]))
-    with _config.torch_threads(int(cfg.get("threads", 0))):
-        return _main(cfg, run)
+    return _config.run_recipe(RECIPE, __doc__.splitlines()[0], "digits", argv, _main)
 
 
 def _main(cfg: dict, run) -> dict:

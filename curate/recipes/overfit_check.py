@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from curate.recipes import _config
+from curate.recipes._config import load_tensors, save_tensors
 
 RECIPE = "overfit_check"
 
@@ -71,20 +72,6 @@ def cifar10_train(root: Path, *, download: bool = False) -> torch.Tensor:
                          "set data.root, or data.download = true when online")
     arrays = [read_cifar_batch(folder / f"data_batch_{i}")[0] for i in range(1, 6)]
     return to_model_range(torch.from_numpy(__import__("numpy").concatenate(arrays)).permute(0, 3, 1, 2))
-
-
-def save_tensors(path: Path, **tensors) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    tmp.replace(path)
-
-
-def load_tensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
 
 
 def stage_data(cfg: dict, run) -> dict:
@@ -300,13 +287,7 @@ def report(cfg: dict, run, *, images, positive, meta, sweeps, title, pos_label, 
 # ------------------------------------------------------------------- main ---
 
 def main(argv: list[str] | None = None) -> dict | None:
-    started = _config.start(RECIPE, __doc__.splitlines()[0], "digits", argv)
-    if started is None:
-        return None
-    cfg, run, _ = started
-    torch.manual_seed(int(cfg["seed"]))
-    with _config.torch_threads(int(cfg.get("threads", 0))):
-        return _main(cfg, run)
+    return _config.run_recipe(RECIPE, __doc__.splitlines()[0], "digits", argv, _main)
 
 
 def _main(cfg: dict, run) -> dict:

@@ -1,5 +1,4 @@
 """The App plugin through fiftyone.operators.execute_operator, and the CLI, on real datasets."""
-import os
 from pathlib import Path
 
 import numpy as np

@@ -3,7 +3,6 @@ resumed run (after mongod is back) loses nothing and redoes nothing.
 
 This test runs its own mongod (the session's stays up) and talks to it with pymongo."""
 import json
-import os
 import signal
 import socket
 import subprocess
