@@ -6,9 +6,15 @@ import tempfile
 # (tests/brain/conftest.py may point FiftyOne at its own mongod instead).
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_DATABASE_DIR", tempfile.mkdtemp(prefix="curate-test-fodb-"))
+# One intra-op thread, here and in the processes tests start (torchrun, killed children):
+# the tests' networks are small, and two OpenMP threads per process spin against each other
+# on a 2-core machine once a second process runs (measured: up to 25x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")
