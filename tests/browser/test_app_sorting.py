@@ -77,9 +77,10 @@ def test_app_grid_sorted_by_score_shows_highest_first(tmp_path):
 
     driver = _driver(tmp_path / "chrome-profile")
     port = _free_port()
-    session = fo.launch_app(ds, remote=True, port=port, auto=False)
+    # The App's grid sorted by the score. The view goes in at launch: setting session.view
+    # afterwards races the server's start ("Client is not connected") on a busy machine.
+    session = fo.launch_app(view=ds.sort_by("volume_growth", reverse=True), remote=True, port=port, auto=False)
     try:
-        session.view = ds.sort_by("volume_growth", reverse=True)  # sort the App's grid
         driver.get(f"http://127.0.0.1:{port}/datasets/{ds.name}")
         # Show the score on every tile.
         box = _wait(lambda: driver.find_elements("css selector", '[data-cy="checkbox-volume_growth"]'))
