@@ -23,3 +23,15 @@ def digits64():
     from curate.data.tensors import digits_images
 
     return digits_images(dtype=torch.float64)
+
+
+@pytest.fixture
+def train_model(digits_ds):
+    """ExactScore (float64) of the training images of the ``digits_ds`` FiftyOne dataset that
+    tests/brain and tests/faults each define, read by the loader."""
+    from curate.data.loader import load_images
+    from curate.models.exact import ExactScore
+
+    _, images, failed = load_images(digits_ds.match_tags("train"), num_workers=0)
+    assert not failed
+    return ExactScore(images.to(torch.float64))

@@ -430,3 +430,13 @@ def _best_of_flips(x: torch.Tensor, ref: torch.Tensor):
         nn_dist=res.nn_dist, nn_index=res.nn_index % n, carlini_ratio=res.carlini_ratio, gu_ratio=res.gu_ratio,
         carlini=res.carlini, gu=res.gu, counts_carlini=fold(res.counts_carlini), counts_gu=fold(res.counts_gu),
         group=res.group[:n], settings=dict(res.settings, flips=True))
+
+
+def main(recipe: str, description: str, default_preset: str, argv, build, **start_kwargs) -> dict | None:
+    """A clean recipe's entry point: parse, then run every stage with ``build(name, run, cfg)``
+    making the FiftyOne dataset. Returns None for ``--dry-run``."""
+    started = start(recipe, description, default_preset, argv, **start_kwargs)
+    if started is None:
+        return None
+    cfg, run, args = started
+    return Loop(recipe, cfg, run, args, lambda name, run: build(name, run, cfg)).run_all()

@@ -54,12 +54,8 @@ def _overrides(args) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    started = _clean.start(RECIPE, __doc__.splitlines()[0], "subset", argv, extra_args=_args,
-                           extra_overrides=_overrides)
-    if started is None:
-        return None
-    cfg, run, args = started
-    return _clean.Loop(RECIPE, cfg, run, args, lambda name, run: build(name, run, cfg)).run_all()
+    return _clean.main(RECIPE, __doc__.splitlines()[0], "subset", argv, build, extra_args=_args,
+                       extra_overrides=_overrides)
 
 
 if __name__ == "__main__":

@@ -32,11 +32,7 @@ def build(name: str, run, cfg: dict):
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    started = _clean.start(RECIPE, __doc__.splitlines()[0], "default", argv)
-    if started is None:
-        return None
-    cfg, run, args = started
-    return _clean.Loop(RECIPE, cfg, run, args, lambda name, run: build(name, run, cfg)).run_all()
+    return _clean.main(RECIPE, __doc__.splitlines()[0], "default", argv, build)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import _mongod  # noqa: E402
 _mongod.start()
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -30,13 +29,3 @@ def digits_ds(fo, tmp_path, request):
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
 
-
-@pytest.fixture
-def train_model(digits_ds):
-    """ExactScore of the dataset's own training images, read by the loader."""
-    from curate.data.loader import load_images
-    from curate.models.exact import ExactScore
-
-    _, images, failed = load_images(digits_ds.match_tags("train"), num_workers=0)
-    assert not failed
-    return ExactScore(images.to(torch.float64))
