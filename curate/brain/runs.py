@@ -1,4 +1,4 @@
-"""The volume-growth run as a FiftyOne brain run.
+"""The scoring runs (volume growth, denoising score) as FiftyOne brain runs.
 
 A run is stored on the dataset under the brain key = the score field, so
 ``dataset.list_brain_runs()`` lists it, ``dataset.get_brain_info(key).config``
@@ -17,6 +17,7 @@ import fiftyone.core.brain as fob
 import torch
 
 METHOD = "curate_volume_growth"
+DENOISING_METHOD = "curate_denoising_score"
 
 # Config entries that determine the stored values: equal -> same run (resumable).
 IDENTITY = (
@@ -59,8 +60,28 @@ def versions() -> dict:
     }
 
 
-class VolumeGrowthConfig(fob.BrainMethodConfig):
+class ScoreRunConfig(fob.BrainMethodConfig):
+    """What every curate scoring run has: a float score field, an error field, the
+    settings that decide the values (:meth:`identity`) and a results class."""
+
+    IDENTITY: tuple = ()
+
+    def fields(self) -> list[str]:
+        """The sample fields this run writes."""
+        return [f for f in (self.score_field, self.error_field, getattr(self, "logp_field", None)) if f]
+
+    def identity(self) -> dict:
+        return {k: getattr(self, k, None) for k in self.IDENTITY}
+
+    @property
+    def results_cls(self):
+        return VolumeGrowthResults
+
+
+class VolumeGrowthConfig(ScoreRunConfig):
     """Configuration of one volume-growth scoring run (see the module docstring)."""
+
+    IDENTITY = IDENTITY
 
     def __init__(self, score_field, error_field=None, logp_field=None, score="log_growth", divergence=None,
                  probes=1, model=None,
@@ -95,16 +116,47 @@ class VolumeGrowthConfig(fob.BrainMethodConfig):
         """The brain method's name (what ``list_brain_runs(method=...)`` matches)."""
         return METHOD
 
-    def identity(self) -> dict:
-        return {k: getattr(self, k, None) for k in IDENTITY}
+
+class DenoisingScoreConfig(ScoreRunConfig):
+    """Configuration of one denoising-score run: the field holds ``-L(y)``, minus the
+    denoising loss of each image at time ``t`` averaged over ``draws`` noise draws
+    (:func:`curate.evaluate.denoising_loss`)."""
+
+    IDENTITY = ("score_field", "error_field", "model_fingerprint", "t", "draws", "seed",
+                "image_size", "image_channels", "resize")
+
+    def __init__(self, score_field, error_field=None, t=0.01, draws=4, seed=0, model=None,
+                 model_description=None, model_fingerprint=None, image_size=None, image_channels=None,
+                 resize=False, versions=None, **kwargs):
+        self.score_field = score_field
+        self.error_field = error_field
+        self.score = "denoising_score"
+        self.t = t
+        self.draws = draws
+        self.seed = seed
+        self.model = model
+        self.model_description = model_description
+        self.model_fingerprint = model_fingerprint
+        self.image_size = list(image_size) if image_size is not None else None
+        self.image_channels = image_channels
+        self.resize = resize
+        self.versions = versions
+        super().__init__(**kwargs)
+
+    @property
+    def method(self):
+        return DENOISING_METHOD
+
+    @property
+    def results_cls(self):
+        return DenoisingScoreResults
 
 
-class VolumeGrowth(fob.BrainMethod):
-    """The brain method: knows the fields a run wrote and removes them on delete."""
+class _ScoreRun(fob.BrainMethod):
+    """A scoring run: knows the fields it wrote and removes them on delete."""
 
     def get_fields(self, samples, brain_key):
-        c = self.config
-        return [f for f in (c.score_field, c.error_field, c.logp_field) if f]
+        return self.config.fields()
 
     def cleanup(self, samples, brain_key):
         schema = samples._dataset.get_field_schema()
@@ -114,6 +166,14 @@ class VolumeGrowth(fob.BrainMethod):
 
     def _validate_run(self, samples, brain_key, existing_info):
         self._validate_fields_match(brain_key, "score_field", existing_info)
+
+
+class VolumeGrowth(_ScoreRun):
+    """The volume-growth brain method."""
+
+
+class DenoisingScore(_ScoreRun):
+    """The denoising-score brain method."""
 
 
 class VolumeGrowthResults(fob.BrainResults):
@@ -134,6 +194,11 @@ class VolumeGrowthResults(fob.BrainResults):
                    failed=d.get("failed", 0), skipped=d.get("skipped", 0))
 
 
+class DenoisingScoreResults(VolumeGrowthResults):
+    """Counts of a finished denoising-score run."""
+
+
 def list_runs(samples) -> list[str]:
-    """Brain keys of the volume-growth runs on ``samples``' dataset."""
-    return samples.list_brain_runs(method=METHOD)
+    """Brain keys of the curate scoring runs (volume growth and denoising score) on
+    ``samples``' dataset."""
+    return sorted(samples.list_brain_runs(method=METHOD) + samples.list_brain_runs(method=DENOISING_METHOD))

@@ -92,11 +92,25 @@ def _model_shape(model):
 class _Plan:
     """Everything a run needs, checked before the database is touched."""
 
-    config: runs.VolumeGrowthConfig
+    config: object  # runs.VolumeGrowthConfig or runs.DenoisingScoreConfig
     policy: object
     tracker: dict
     batch_size: int
     num_workers: int
+    scorer: object = None  # images (B, C, H, W) -> (values, logps | None, {index: error})
+
+
+def _tracker_scorer(model, tracker: dict, score: str, want_logp: bool):
+    """The scorer of a volume-growth run: one tracker call per batch."""
+    from curate.volume import track_volume_growth
+
+    def scorer(images):
+        res = track_volume_growth(model, images, **tracker)
+        errors = {i: "tracker: " + str(res.errors.get(i, "non-finite trajectory"))
+                  for i in range(images.shape[0]) if bool(res.failed[i])}
+        return _score_of(res, score), (res.generation_logp if want_logp else None), errors
+
+    return scorer
 
 
 def plan_run(samples, model, *, score_field="volume_growth", method="fd", stretch="norm", axes=1,
@@ -163,10 +177,11 @@ def plan_run(samples, model, *, score_field="volume_growth", method="fd", stretc
         dtype=str(dtype).replace("torch.", ""), image_size=list(policy.size),
         image_channels=policy.channels, resize=bool(policy.resize), versions=runs.versions(),
     )
-    return _Plan(config, policy, tracker, int(batch_size), num_workers)
+    return _Plan(config, policy, tracker, int(batch_size), num_workers,
+                 _tracker_scorer(model, tracker, score, logp_field is not None))
 
 
-def _prepare_run(samples, config: runs.VolumeGrowthConfig, *, resume: bool, overwrite: bool) -> bool:
+def _prepare_run(samples, config, *, resume: bool, overwrite: bool) -> bool:
     """Register the run and declare its fields (call under :func:`dataset_lock`).
 
     Returns True when an earlier run of the same settings resumes."""
@@ -174,20 +189,20 @@ def _prepare_run(samples, config: runs.VolumeGrowthConfig, *, resume: bool, over
 
     dataset = samples._dataset
     key = config.score_field
-    fields = [f for f in (config.score_field, config.error_field, config.logp_field) if f]
+    fields = config.fields()
     resumed = False
     if key in dataset.list_brain_runs():
         info = dataset.get_brain_info(key)
         old = info.config
-        same = isinstance(old, runs.VolumeGrowthConfig) and old.identity() == config.identity()
+        same = type(old) is type(config) and old.identity() == config.identity()
         if same and resume:
             # Same settings: keep the stored values, refresh the run's config/view.
-            runs.VolumeGrowth(config).register_run(samples, key, overwrite=True, cleanup=False)
+            config.build().register_run(samples, key, overwrite=True, cleanup=False)
             resumed = True
         elif not overwrite:
             if same:
                 why = "an earlier run with the same settings (resume=False was given)"
-            elif isinstance(old, runs.VolumeGrowthConfig):
+            elif type(old) is type(config):
                 diff = {k: (v, config.identity()[k]) for k, v in old.identity().items()
                         if v != config.identity()[k]}
                 why = f"a run with other settings (stored vs new: {diff})"
@@ -209,16 +224,16 @@ def _prepare_run(samples, config: runs.VolumeGrowthConfig, *, resume: bool, over
                                  "another score_field (or delete that run)")
             if _has_values(dataset, f) and not overwrite:
                 raise ValueError(
-                    f"field {f!r} already holds values that no volume-growth run wrote; pass "
+                    f"field {f!r} already holds values that no curate scoring run wrote; pass "
                     "overwrite=True to replace them, or choose another score_field"
                 )
         for f in fields:
             if f in dataset.get_field_schema():
                 dataset.delete_sample_field(f)
-        runs.VolumeGrowth(config).register_run(samples, key, overwrite=True, cleanup=False)
+        config.build().register_run(samples, key, overwrite=True, cleanup=False)
     schema = dataset.get_field_schema()
     for f, kind in ((config.score_field, fof.FloatField), (config.error_field, fof.StringField),
-                    (config.logp_field, fof.FloatField)):
+                    (getattr(config, "logp_field", None), fof.FloatField)):
         if f and f not in schema:
             dataset.add_sample_field(f, kind)
     return resumed
@@ -226,9 +241,7 @@ def _prepare_run(samples, config: runs.VolumeGrowthConfig, *, resume: bool, over
 
 def _run_fields(dataset, key) -> list[str]:
     cfg = dataset.get_brain_info(key).config
-    if isinstance(cfg, runs.VolumeGrowthConfig):
-        return [f for f in (cfg.score_field, cfg.error_field, cfg.logp_field) if f]
-    return [key]
+    return cfg.fields() if isinstance(cfg, runs.ScoreRunConfig) else [key]
 
 
 def _todo(samples, config):
@@ -240,9 +253,9 @@ def score_pending(todo, model, plan: _Plan, *, progress=True, label=None, counts
     (scored, failed). Writes after every batch, scores before errors; ``counts``
     (a dict) is kept up to date with the samples saved so far."""
     from curate.data.loader import iter_batches
-    from curate.volume import track_volume_growth
 
     c, p = plan.config, plan.policy
+    logp_field = getattr(c, "logp_field", None)
     dataset = todo._dataset
     n_todo = todo.count()
     scored = failed = 0
@@ -252,18 +265,18 @@ def score_pending(todo, model, plan: _Plan, *, progress=True, label=None, counts
             errors = dict(batch.failed)
             values, logps = {}, {}
             if batch.ids:
-                res = track_volume_growth(model, batch.images, **plan.tracker)
+                vals, lps, bad = plan.scorer(batch.images)
                 for i, sid in enumerate(batch.ids):
-                    if bool(res.failed[i]):
-                        errors[sid] = "tracker: " + str(res.errors.get(i, "non-finite trajectory"))
+                    if i in bad:
+                        errors[sid] = bad[i]
                         continue
-                    values[sid] = float(_score_of(res, c.score)[i])
-                    if c.logp_field:
-                        logps[sid] = float(res.generation_logp[i])
+                    values[sid] = float(vals[i])
+                    if logp_field:
+                        logps[sid] = float(lps[i])
             # Scores first, then errors: a kill in between only re-tries the failures.
             if values:
-                if c.logp_field:
-                    dataset.set_values(c.logp_field, logps, key_field="id")
+                if logp_field:
+                    dataset.set_values(logp_field, logps, key_field="id")
                 dataset.set_values(c.score_field, values, key_field="id")
             if errors:
                 dataset.set_values(c.error_field, errors, key_field="id")
@@ -279,8 +292,8 @@ def save_results(samples, config, *, skipped: int) -> None:
     """Store the run's counts (call under :func:`dataset_lock`)."""
     all_failed = samples.exists(config.error_field).count()
     all_scored = samples.exists(config.score_field).count()
-    results = runs.VolumeGrowthResults(samples, config, config.score_field, scored=all_scored,
-                                       failed=all_failed, skipped=skipped)
+    results = config.results_cls(samples, config, config.score_field, scored=all_scored,
+                                 failed=all_failed, skipped=skipped)
     results.backend.save_run_results(samples, config.score_field, results)
 
 

@@ -6,7 +6,7 @@ Stages (each resumable; every artefact in the run folder):
    images copied ``copies`` times each (separate files, as duplicates occur in
    scraped data; ``planted_group`` records them for the report only);
 2. ``train_baseline``: a U-Net trained on every training sample;
-3. ``score``: :func:`curate.brain.compute_volume_growth` on every training sample;
+3. ``score``: :func:`curate.brain.compute_denoising_score` or :func:`curate.brain.compute_volume_growth` on every training sample;
 4. ``clean``: :func:`flag_high_risk` (top-k) and :func:`dedupe` of the flagged images
    against the whole set, then :func:`export_clean` to ``export/``; only the scores and
    the dedupe decide what goes -- never ``planted_group``;
@@ -33,6 +33,21 @@ import torch
 from curate.recipes import _config
 
 ARMS = ("baseline", "cleaned", "control")
+#: What ``score.use`` may name: a volume-growth score or the denoising score.
+SCORE_USES = ("denoising_score", "log_growth", "divergence", "generation_logp")
+
+
+def score_settings(s: dict) -> str:
+    """One line that says how the score was computed (for logs, plots and the report)."""
+    if s["use"] == "denoising_score":
+        return f"-denoising loss at t={s.get('t', 0.01)}, {s.get('draws', 4)} draws"
+    if s["use"] == "log_growth":
+        return f"log growth, {s['method']} N={s['axes']} T={s['steps']}" + (
+            f" sigma={s['sigma']}" if s["method"] == "fd" else "")
+    how = s.get("divergence", "auto") + (f", {s.get('probes', 1)} probe(s)" if s.get("divergence") == "hutchinson" else "")
+    return f"{s['use']}, int div f dt over T={s['steps']} ({how})"
+
+
 ARM_LABEL = {"baseline": "baseline (all data)", "cleaned": "cleaned (score + dedupe)",
              "control": "control (same number removed at random)"}
 CRITERIA = ("carlini", "gu")
@@ -91,8 +106,8 @@ def check_config(cfg: dict) -> None:
     if c["remove"] not in ("duplicates", "flagged"):
         raise _config.ConfigError("clean.remove must be 'duplicates' (the extra copies dedupe finds) "
                                   "or 'flagged' (those and every flagged image)")
-    if s["use"] not in ("log_growth", "divergence", "generation_logp"):
-        raise _config.ConfigError("score.use must be 'log_growth', 'divergence' or 'generation_logp'")
+    if s["use"] not in SCORE_USES:
+        raise _config.ConfigError(f"score.use must be one of {SCORE_USES}, got {s['use']!r}")
     if m["samples"] < 2:
         raise _config.ConfigError("memorization.samples must be >= 2")
 
@@ -254,14 +269,21 @@ class Loop:
 
     # --- scoring and cleaning
     def stage_score(self) -> dict:
-        from curate.brain import compute_volume_growth
+        from curate.brain import compute_denoising_score, compute_volume_growth
 
         s = self.cfg["score"]
-        summ = compute_volume_growth(
-            self.train_view(), self.model("baseline"), score_field=self.score_field(), score=s["use"],
-            divergence=s.get("divergence", "auto"), probes=int(s.get("probes", 1)), method=s["method"],
-            stretch=s["stretch"], axes=int(s["axes"]), sigma=float(s["sigma"]), steps=int(s["steps"]),
-            batch_size=int(s["batch_size"]), seed=self.seed, device=self.dev, num_workers=2, overwrite=True)
+        if s["use"] == "denoising_score":
+            summ = compute_denoising_score(
+                self.train_view(), self.model("baseline"), score_field=self.score_field(), t=float(s.get("t", 0.01)),
+                draws=int(s.get("draws", 4)), batch_size=int(s["batch_size"]), seed=self.seed, device=self.dev,
+                num_workers=2, overwrite=True)
+        else:
+            summ = compute_volume_growth(
+                self.train_view(), self.model("baseline"), score_field=self.score_field(), score=s["use"],
+                divergence=s.get("divergence", "auto"), probes=int(s.get("probes", 1)), method=s["method"],
+                stretch=s["stretch"], axes=int(s["axes"]), sigma=float(s["sigma"]), steps=int(s["steps"]),
+                batch_size=int(s["batch_size"]), seed=self.seed, device=self.dev, num_workers=2,
+                overwrite=True)
         return {"scored": summ.scored, "failed": summ.failed, "skipped": summ.skipped,
                 "field": self.score_field(), "score": s["use"]}
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from curate.recipes import _config
-from curate.recipes._clean import ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT, random_flag_hit_probability
+from curate.recipes._clean import ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT, random_flag_hit_probability, score_settings
 
 STAGE_ORDER = ("dataset", "train_baseline", "score", "clean", "control", "train_cleaned", "train_control",
                "sample_baseline", "sample_cleaned", "sample_control", "memorization")
@@ -133,7 +133,7 @@ def write_report(loop, *, wall_seconds: float) -> dict:
     # --- figures
     us, up = sa.pop("_unique_scores"), sa.pop("_unique_planted")
     uimg, urep = sa.pop("_unique_images"), sa.pop("_unique_reproduced")
-    xlabel = f"{sa['field']} ({cfg['score']['method']}, N={cfg['score']['axes']}, T={cfg['score']['steps']})"
+    xlabel = f"{sa['field']} ({score_settings(cfg['score'])})"
     if up.any():
         plots.two_group_histogram(us[up], us[~up], figs / "score_hist_planted.png", labels=("planted", "not planted"),
                                   xlabel=xlabel, title="score of unique training images")
@@ -206,8 +206,7 @@ def markdown(r: dict) -> str:
         lines += [f"{d['n_train']} training samples in the FiftyOne dataset `{r['dataset_name']}`; "
                   "no duplicates were planted.", ""]
     lines += ["## Cleaning", "",
-              f"Score: `{sa['field']}` from the baseline model, {s['method']} N={s['axes']} T={s['steps']}"
-              + (f" sigma={s['sigma']}" if s["method"] == "fd" else "") + ". "
+              f"Score: `{sa['field']}` from the baseline model ({score_settings(s)}). "
               f"Flagged the top {cfg['clean']['top_k']} samples (`high_risk`), deduplicated them against the whole "
               f"set (normalised L2 <= {cfg['clean']['dedupe_threshold']}, keep the lowest score): "
               f"{c['n_groups']} groups, {c['n_duplicates_tagged']} samples tagged `duplicate`. Removed "

@@ -100,7 +100,7 @@ def test_other_runs_results_are_protected(digits_ds, train_model):
     assert ds.get_brain_info("volume_growth").config.sigma == 0.1
     # A field some user wrote is not silently replaced either.
     ds.set_values("mine", [1.0] * ds.count())
-    with pytest.raises(ValueError, match="no volume-growth run wrote"):
+    with pytest.raises(ValueError, match="no curate scoring run wrote"):
         compute_volume_growth(ds, train_model, score_field="mine", progress=False)
     assert ds.values("mine") == [1.0] * 80
     with pytest.raises(ValueError, match="identifier"):

@@ -124,7 +124,7 @@ def test_fields_of_other_runs_and_builtin_fields_are_protected(digits_ds, train_
         (dict(score_field="vg_logp"), "belongs to the brain run 'volume_growth'"),
         (dict(score_field="other", logp_field="volume_growth"), "belongs to the brain run"),
         (dict(score_field="volume_growth_error"), "belongs to the brain run"),
-        (dict(score_field="ground_truth"), "no volume-growth run wrote"),
+        (dict(score_field="ground_truth"), "no curate scoring run wrote"),
         (dict(score_field="other", logp_field="other"), "collides"),
     ]
     for kw, message in attempts:

@@ -68,7 +68,7 @@ def test_torchrun_two_ranks_share_one_view(digits_ds, train_model, child_env):
     ds.set_values("mine", [1.5] * ds.count())
     out = _torchrun(ds, child_env, "--tags", "test", "--field", "mine")
     assert out.returncode != 0
-    assert out.stderr.count("no volume-growth run wrote") >= 2, out.stderr[-3000:]
+    assert out.stderr.count("no curate scoring run wrote") >= 2, out.stderr[-3000:]
     ds.reload()
     assert ds.values("mine") == [1.5] * 40 and ds.list_brain_runs() == []
 
