@@ -159,3 +159,37 @@ def autocast_error(model, images: torch.Tensor, *, axes: int, steps: int, autoca
     return dict(max_abs=float(diff.max()), max_rel=float((diff / ref.log_growth.abs().clamp_min(1e-12)).max()),
                 spearman=float(spearmanr(ref.log_growth.numpy(), low.log_growth.numpy()).statistic),
                 speedup=t_ref / t_low)
+
+
+def fast_error(plain, fast, images: torch.Tensor, *, axes: int, steps: int, tf32: bool = False) -> dict:
+    """Log growth of ``fast`` (:func:`curate.models.speed.fast_model`, TF32 when ``tf32``)
+    against ``plain`` in strict float32, on the same images; and their speed ratio."""
+    kw = dict(axes=axes, steps=steps, divergence=None, dtype=torch.float32)
+    device = images.device
+    prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+
+    def strict(fn):
+        def run():
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+            try:
+                return fn()
+            finally:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
+        return run
+
+    def relaxed(fn):
+        def run():
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(tf32)
+            try:
+                return fn()
+            finally:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
+        return run
+
+    ref = strict(lambda: track_volume_growth(plain, images, **kw))()
+    got = relaxed(lambda: track_volume_growth(fast, images, **kw))()
+    t_ref, t_fast = _best_of([strict(lambda: track_volume_growth(plain, images, **kw)),
+                              relaxed(lambda: track_volume_growth(fast, images, **kw))], 2, device)
+    diff = (got.log_growth - ref.log_growth).abs()
+    return dict(max_abs=float(diff.max()), max_rel=float((diff / ref.log_growth.abs().clamp_min(1e-12)).max()),
+                speedup=t_ref / t_fast)

@@ -26,6 +26,11 @@ def register(sub) -> None:
     t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     t.add_argument("--autocast", default=None, choices=["bf16", "fp16"],
                    help="also time the network under autocast and report its error in log growth vs float32")
+    t.add_argument("--channels-last", action="store_true", help="run the network channels-last (NHWC)")
+    t.add_argument("--compile", default=None, nargs="?", const="inductor", metavar="BACKEND",
+                   help="torch.compile the network (default backend when given: inductor)")
+    t.add_argument("--tf32", action="store_true",
+                   help="allow TF32 matmuls/convolutions (CUDA) and report its log-growth error")
     t.add_argument("--json", default=None, help="also write the results to this JSON file")
     t.set_defaults(func=_tracker)
 
@@ -46,8 +51,17 @@ def _tracker(args) -> int:
         for p in model.parameters():
             if not p.any():
                 p.normal_(0, 0.02)
+    plain = model
+    if args.channels_last or args.compile or args.tf32:
+        import copy
+
+        from curate.models.speed import fast_model
+
+        model = fast_model(copy.deepcopy(model), channels_last=args.channels_last, compile=args.compile or False,
+                           tf32=True if args.tf32 else None)
     console = Console(width=max(120, Console().width))
     env = describe_environment(device)
+    env.update(channels_last=bool(args.channels_last), compile=args.compile, tf32=bool(args.tf32))
     console.print(f"[bold]curate bench tracker[/] model=U-Net '{args.preset}' "
                   f"{args.channels}x{args.image_size}x{args.image_size}, dtype={args.dtype}, {env}")
     rows = []
@@ -77,8 +91,19 @@ def _tracker(args) -> int:
             console.print(f"autocast {args.autocast}, N={n}, T={min(t, args.max_steps)}: log growth "
                           f"max |error| {err['max_abs']:.3g}, relative {err['max_rel']:.3g}; "
                           f"Spearman with float32 {err['spearman']:.4f}; speed {err['speedup']:.2f}x")
+    if args.channels_last or args.compile or args.tf32:
+        from curate.bench import fast_error
+
+        g = torch.Generator().manual_seed(2)
+        x = (torch.rand((8, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
+        n, t = (int(v) for v in args.settings.split(",")[0].lower().split("x"))
+        err = fast_error(plain, model, x, axes=n, steps=min(t, args.max_steps), tf32=bool(args.tf32))
+        extra["fast_vs_plain_float32"] = err
+        console.print(f"channels-last/compile/TF32 vs plain float32, N={n}, T={min(t, args.max_steps)}: log growth "
+                      f"max |error| {err['max_abs']:.3g}, relative {err['max_rel']:.3g}; "
+                      f"speed {err['speedup']:.2f}x")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(dict(environment=env, preset=args.preset, results=[as_dict(r) for r in rows],
-                           autocast=extra), fh, indent=2)
+                           numerics=extra), fh, indent=2)
     return 0

@@ -13,6 +13,8 @@ _LAZY = {
     "load_checkpoint": "curate.models.checkpoint",
     "save_checkpoint": "curate.models.checkpoint",
     "build_unet": "curate.models.unet",
+    "fast_model": "curate.models.speed",
+    "FastModel": "curate.models.speed",
 }
 
 __all__ = ["ScoreModel", "ExactScore", "check_model", "drift", "eps", "score", *_LAZY]

@@ -1,7 +1,7 @@
 """The curate FiftyOne plugin: forms that call :mod:`curate.brain`.
 
-Operators: compute_volume_growth (delegation allowed, progress reported),
-flag_high_risk, dedupe, export_clean. Panel: volume_growth_histogram.
+Operators: compute_volume_growth and compute_denoising_score (delegation allowed,
+progress reported), flag_high_risk, dedupe, export_clean. Panel: volume_growth_histogram.
 Each operator only builds its form and calls the library; nothing is computed here.
 """
 import numpy as np
@@ -29,6 +29,35 @@ def _choose_field(inputs, ctx, name="score_field", default="volume_growth", labe
         inputs.str(name, label=label, default=default, required=True)
 
 
+def _model_inputs(inputs, ctx):
+    model = types.RadioGroup()
+    model.add_choice("exact", label="Exact score of a tagged split (memorizing model)")
+    model.add_choice("checkpoint", label="Checkpoint file (safetensors)")
+    inputs.enum("model", model.values(), view=model, default="exact", required=True)
+    if ctx.params.get("model", "exact") == "checkpoint":
+        inputs.str("checkpoint", label="Checkpoint path", required=True)
+    else:
+        inputs.str("train_tag", label="Training-split tag", default="train", required=True)
+
+
+def _resolve_model(ctx, view):
+    from curate.brain.models import resolve_model
+
+    p = ctx.params
+    return resolve_model(
+        view,
+        checkpoint=p.get("checkpoint") if p.get("model") == "checkpoint" else None,
+        exact_tag=p.get("train_tag", "train") if p.get("model", "exact") == "exact" else None,
+    )
+
+
+def _counts_output():
+    outputs = types.Object()
+    for k in ("scored", "failed", "skipped"):
+        outputs.int(k, label=k)
+    return types.Property(outputs)
+
+
 class ComputeVolumeGrowth(foo.Operator):
     @property
     def config(self):
@@ -44,14 +73,7 @@ class ComputeVolumeGrowth(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         inputs.str("score_field", label="Score field", default="volume_growth", required=True)
-        model = types.RadioGroup()
-        model.add_choice("exact", label="Exact score of a tagged split (memorizing model)")
-        model.add_choice("checkpoint", label="Checkpoint file (safetensors)")
-        inputs.enum("model", model.values(), view=model, default="exact", required=True)
-        if ctx.params.get("model", "exact") == "checkpoint":
-            inputs.str("checkpoint", label="Checkpoint path", required=True)
-        else:
-            inputs.str("train_tag", label="Training-split tag", default="train", required=True)
+        _model_inputs(inputs, ctx)
         method = types.RadioGroup()
         method.add_choice("fd", label="fd (Algorithm 1)")
         method.add_choice("jvp", label="jvp (tangent, sigma -> 0)")
@@ -66,15 +88,10 @@ class ComputeVolumeGrowth(foo.Operator):
 
     def execute(self, ctx):
         import curate.brain as cb
-        from curate.brain.models import resolve_model
 
         p = ctx.params
         view = ctx.target_view()
-        model, description = resolve_model(
-            view,
-            checkpoint=p.get("checkpoint") if p.get("model") == "checkpoint" else None,
-            exact_tag=p.get("train_tag", "train") if p.get("model", "exact") == "exact" else None,
-        )
+        model, description = _resolve_model(ctx, view)
         summary = cb.compute_volume_growth(
             view, model, score_field=p.get("score_field", "volume_growth"),
             method=p.get("method", "fd"), axes=int(p.get("axes", 1)),
@@ -88,10 +105,51 @@ class ComputeVolumeGrowth(foo.Operator):
         return {"scored": summary.scored, "failed": summary.failed, "skipped": summary.skipped}
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        for k in ("scored", "failed", "skipped"):
-            outputs.int(k, label=k)
-        return types.Property(outputs)
+        return _counts_output()
+
+
+class ComputeDenoisingScore(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_denoising_score",
+            label="curate: compute denoising score",
+            description="Minus each image's denoising loss at small t (high = likely memorized)",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.str("score_field", label="Score field", default="denoising_score", required=True)
+        _model_inputs(inputs, ctx)
+        inputs.float("t", label="Time t of the noised image", default=0.01, min=1e-4, max=1.0)
+        inputs.int("draws", label="Noise draws per image", default=4, min=1, max=256)
+        inputs.int("seed", label="Seed", default=0)
+        inputs.int("batch_size", label="Batch size", default=256, min=1)
+        inputs.bool("overwrite", label="Overwrite another run's scores", default=False)
+        return types.Property(inputs, view=types.View(label="Compute denoising score"))
+
+    def execute(self, ctx):
+        import curate.brain as cb
+
+        p = ctx.params
+        view = ctx.target_view()
+        model, description = _resolve_model(ctx, view)
+        summary = cb.compute_denoising_score(
+            view, model, score_field=p.get("score_field", "denoising_score"), t=float(p.get("t", 0.01)),
+            draws=int(p.get("draws", 4)), seed=int(p.get("seed", 0)),
+            batch_size=int(p.get("batch_size", 256)), model_description=description,
+            overwrite=bool(p.get("overwrite", False)),
+            progress=lambda frac, label: ctx.set_progress(progress=frac, label=label),
+        )
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"scored": summary.scored, "failed": summary.failed, "skipped": summary.skipped}
+
+    def resolve_output(self, ctx):
+        return _counts_output()
 
 
 class FlagHighRisk(foo.Operator):
@@ -235,6 +293,7 @@ class VolumeGrowthHistogram(foo.Panel):
 
 def register(p):
     p.register(ComputeVolumeGrowth)
+    p.register(ComputeDenoisingScore)
     p.register(FlagHighRisk)
     p.register(Dedupe)
     p.register(ExportClean)

@@ -66,6 +66,36 @@ def test_operators_on_a_real_dataset(plugins, digits_ds, train_model, tmp_path):
     np.testing.assert_allclose(hist["x"], (edges[1:] + edges[:-1]) / 2)
 
 
+def test_denoising_score_from_operator_and_cli(plugins, fo, digits_ds, train_model, capsys):
+    """The operator and `curate score --score denoising_score` store -denoising_loss of the loader's images."""
+    from curate.evaluate import denoising_loss
+
+    foo, ds = plugins, digits_ds
+    res = _run(foo, "compute_denoising_score", ds, score_field="dn", model="exact", train_tag="train",
+               t=0.02, draws=2, batch_size=16)
+    assert res.result == {"scored": 80, "failed": 0, "skipped": 0}
+    ids, images, _ = load_images(ds, num_workers=0)
+    want = (-denoising_loss(train_model, images, t=0.02, draws=2)).numpy()
+    got = dict(zip(*ds.values(["id", "dn"])))
+    np.testing.assert_allclose([got[i] for i in ids], want, rtol=1e-6)
+    assert ds.get_brain_info("dn").config.t == 0.02
+
+    ds.persistent = True
+    try:
+        assert cli(["score", "--dataset", ds.name, "--exact-score", "--score", "denoising_score",
+                    "--no-progress"]) == 0
+        assert "denoising_score: scored 80, failed 0" in capsys.readouterr().out
+        ds.reload()
+        want = (-denoising_loss(train_model, images)).numpy()
+        got = dict(zip(*ds.values(["id", "denoising_score"])))
+        np.testing.assert_allclose([got[i] for i in ids], want, rtol=1e-6)
+        with pytest.raises(SystemExit, match="neither --shard-by-rank"):
+            cli(["score", "--dataset", ds.name, "--exact-score", "--score", "denoising_score",
+                 "--logp-field", "lp"])
+    finally:
+        ds.persistent = False
+
+
 def test_cli_score_flag_dedupe_export(fo, digits_ds, train_model, tmp_path, capsys):
     name = digits_ds.name
     digits_ds.persistent = True
@@ -108,5 +138,5 @@ def test_plugin_install_is_found_by_fiftyone(fo, tmp_path, monkeypatch, capsys):
     names = [p.name for p in fop.list_plugins(enabled="all")]
     assert "@curate/curate" in names
     defn = fop.get_plugin("@curate/curate")
-    assert set(defn.operators) == {"compute_volume_growth", "flag_high_risk", "dedupe",
+    assert set(defn.operators) == {"compute_volume_growth", "compute_denoising_score", "flag_high_risk", "dedupe",
                                    "export_clean", "volume_growth_histogram"}  # panels included

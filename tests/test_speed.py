@@ -1,0 +1,78 @@
+"""Channels-last / compiled score networks give the plain network's numbers; the bench
+command reports self-consistent ratios."""
+import copy
+import json
+
+import pytest
+import torch
+
+import curate
+from curate.cli import main as cli
+from curate.models import ExactScore, build_unet, fast_model
+from curate.models.speed import FastModel
+
+
+def _net():
+    torch.manual_seed(0)
+    net = build_unet("tiny", image_size=8, channels=1).eval()
+    with torch.no_grad():  # the output conv starts at zero; give it weights so eps is not 0
+        for p in net.parameters():
+            if not p.any():
+                p.normal_(0, 0.05)
+    return net
+
+
+def _images(n=5):
+    g = torch.Generator().manual_seed(3)
+    return torch.rand((n, 1, 8, 8), generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("kw", [dict(channels_last=True), dict(compile="aot_eager"),
+                                dict(channels_last=True, compile="aot_eager")])
+def test_fast_model_matches_the_plain_network(kw):
+    net = _net()
+    plain = copy.deepcopy(net)
+    fast = fast_model(net, **kw)
+    assert isinstance(fast, FastModel) and fast.config == plain.config
+    x, t = _images(), torch.full((5,), 0.3)
+    with torch.no_grad():
+        want = plain.eps(x, t)
+        got = fast.eps(x, t)
+        assert got.is_contiguous()
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)  # float32, other summation order
+        # Another batch size (the tracker's last chunk) works too.
+        torch.testing.assert_close(fast.eps(x[:3], t[:3]), want[:3], rtol=1e-4, atol=1e-5)  # float32, other summation order
+    # The tracker's scores agree (float32 trajectories through the fast network).
+    a = curate.track_volume_growth(plain, x, axes=2, steps=3, divergence=None)
+    b = curate.track_volume_growth(fast, x, axes=2, steps=3, divergence=None)
+    torch.testing.assert_close(b.log_growth, a.log_growth, rtol=1e-4, atol=1e-6)
+    assert a.log_growth.abs().max() > 1e-3  # not vacuous
+
+
+def test_fast_model_refuses_what_it_cannot_do():
+    net = _net()
+    assert fast_model(net) is net  # nothing asked: the model itself
+    exact = ExactScore(_images(2))
+    with pytest.raises(TypeError, match="nn.Module"):
+        fast_model(exact, channels_last=True)
+    with pytest.raises(TypeError, match="eps"):
+        fast_model(object(), compile="eager")
+
+
+def test_bench_reports_consistent_ratios(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert cli(["bench", "tracker", "--preset", "tiny", "--image-size", "8", "--channels", "1", "--images", "4",
+                "--settings", "2x3,1x1", "--max-steps", "2", "--loop-steps", "1", "--repeats", "1",
+                "--device", "cpu", "--channels-last", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "overhead ratio" in text
+    r = json.loads(out.read_text())
+    assert r["environment"]["channels_last"] is True
+    a, b = r["results"]
+    assert (a["axes"], a["steps"], a["timed_steps"], a["evals_per_image"], a["images"]) == (2, 3, 2, 9, 4)
+    assert (b["axes"], b["steps"], b["timed_steps"], b["evals_per_image"]) == (1, 1, 1, 2)
+    for x in (a, b):
+        assert x["overhead"] == pytest.approx(x["tracker_s_per_image"] / x["forward_s_per_image"])
+        assert x["speedup_vs_loop"] == pytest.approx(x["loop_s_per_image"] / x["tracker_s_per_image"])
+    # Channels-last changes the kernels, not the answer.
+    assert r["numerics"]["fast_vs_plain_float32"]["max_rel"] < 1e-3
