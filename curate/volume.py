@@ -131,7 +131,8 @@ def track_volume_growth(
         dtype: dtype of the trajectories (default: the images' dtype). float64 avoids
             the cancellation of finite differences where the score is large.
         device: where to compute (default: the model's device, else the images').
-        eval_batch: most rows per network call (default 256 on CPU, 4096 on CUDA).
+        eval_batch: most rows per network call (default 256 on CPU; on CUDA, what fits
+            in half the free memory, measured with one probe call, 256..65536).
             On a CUDA out-of-memory error the chunk is retried with half the images
             and half the rows per call, down to one image.
         autocast: run the network under ``torch.autocast`` with this dtype (e.g.
@@ -149,7 +150,8 @@ def track_volume_growth(
     device = torch.device(device) if device is not None else _model_device(model) or images.device
     B = images.shape[0]
     if eval_batch is None:
-        eval_batch = 4096 if device.type == "cuda" else 256
+        eval_batch = (_cuda_eval_batch(model, images[:1].to(device=device, dtype=dtype), autocast)
+                      if device.type == "cuda" else 256)
     rows_per_image = axes + 1 if method == "fd" else axes
     if batch_size is None:
         batch_size = max(1, eval_batch // rows_per_image)
@@ -260,6 +262,36 @@ def _validate(images, *, axes, sigma, steps, t_min, method, stretch, divergence,
         raise ValueError(f"probes must be a positive integer, got {probes!r}")
     if on_error not in ("raise", "mark"):
         raise ValueError(f"on_error must be 'raise' or 'mark', got {on_error!r}")
+
+
+def rows_that_fit(free_bytes: float, bytes_per_row: float, *, fraction: float = 0.5, floor: int = 256,
+                  cap: int = 65536) -> int:
+    """Network rows per call that use at most ``fraction`` of ``free_bytes``, within [floor, cap]."""
+    if bytes_per_row <= 0:
+        return cap
+    return int(min(cap, max(floor, fraction * free_bytes // bytes_per_row)))
+
+
+def _cuda_eval_batch(model, x1: torch.Tensor, autocast, probe_rows: int = 64) -> int:
+    """Rows per network call from the GPU's free memory and the peak memory of one probe
+    call of ``probe_rows`` rows (x1: one image (1, C, H, W) on the device). The tracker's
+    own tensors are small next to the network's activations; the other half of the free
+    memory covers them, and an out-of-memory error still halves the chunk."""
+    import contextlib
+
+    dev = x1.device
+    torch.cuda.synchronize(dev)
+    free, _ = torch.cuda.mem_get_info(dev)
+    before = torch.cuda.memory_allocated(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    z = x1.expand(probe_rows, *x1.shape[1:]).contiguous()
+    ctx = torch.autocast(dev.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+    with torch.no_grad(), ctx:
+        base.eps(model, z, torch.full((probe_rows,), 0.5, dtype=z.dtype, device=dev))
+    torch.cuda.synchronize(dev)
+    per_row = (torch.cuda.max_memory_allocated(dev) - before) / probe_rows
+    del z
+    return rows_that_fit(free, per_row)
 
 
 def _model_device(model) -> torch.device | None:

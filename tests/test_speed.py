@@ -76,3 +76,21 @@ def test_bench_reports_consistent_ratios(tmp_path, capsys):
         assert x["speedup_vs_loop"] == pytest.approx(x["loop_s_per_image"] / x["tracker_s_per_image"])
     # Channels-last changes the kernels, not the answer.
     assert r["numerics"]["fast_vs_plain_float32"]["max_rel"] < 1e-3
+
+
+def test_rows_that_fit_free_memory():
+    from curate.volume import rows_that_fit
+
+    assert rows_that_fit(80e9, 50e6) == 800  # half of 80 GB at 50 MB per row
+    assert rows_that_fit(80e9, 50e6, fraction=0.25) == 400
+    assert rows_that_fit(1e9, 50e6) == 256  # never below the floor (OOM halving takes over)
+    assert rows_that_fit(1e12, 1e3) == 65536 and rows_that_fit(1e9, 0) == 65536
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_tracker_equals_cpu_with_the_free_memory_batch():
+    net = _net().double()
+    x = _images(6).double()
+    cpu = curate.track_volume_growth(net, x, axes=3, steps=4, divergence=None)
+    gpu = curate.track_volume_growth(net.cuda(), x.cuda(), axes=3, steps=4, divergence=None)
+    torch.testing.assert_close(gpu.log_growth, cpu.log_growth, rtol=1e-9, atol=1e-9)
