@@ -94,3 +94,16 @@ def test_cuda_tracker_equals_cpu_with_the_free_memory_batch():
     cpu = curate.track_volume_growth(net, x, axes=3, steps=4, divergence=None)
     gpu = curate.track_volume_growth(net.cuda(), x.cuda(), axes=3, steps=4, divergence=None)
     torch.testing.assert_close(gpu.log_growth, cpu.log_growth, rtol=1e-9, atol=1e-9)
+
+
+def test_bench_suite_writes_each_setting(tmp_path, capsys):
+    out = tmp_path / "suite"
+    assert cli(["bench", "suite", "--preset", "tiny", "--image-size", "16", "--channels", "1",
+                "--device", "cpu", "--out", str(out)]) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["bench_cpu_n100t1000_plain.json", "bench_cpu_n1t1_plain.json"]
+    r = json.loads((out / "bench_cpu_n100t1000_plain.json").read_text())["results"][0]
+    assert (r["axes"], r["steps"], r["timed_steps"], r["evals_per_image"]) == (100, 1000, 1, 101000)
+    # Per-image figures are scaled from the timed step to the full T.
+    assert r["loop_s_per_image"] > 0 and r["overhead"] == pytest.approx(
+        r["tracker_s_per_image"] / r["forward_s_per_image"])

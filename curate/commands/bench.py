@@ -1,4 +1,5 @@
-"""`curate bench tracker`: the tracker against forward passes and a per-image loop."""
+"""`curate bench tracker`: the tracker against forward passes and a per-image loop;
+`curate bench suite`: the issue's figures for one device in one command."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +34,21 @@ def register(sub) -> None:
                    help="allow TF32 matmuls/convolutions (CUDA) and report its log-growth error")
     t.add_argument("--json", default=None, help="also write the results to this JSON file")
     t.set_defaults(func=_tracker)
+
+    u = bsub.add_parser(
+        "suite", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="the paper U-Net at N=1,T=1 and N=100,T=1000 on one device: overhead, images/s, "
+             "per-image loop, peak memory, bf16 error (CUDA), channels-last + compile (CUDA)",
+        description="One command for a GPU check (about 5 minutes on an H200; on a 2-core CPU the "
+                    "default preset takes about 10). Writes one JSON per run into --out.")
+    u.add_argument("--preset", default="paper", help="U-Net preset")
+    u.add_argument("--image-size", type=int, default=32)
+    u.add_argument("--channels", type=int, default=3)
+    u.add_argument("--device", default="auto", help="cpu, cuda, or auto")
+    u.add_argument("--out", default="bench-results", help="folder for the JSON files")
+    u.add_argument("--fast", default=None, choices=["on", "off"],
+                   help="also run channels-last + torch.compile (default: on for CUDA, off for CPU)")
+    u.set_defaults(func=_suite)
 
 
 def _tracker(args) -> int:
@@ -106,4 +122,29 @@ def _tracker(args) -> int:
         with open(args.json, "w") as fh:
             json.dump(dict(environment=env, preset=args.preset, results=[as_dict(r) for r in rows],
                            numerics=extra), fh, indent=2)
+    return 0
+
+
+def _suite(args) -> int:
+    """`curate bench tracker` over the settings of the performance issue, sized per device."""
+    import os
+
+    import torch
+
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device = "cuda" if cuda else "cpu"
+    os.makedirs(args.out, exist_ok=True)
+    # (label, settings, images, timed steps, extra flags); CPU sizes keep the paper U-Net
+    # within minutes on 2 cores, GPU sizes fill the chip (rows per call = images x (N + 1)).
+    runs = [("n1t1", "1x1", 2048 if cuda else 8, 1), ("n100t1000", "100x1000", 32 if cuda else 1, 5 if cuda else 1)]
+    fast = (args.fast or ("on" if cuda else "off")) == "on"
+    for label, setting, images, steps in runs:
+        for variant in (["plain", "fast"] if fast else ["plain"]):
+            ns = argparse.Namespace(
+                preset=args.preset, image_size=args.image_size, channels=args.channels, images=images,
+                settings=setting, max_steps=steps, loop_steps=1, repeats=3, device=device, dtype="float32",
+                autocast="bf16" if cuda and variant == "plain" else None,
+                channels_last=variant == "fast", compile="inductor" if variant == "fast" else None,
+                tf32=False, json=os.path.join(args.out, f"bench_{device}_{label}_{variant}.json"))
+            _tracker(ns)
     return 0
