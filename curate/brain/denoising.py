@@ -22,10 +22,7 @@ import math
 import torch
 
 from curate.brain import runs
-from curate.brain.volume_growth import (
-    ScoreSummary, _check_field_name, _describe, _model_shape, _Plan, _prepare_run, _todo, database_errors,
-    save_results, score_pending,
-)
+from curate.brain.volume_growth import ScoreSummary, _check_field_name, _describe, _model_shape, _Plan, execute_plan
 
 
 def _denoising_scorer(model, *, t: float, draws: int, seed: int, device, batch_size: int):
@@ -129,21 +126,8 @@ def compute_denoising_score(
         ValueError: bad settings, model or collection, before anything is written.
         DatabaseUnavailableError: the database went away; rerun to resume.
     """
-    from curate.brain._lock import dataset_lock
-
     plan = _plan(samples, model, score_field=score_field, t=t, draws=draws, seed=seed,
                  batch_size=batch_size, device=device, size=size, channels=channels, resize=resize,
                  num_workers=num_workers, model_description=model_description)
-    dataset = samples._dataset
-    with database_errors(samples, f"preparing the run {score_field!r}"):
-        with dataset_lock(dataset):
-            resumed = _prepare_run(samples, plan.config, resume=resume, overwrite=overwrite)
-        todo = _todo(samples, plan.config)
-        skipped = samples.count() - todo.count()
-    counts = {"saved": 0}
-    with database_errors(samples, f"scoring into {score_field!r}", done=lambda: counts["saved"]):
-        scored, failed = score_pending(todo, model, plan, progress=progress, counts=counts,
-                                       label=f"denoising score -> {score_field}")
-        with dataset_lock(dataset):
-            save_results(samples, plan.config, skipped=skipped)
-    return ScoreSummary(score_field, scored, failed, skipped, resumed)
+    return execute_plan(samples, model, plan, progress=progress, resume=resume, overwrite=overwrite,
+                        label=f"denoising score -> {score_field}")

@@ -66,6 +66,21 @@ class ScoreRunConfig(fob.BrainMethodConfig):
 
     IDENTITY: tuple = ()
 
+    def __init__(self, score_field, error_field=None, seed=0, model=None, model_description=None,
+                 model_fingerprint=None, image_size=None, image_channels=None, resize=False, versions=None,
+                 **kwargs):
+        self.score_field = score_field
+        self.error_field = error_field
+        self.seed = seed
+        self.model = model
+        self.model_description = model_description
+        self.model_fingerprint = model_fingerprint
+        self.image_size = list(image_size) if image_size is not None else None
+        self.image_channels = image_channels
+        self.resize = resize
+        self.versions = versions
+        super().__init__(**kwargs)
+
     def fields(self) -> list[str]:
         """The sample fields this run writes."""
         return [f for f in (self.score_field, self.error_field, getattr(self, "logp_field", None)) if f]
@@ -84,32 +99,20 @@ class VolumeGrowthConfig(ScoreRunConfig):
     IDENTITY = IDENTITY
 
     def __init__(self, score_field, error_field=None, logp_field=None, score="log_growth", divergence=None,
-                 probes=1, model=None,
-                 model_description=None, model_fingerprint=None, tracker_method="fd", stretch="norm", axes=1,
-                 sigma=0.05, steps=1, t_min=1e-3, seed=0, dtype="float64", image_size=None,
-                 image_channels=None, resize=False, versions=None, **kwargs):
-        self.score_field = score_field
-        self.error_field = error_field
+                 probes=1, tracker_method="fd", stretch="norm", axes=1, sigma=0.05, steps=1, t_min=1e-3,
+                 dtype="float64", **kwargs):
         self.logp_field = logp_field
         self.score = score  # what score_field holds: log_growth, divergence or generation_logp
         self.divergence = divergence  # how div f was integrated (None when not needed)
         self.probes = probes
-        self.model = model
-        self.model_description = model_description
-        self.model_fingerprint = model_fingerprint
         self.tracker_method = tracker_method  # "fd" or "jvp" (``method`` names the brain method)
         self.stretch = stretch
         self.axes = axes
         self.sigma = sigma
         self.steps = steps
         self.t_min = t_min
-        self.seed = seed
         self.dtype = dtype
-        self.image_size = list(image_size) if image_size is not None else None
-        self.image_channels = image_channels
-        self.resize = resize
-        self.versions = versions
-        super().__init__(**kwargs)
+        super().__init__(score_field, error_field=error_field, **kwargs)
 
     @property
     def method(self):
@@ -125,23 +128,11 @@ class DenoisingScoreConfig(ScoreRunConfig):
     IDENTITY = ("score_field", "error_field", "model_fingerprint", "t", "draws", "seed",
                 "image_size", "image_channels", "resize")
 
-    def __init__(self, score_field, error_field=None, t=0.01, draws=4, seed=0, model=None,
-                 model_description=None, model_fingerprint=None, image_size=None, image_channels=None,
-                 resize=False, versions=None, **kwargs):
-        self.score_field = score_field
-        self.error_field = error_field
+    def __init__(self, score_field, error_field=None, t=0.01, draws=4, score="denoising_score", **kwargs):
         self.score = "denoising_score"
         self.t = t
         self.draws = draws
-        self.seed = seed
-        self.model = model
-        self.model_description = model_description
-        self.model_fingerprint = model_fingerprint
-        self.image_size = list(image_size) if image_size is not None else None
-        self.image_channels = image_channels
-        self.resize = resize
-        self.versions = versions
-        super().__init__(**kwargs)
+        super().__init__(score_field, error_field=error_field, **kwargs)
 
     @property
     def method(self):

@@ -377,14 +377,21 @@ def compute_volume_growth(
         ValueError: bad settings, model or collection, before anything is written.
         DatabaseUnavailableError: the database went away; rerun to resume.
     """
-    from curate.brain._lock import dataset_lock
-
     plan = plan_run(samples, model, score_field=score_field, method=method, stretch=stretch,
                     axes=axes, sigma=sigma, steps=steps, t_min=t_min, batch_size=batch_size,
                     seed=seed, dtype=dtype, device=device, logp_field=logp_field, score=score,
                     divergence=divergence, probes=probes, size=size,
                     channels=channels, resize=resize, num_workers=num_workers,
                     model_description=model_description)
+    return execute_plan(samples, model, plan, progress=progress, resume=resume, overwrite=overwrite)
+
+
+def execute_plan(samples, model, plan: _Plan, *, progress, resume: bool, overwrite: bool,
+                 label: str | None = None) -> ScoreSummary:
+    """Register (or resume) the run of a checked ``plan``, score what is left, store the counts."""
+    from curate.brain._lock import dataset_lock
+
+    score_field = plan.config.score_field
     dataset = samples._dataset
     with database_errors(samples, f"preparing the run {score_field!r}"):
         with dataset_lock(dataset):
@@ -393,7 +400,7 @@ def compute_volume_growth(
         skipped = samples.count() - todo.count()
     counts = {"saved": 0}
     with database_errors(samples, f"scoring into {score_field!r}", done=lambda: counts["saved"]):
-        scored, failed = score_pending(todo, model, plan, progress=progress, counts=counts)
+        scored, failed = score_pending(todo, model, plan, progress=progress, counts=counts, label=label)
         with dataset_lock(dataset):
             save_results(samples, plan.config, skipped=skipped)
     return ScoreSummary(score_field, scored, failed, skipped, resumed)
