@@ -22,7 +22,9 @@ import math
 import torch
 
 from curate.brain import runs
-from curate.brain.volume_growth import ScoreSummary, _check_field_name, _describe, _model_shape, _Plan, execute_plan
+from curate.brain.volume_growth import (
+    ScoreSummary, _check_field_name, _describe, _Plan, check_collection, execute_plan,
+)
 
 
 def _denoising_scorer(model, *, t: float, draws: int, seed: int, device, batch_size: int):
@@ -42,7 +44,6 @@ def _denoising_scorer(model, *, t: float, draws: int, seed: int, device, batch_s
 def _plan(samples, model, *, score_field, t, draws, seed, batch_size, device, size, channels, resize,
           num_workers, model_description) -> _Plan:
     """Check settings, model and collection; writes nothing. Raises ValueError."""
-    from curate.data.loader import resolve_policy
     from curate.models.base import check_model
 
     check_model(model)
@@ -51,18 +52,8 @@ def _plan(samples, model, *, score_field, t, draws, seed, batch_size, device, si
         raise ValueError(f"t must be a number in (0, 1], got {t!r}")
     if isinstance(draws, bool) or int(draws) != draws or draws < 1:
         raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if samples.count() == 0:
-        raise ValueError("the collection to score is empty (0 samples); nothing to do")
-    policy = resolve_policy(samples, size=size, channels=channels, resize=resize)
-    want = _model_shape(model)
-    if want is not None and want != (policy.channels, *policy.size):
-        raise ValueError(
-            f"the model was built for images of {want[0]} channel(s), {want[1]}x{want[2]}, but this "
-            f"collection's images are {policy.channels} channel(s), {policy.size[0]}x{policy.size[1]}; "
-            "use a checkpoint trained on this data, or pass size=/channels= (with resize=True)"
-        )
+    policy = check_collection(samples, model, batch_size=batch_size, size=size, channels=channels,
+                              resize=resize)
     scorer = _denoising_scorer(model, t=float(t), draws=int(draws), seed=int(seed), device=device,
                                batch_size=int(batch_size) * int(draws))
     # The model on one blank image, before the database is touched.

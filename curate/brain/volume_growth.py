@@ -113,22 +113,10 @@ def _tracker_scorer(model, tracker: dict, score: str, want_logp: bool):
     return scorer
 
 
-def plan_run(samples, model, *, score_field="volume_growth", method="fd", stretch="norm", axes=1,
-             sigma=0.05, steps=1, t_min=1e-3, batch_size=64, seed=0, dtype=torch.float64, device=None,
-             logp_field=None, score="log_growth", divergence="auto", probes=1, size=None, channels=None,
-             resize=False, num_workers=2, model_description=None) -> _Plan:
-    """Check settings, model and collection; writes nothing. Raises ValueError."""
+def check_collection(samples, model, *, batch_size, size, channels, resize):
+    """The image policy of a non-empty collection whose images fit ``model`` (ValueError if not)."""
     from curate.data.loader import resolve_policy
-    from curate.models.base import check_model
-    from curate.volume import track_volume_growth
 
-    check_model(model)
-    _check_field_name(score_field, "score_field")
-    error_field = f"{score_field}_error"
-    if logp_field is not None:
-        _check_field_name(logp_field, "logp_field")
-        if logp_field in (score_field, error_field):
-            raise ValueError(f"logp_field {logp_field!r} collides with the score/error fields")
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if samples.count() == 0:
@@ -143,6 +131,26 @@ def plan_run(samples, model, *, score_field="volume_growth", method="fd", stretc
             "use a checkpoint trained on this data, or pass size=/channels= (with resize=True) to "
             "convert the images"
         )
+    return policy
+
+
+def plan_run(samples, model, *, score_field="volume_growth", method="fd", stretch="norm", axes=1,
+             sigma=0.05, steps=1, t_min=1e-3, batch_size=64, seed=0, dtype=torch.float64, device=None,
+             logp_field=None, score="log_growth", divergence="auto", probes=1, size=None, channels=None,
+             resize=False, num_workers=2, model_description=None) -> _Plan:
+    """Check settings, model and collection; writes nothing. Raises ValueError."""
+    from curate.models.base import check_model
+    from curate.volume import track_volume_growth
+
+    check_model(model)
+    _check_field_name(score_field, "score_field")
+    error_field = f"{score_field}_error"
+    if logp_field is not None:
+        _check_field_name(logp_field, "logp_field")
+        if logp_field in (score_field, error_field):
+            raise ValueError(f"logp_field {logp_field!r} collides with the score/error fields")
+    policy = check_collection(samples, model, batch_size=batch_size, size=size, channels=channels,
+                              resize=resize)
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     if divergence not in ("auto", "exact", "hutchinson"):
