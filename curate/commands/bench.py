@@ -39,8 +39,9 @@ def register(sub) -> None:
         "suite", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="the paper U-Net at N=1,T=1 and N=100,T=1000 on one device: overhead, images/s, "
              "per-image loop, peak memory, bf16 error (CUDA), channels-last + compile (CUDA)",
-        description="One command for a GPU check (about 5 minutes on an H200; on a 2-core CPU the "
-                    "default preset takes about 10). Writes one JSON per run into --out.")
+        description="One command for a GPU check, sized for minutes on one H200 (not yet run on one; "
+                    "torch.compile's first compilations dominate). On a 2-core CPU without --fast "
+                    "it took 1.5 minutes. Writes one JSON per run into --out.")
     u.add_argument("--preset", default="paper", help="U-Net preset")
     u.add_argument("--image-size", type=int, default=32)
     u.add_argument("--channels", type=int, default=3)
@@ -94,6 +95,7 @@ def _tracker(args) -> int:
         console.print(f"N={r.axes}, T={r.steps}: overhead ratio {r.overhead:.3f}; "
                       f"per-image loop / tracker = {r.speedup_vs_loop:.1f}")
     extra = {}
+    n_check = min(8, args.images or 8)  # images for the numeric checks
     if args.autocast:
         from curate.bench import autocast_error
 
@@ -101,7 +103,7 @@ def _tracker(args) -> int:
         for setting in args.settings.split(","):
             n, t = (int(v) for v in setting.lower().split("x"))
             g = torch.Generator().manual_seed(2)
-            x = (torch.rand((8, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
+            x = (torch.rand((n_check, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
             err = autocast_error(model, x, axes=n, steps=min(t, args.max_steps), autocast=ac)
             extra[f"{args.autocast}_{setting}"] = err
             console.print(f"autocast {args.autocast}, N={n}, T={min(t, args.max_steps)}: log growth "
@@ -111,7 +113,7 @@ def _tracker(args) -> int:
         from curate.bench import fast_error
 
         g = torch.Generator().manual_seed(2)
-        x = (torch.rand((8, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
+        x = (torch.rand((n_check, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
         n, t = (int(v) for v in args.settings.split(",")[0].lower().split("x"))
         err = fast_error(plain, model, x, axes=n, steps=min(t, args.max_steps), tf32=bool(args.tf32))
         extra["fast_vs_plain_float32"] = err
