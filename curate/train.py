@@ -193,6 +193,23 @@ def _progress_bar(enabled: bool):
                     TimeElapsedColumn(), TimeRemainingColumn())
 
 
+def _trim_log(path: Path, step: int) -> None:
+    """Drop the lines of ``log.jsonl`` after ``step``: a run killed after its last
+    checkpoint logged steps that the resumed run repeats. Rewritten atomically."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by the kill
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
 def train(images: torch.Tensor, out_dir: str | os.PathLike, *, preset: str = "tiny", model_config: dict | None = None,
           steps: int = 2000, batch_size: int = 128, lr: float = 2e-4, warmup: int = 100, ema: float = 0.9999,
           ema_warmup: bool = True, flip: bool = True, seed: int = 0, resume: bool = True, progress: bool = True,
@@ -288,6 +305,8 @@ def _train(images, out_dir: Path, rank: int, world: int, device: torch.device, *
         out_dir.mkdir(parents=True, exist_ok=True)
     bar = _progress_bar(progress and main and start < steps)
     task = bar.add_task("train", total=steps, completed=start, loss=float("nan"), ips=0.0) if bar else None
+    if main and start < steps:
+        _trim_log(out_dir / "log.jsonl", start)
     log = (out_dir / "log.jsonl").open("a") if main and start < steps else None
     running, t_last, seen = None, time.perf_counter(), 0
 

@@ -29,6 +29,9 @@ def test_resume_continues_exactly(tmp_path):
     train(x, tmp_path / "straight", steps=6, **FAST)
     train(x, tmp_path / "resumed", steps=3, **FAST)
     assert load_checkpoint(tmp_path / "resumed").step == 3
+    # A run killed after logging step 4 but before saving it, mid-way through a line.
+    with (tmp_path / "resumed" / "log.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 4, "loss": 1.0}) + "\n" + '{"step": 5, "lo')
     model = train(x, tmp_path / "resumed", steps=6, **FAST)
     a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
     assert a.step == b.step == 6
