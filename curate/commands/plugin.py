@@ -7,13 +7,14 @@ from pathlib import Path
 
 
 def plugin_source() -> Path:
-    """The plugin folder of this checkout (``plugins/curate`` beside the package)."""
+    """The plugin folder: the top-level ``plugins/curate``, which a wheel ships as
+    ``curate/_shipped/plugins/curate`` (in a checkout that path is a link to plugins/)."""
     import curate
 
-    src = Path(curate.__file__).resolve().parent.parent / "plugins" / "curate"
+    src = (Path(curate.__file__).parent / "_shipped" / "plugins" / "curate").resolve()
     if not (src / "fiftyone.yml").is_file():
-        raise SystemExit(f"error: the plugin is not at {src}; install curate from a source checkout "
-                         "(pip install -e .) or set FIFTYONE_PLUGINS_DIR to its plugins/ folder")
+        raise SystemExit(f"error: the plugin is not at {src}; reinstall curate, or set "
+                         "FIFTYONE_PLUGINS_DIR to the plugins/ folder of a source checkout")
     return src
 
 

@@ -21,8 +21,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-#: The top-level recipes/ folder of a source checkout (presets live there).
-PRESETS_ROOT = Path(__file__).resolve().parents[2] / "recipes"
+#: The presets: the top-level recipes/ folder, which a wheel ships as curate/_shipped/recipes
+#: (in a checkout that path is a link to recipes/).
+PRESETS_ROOT = (Path(__file__).parents[1] / "_shipped" / "recipes").resolve()
 
 
 class ConfigError(ValueError):
