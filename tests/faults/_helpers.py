@@ -1,4 +1,9 @@
-"""Shared checks of the fault tests: reference scores computed without FiftyOne."""
+"""Shared pieces of the fault tests: reference scores computed without FiftyOne, and
+killing a child process at a chosen moment."""
+import os
+import signal
+import time
+
 import torch
 
 import curate
@@ -27,3 +32,19 @@ def assert_scores_equal(got: dict, want: dict) -> None:
     assert not missing, f"{len(missing)} sample(s) not scored"
     for k, v in want.items():
         assert abs(got[k] - v) <= 1e-12 * max(1.0, abs(v)), (k, got[k], v)
+
+
+def sigkill_when(child, reached, jitter: float, *, interval: float = 0.01, timeout: float = 120.0) -> bool:
+    """Wait until ``reached()`` (or ``child`` exits, or ``timeout`` s), sleep ``jitter`` s more,
+    then SIGKILL ``child`` if it still runs. Returns whether it was killed; a child that
+    finished on its own must have exited cleanly."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and child.poll() is None and not reached():
+        time.sleep(interval)
+    time.sleep(jitter)
+    killed = child.poll() is None
+    if killed:
+        os.kill(child.pid, signal.SIGKILL)
+    _, err = child.communicate()
+    assert killed or child.returncode == 0, (err or "")[-3000:]
+    return killed

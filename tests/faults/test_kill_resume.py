@@ -1,7 +1,6 @@
 """SIGKILL a scoring process at random points, then resume: nothing lost, nothing redone."""
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _helpers import assert_scores_equal, reference_scores, stored
+from _helpers import assert_scores_equal, reference_scores, sigkill_when, stored
 from _score import SlowExactScore
 
 HERE = Path(__file__).parent
@@ -32,19 +31,12 @@ def _kill_at_random_point(ds, env, rng, done: int) -> tuple[int, bool]:
     child = subprocess.Popen([sys.executable, str(HERE / "_score.py"), ds.name, "--delay", "0.02"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "STARTED", child.stderr.read()[-3000:]
-    deadline = time.time() + 120
-    while time.time() < deadline and child.poll() is None:
-        if k == done or ("volume_growth" in ds.get_field_schema() and ds.exists("volume_growth").count() >= k):
-            break
+
+    def reached():
         ds.reload()
-        time.sleep(0.02)
-    time.sleep(jitter)
-    killed = child.poll() is None
-    if killed:
-        os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    if not killed:
-        assert child.returncode == 0, child.stderr.read()[-3000:]
+        return k == done or ("volume_growth" in ds.get_field_schema() and ds.exists("volume_growth").count() >= k)
+
+    killed = sigkill_when(child, reached, jitter, interval=0.02)
     ds.reload()
     n = ds.exists("volume_growth").count() if "volume_growth" in ds.get_field_schema() else 0
     return n, killed

@@ -2,15 +2,14 @@
 finished stages, redoes the interrupted one, and ends with the results of an
 uninterrupted run."""
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+
+from _helpers import sigkill_when
 
 TIMING = {"seconds", "cpu_seconds", "time", "elapsed", "wall_seconds"}
 
@@ -50,15 +49,7 @@ def test_sigkill_recipe_at_random_points_then_resume(tmp_path, child_env):
         target = len(_markers(out)) + rng.randint(1, 3)
         jitter = rng.uniform(0.0, 0.5)
         child = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 120
-        while time.time() < deadline and child.poll() is None and len(_markers(out)) < target:
-            time.sleep(0.01)
-        time.sleep(jitter)
-        killed = child.poll() is None
-        if killed:
-            os.kill(child.pid, signal.SIGKILL)
-        _, err = child.communicate()
-        assert killed or child.returncode == 0, err[-3000:]
+        killed = sigkill_when(child, lambda: len(_markers(out)) >= target, jitter)
         history.append((seed, _markers(out), killed))
     print("RECIPE KILL HISTORY", history)
     assert any(k for _, _, k in history), history
