@@ -51,14 +51,30 @@ def _resolve_model(ctx, view):
     )
 
 
-def _counts_output():
-    outputs = types.Object()
-    for k in ("scored", "failed", "skipped"):
-        outputs.int(k, label=k)
-    return types.Property(outputs)
+class _ScoreOperator(foo.Operator):
+    """What both scoring operators do around their one library call (``_score``):
+    resolve the model, report progress, reload the App, return the counts."""
+
+    def _score(self, view, model, description, params, progress):
+        raise NotImplementedError
+
+    def execute(self, ctx):
+        view = ctx.target_view()
+        model, description = _resolve_model(ctx, view)
+        summary = self._score(view, model, description, ctx.params,
+                              lambda frac, label: ctx.set_progress(progress=frac, label=label))
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"scored": summary.scored, "failed": summary.failed, "skipped": summary.skipped}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        for k in ("scored", "failed", "skipped"):
+            outputs.int(k, label=k)
+        return types.Property(outputs)
 
 
-class ComputeVolumeGrowth(foo.Operator):
+class ComputeVolumeGrowth(_ScoreOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -86,29 +102,19 @@ class ComputeVolumeGrowth(foo.Operator):
         inputs.bool("overwrite", label="Overwrite another run's scores", default=False)
         return types.Property(inputs, view=types.View(label="Compute volume growth"))
 
-    def execute(self, ctx):
+    def _score(self, view, model, description, p, progress):
         import curate.brain as cb
 
-        p = ctx.params
-        view = ctx.target_view()
-        model, description = _resolve_model(ctx, view)
-        summary = cb.compute_volume_growth(
+        return cb.compute_volume_growth(
             view, model, score_field=p.get("score_field", "volume_growth"),
             method=p.get("method", "fd"), axes=int(p.get("axes", 1)),
             sigma=float(p.get("sigma", 0.05)), steps=int(p.get("steps", 1)),
             seed=int(p.get("seed", 0)), batch_size=int(p.get("batch_size", 64)),
-            model_description=description, overwrite=bool(p.get("overwrite", False)),
-            progress=lambda frac, label: ctx.set_progress(progress=frac, label=label),
+            model_description=description, overwrite=bool(p.get("overwrite", False)), progress=progress,
         )
-        if not ctx.delegated:
-            ctx.ops.reload_dataset()
-        return {"scored": summary.scored, "failed": summary.failed, "skipped": summary.skipped}
-
-    def resolve_output(self, ctx):
-        return _counts_output()
 
 
-class ComputeDenoisingScore(foo.Operator):
+class ComputeDenoisingScore(_ScoreOperator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -131,25 +137,15 @@ class ComputeDenoisingScore(foo.Operator):
         inputs.bool("overwrite", label="Overwrite another run's scores", default=False)
         return types.Property(inputs, view=types.View(label="Compute denoising score"))
 
-    def execute(self, ctx):
+    def _score(self, view, model, description, p, progress):
         import curate.brain as cb
 
-        p = ctx.params
-        view = ctx.target_view()
-        model, description = _resolve_model(ctx, view)
-        summary = cb.compute_denoising_score(
+        return cb.compute_denoising_score(
             view, model, score_field=p.get("score_field", "denoising_score"), t=float(p.get("t", 0.01)),
             draws=int(p.get("draws", 4)), seed=int(p.get("seed", 0)),
             batch_size=int(p.get("batch_size", 256)), model_description=description,
-            overwrite=bool(p.get("overwrite", False)),
-            progress=lambda frac, label: ctx.set_progress(progress=frac, label=label),
+            overwrite=bool(p.get("overwrite", False)), progress=progress,
         )
-        if not ctx.delegated:
-            ctx.ops.reload_dataset()
-        return {"scored": summary.scored, "failed": summary.failed, "skipped": summary.skipped}
-
-    def resolve_output(self, ctx):
-        return _counts_output()
 
 
 class FlagHighRisk(foo.Operator):
