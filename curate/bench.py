@@ -155,41 +155,35 @@ def autocast_error(model, images: torch.Tensor, *, axes: int, steps: int, autoca
     low = track_volume_growth(model, images, autocast=autocast, **kw)
     t_ref, t_low = _best_of([lambda: track_volume_growth(model, images, **kw),
                              lambda: track_volume_growth(model, images, autocast=autocast, **kw)], 2, device)
-    diff = (low.log_growth - ref.log_growth).abs()
-    return dict(max_abs=float(diff.max()), max_rel=float((diff / ref.log_growth.abs().clamp_min(1e-12)).max()),
+    return dict(_growth_error(low, ref),
                 spearman=float(spearmanr(ref.log_growth.numpy(), low.log_growth.numpy()).statistic),
                 speedup=t_ref / t_low)
+
+
+def _growth_error(got, ref) -> dict:
+    """Largest absolute and relative change of log growth (B,) against a reference run."""
+    diff = (got.log_growth - ref.log_growth).abs()
+    return dict(max_abs=float(diff.max()), max_rel=float((diff / ref.log_growth.abs().clamp_min(1e-12)).max()))
+
+
+def _tracker_with_tf32(model, images: torch.Tensor, kw: dict, tf32: bool):
+    """A tracker call with TF32 matmuls/convolutions set to ``tf32``; the flags are restored."""
+    flags = torch.backends.cuda.matmul, torch.backends.cudnn
+    prev = [f.allow_tf32 for f in flags]
+    for f in flags:
+        f.allow_tf32 = tf32
+    try:
+        return track_volume_growth(model, images, **kw)
+    finally:
+        for f, v in zip(flags, prev):
+            f.allow_tf32 = v
 
 
 def fast_error(plain, fast, images: torch.Tensor, *, axes: int, steps: int, tf32: bool = False) -> dict:
     """Log growth of ``fast`` (:func:`curate.models.speed.fast_model`, TF32 when ``tf32``)
     against ``plain`` in strict float32, on the same images; and their speed ratio."""
     kw = dict(axes=axes, steps=steps, divergence=None, dtype=torch.float32)
-    device = images.device
-    prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-
-    def strict(fn):
-        def run():
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-            try:
-                return fn()
-            finally:
-                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
-        return run
-
-    def relaxed(fn):
-        def run():
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(tf32)
-            try:
-                return fn()
-            finally:
-                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
-        return run
-
-    ref = strict(lambda: track_volume_growth(plain, images, **kw))()
-    got = relaxed(lambda: track_volume_growth(fast, images, **kw))()
-    t_ref, t_fast = _best_of([strict(lambda: track_volume_growth(plain, images, **kw)),
-                              relaxed(lambda: track_volume_growth(fast, images, **kw))], 2, device)
-    diff = (got.log_growth - ref.log_growth).abs()
-    return dict(max_abs=float(diff.max()), max_rel=float((diff / ref.log_growth.abs().clamp_min(1e-12)).max()),
-                speedup=t_ref / t_fast)
+    runs = [lambda: _tracker_with_tf32(plain, images, kw, False), lambda: _tracker_with_tf32(fast, images, kw, tf32)]
+    ref, got = runs[0](), runs[1]()
+    t_ref, t_fast = _best_of(runs, 2, images.device)
+    return dict(_growth_error(got, ref), speedup=t_ref / t_fast)

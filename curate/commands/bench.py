@@ -52,6 +52,14 @@ def register(sub) -> None:
     u.set_defaults(func=_suite)
 
 
+def _random_images(args, n: int, *, seed: int, device):
+    """(n, C, H, W) uniform in [-1, 1], the same for a seed on every device."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand((n, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
+
+
 def _tracker(args) -> int:
     import torch
     from rich.console import Console
@@ -85,8 +93,7 @@ def _tracker(args) -> int:
     for setting in args.settings.split(","):
         n, t = (int(v) for v in setting.lower().split("x"))
         b = args.images or (2 if n >= 50 else 256)
-        g = torch.Generator().manual_seed(1)
-        x = (torch.rand((b, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
+        x = _random_images(args, b, seed=1, device=device)
         rows.append(bench_tracker(model, x, axes=n, steps=t, max_steps=args.max_steps,
                                   loop_steps=args.loop_steps, repeats=args.repeats, dtype=dtype))
     console.print(results_table(rows, "images/s (per image at the full T); overhead = tracker time / "
@@ -102,8 +109,7 @@ def _tracker(args) -> int:
         ac = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.autocast]
         for setting in args.settings.split(","):
             n, t = (int(v) for v in setting.lower().split("x"))
-            g = torch.Generator().manual_seed(2)
-            x = (torch.rand((n_check, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
+            x = _random_images(args, n_check, seed=2, device=device)
             err = autocast_error(model, x, axes=n, steps=min(t, args.max_steps), autocast=ac)
             extra[f"{args.autocast}_{setting}"] = err
             console.print(f"autocast {args.autocast}, N={n}, T={min(t, args.max_steps)}: log growth "
@@ -112,8 +118,7 @@ def _tracker(args) -> int:
     if args.channels_last or args.compile or args.tf32:
         from curate.bench import fast_error
 
-        g = torch.Generator().manual_seed(2)
-        x = (torch.rand((n_check, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
+        x = _random_images(args, n_check, seed=2, device=device)
         n, t = (int(v) for v in args.settings.split(",")[0].lower().split("x"))
         err = fast_error(plain, model, x, axes=n, steps=min(t, args.max_steps), tf32=bool(args.tf32))
         extra["fast_vs_plain_float32"] = err
