@@ -85,7 +85,7 @@ def bench_tracker(model, images: torch.Tensor, *, axes: int, steps: int, max_ste
     x = images.to(dtype or images.dtype)
     kw = dict(axes=axes, steps=T, divergence=None, batch_size=B, eval_batch=rows, dtype=x.dtype)
     z = x.repeat_interleave(axes + 1, dim=0)
-    ts = sde.time_grid(sde.T_MIN, T).tolist()
+    ts = sde.of(model).time_grid(T).tolist()
 
     def forward():
         with torch.no_grad():

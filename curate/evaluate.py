@@ -122,7 +122,8 @@ def denoising_loss(
         device = images.device
     out = torch.empty(images.shape[0], dtype=torch.float64)
     tt = torch.tensor(float(t), dtype=torch.float64)
-    a, s = float(sde.alpha(tt)), float(sde.sigma(tt))
+    vp = sde.of(model)
+    a, s = float(vp.alpha(tt)), float(vp.sigma(tt))
     per = max(1, batch_size // draws)
     for start in range(0, images.shape[0], per):
         y = images[start:start + per]

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from curate import _progress
+
 CARLINI_ALPHA = 0.5
 CARLINI_N = 50
 GU_THRESHOLD = 1.0 / 3.0
@@ -74,32 +76,30 @@ def nearest_neighbors(
     out_d = torch.empty((m, k), dtype=torch.float64, device=a.device)
     out_i = torch.empty((m, k), dtype=torch.long, device=a.device)
     rows = range(0, m, rchunk)
-    bar = _progress(progress, len(rows), "nearest neighbours")
-    for r0 in rows:
-        ar = a[r0:r0 + rchunk].to(dtype)
-        a_sq = (ar * ar).sum(1, keepdim=True)
-        best_d = torch.full((ar.shape[0], 0), math.inf, dtype=dtype, device=a.device)
-        best_i = torch.empty((ar.shape[0], 0), dtype=torch.long, device=a.device)
-        for t0 in range(0, n, tchunk):
-            bt = b[t0:t0 + tchunk].to(dtype)
-            d2 = (a_sq - 2.0 * ar @ bt.T + (bt * bt).sum(1)).clamp_min_(0)
-            idx = torch.arange(t0, t0 + bt.shape[0], device=a.device).expand(ar.shape[0], -1)
-            cat_d = torch.cat([best_d, d2], 1)
-            cat_i = torch.cat([best_i, idx], 1)
-            kk = min(k, cat_d.shape[1])
-            best_d, pos = torch.topk(cat_d, kk, dim=1, largest=False, sorted=True)
-            best_i = torch.gather(cat_i, 1, pos)
-        # Exact distances of the winners from explicit differences (no cancellation).
-        exact = torch.stack(
-            [(ar - b[best_i[:, j]].to(dtype)).to(torch.float64).pow(2).sum(1) for j in range(best_i.shape[1])], 1
-        ).sqrt()
-        exact, order = exact.sort(1)
-        out_d[r0:r0 + rchunk] = exact
-        out_i[r0:r0 + rchunk] = torch.gather(best_i, 1, order)
-        if bar:
-            bar.advance()
-    if bar:
-        bar.close()
+    with _progress.progress(len(rows), "nearest neighbours", progress and len(rows) > 1,
+                            transient=True) as advance:
+        for r0 in rows:
+            ar = a[r0:r0 + rchunk].to(dtype)
+            a_sq = (ar * ar).sum(1, keepdim=True)
+            best_d = torch.full((ar.shape[0], 0), math.inf, dtype=dtype, device=a.device)
+            best_i = torch.empty((ar.shape[0], 0), dtype=torch.long, device=a.device)
+            for t0 in range(0, n, tchunk):
+                bt = b[t0:t0 + tchunk].to(dtype)
+                d2 = (a_sq - 2.0 * ar @ bt.T + (bt * bt).sum(1)).clamp_min_(0)
+                idx = torch.arange(t0, t0 + bt.shape[0], device=a.device).expand(ar.shape[0], -1)
+                cat_d = torch.cat([best_d, d2], 1)
+                cat_i = torch.cat([best_i, idx], 1)
+                kk = min(k, cat_d.shape[1])
+                best_d, pos = torch.topk(cat_d, kk, dim=1, largest=False, sorted=True)
+                best_i = torch.gather(cat_i, 1, pos)
+            # Exact distances of the winners from explicit differences (no cancellation).
+            exact = torch.stack(
+                [(ar - b[best_i[:, j]].to(dtype)).to(torch.float64).pow(2).sum(1) for j in range(best_i.shape[1])], 1
+            ).sqrt()
+            exact, order = exact.sort(1)
+            out_d[r0:r0 + rchunk] = exact
+            out_i[r0:r0 + rchunk] = torch.gather(best_i, 1, order)
+            advance()
     return out_d, out_i
 
 
@@ -274,22 +274,3 @@ def find_memorized(
         settings={"alpha": alpha, "n_nearest": n_nearest, "gu_threshold": gu_threshold,
                   "dedupe": dedupe, "k": k},
     )
-
-
-class _Bar:
-    def __init__(self, total: int, label: str):
-        from rich.progress import Progress
-
-        self._p = Progress(transient=True)
-        self._p.start()
-        self._task = self._p.add_task(label, total=total)
-
-    def advance(self):
-        self._p.advance(self._task)
-
-    def close(self):
-        self._p.stop()
-
-
-def _progress(enabled: bool, total: int, label: str):
-    return _Bar(total, label) if enabled and total > 1 else None

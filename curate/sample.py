@@ -14,11 +14,10 @@ Euler-Maruyama's per-step noise is drawn on the model's device.
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
-from curate import sde
+from curate import _progress, sde
+from curate.models import base
 from curate.models.base import check_model, drift, score
 
 METHODS = ("euler", "heun", "em")
@@ -52,44 +51,11 @@ def block_noise(seed: int, stream: int, start: int, stop: int, shape: tuple, *, 
 
 
 def image_shape(model) -> tuple[int, int, int]:
-    """(C, H, W) a model generates: from a curate UNet's config, ``model.image_shape``, or a
-    diffusers UNet's ``sample_size`` / ``in_channels``."""
-    net = getattr(model, "module", model)
-    cfg = getattr(net, "config", None)
-    if isinstance(cfg, dict) and "image_size" in cfg:
-        return (cfg["channels"], cfg["image_size"], cfg["image_size"])
-    shape = getattr(net, "image_shape", None)
-    if shape is not None:
-        return tuple(int(s) for s in shape)
-    inner = getattr(net, "unet", None) or getattr(net, "net", None)
-    icfg = getattr(inner, "config", None)
-    if isinstance(icfg, dict) and "image_size" in icfg:  # an adapter around a curate UNet
-        return (icfg["channels"], icfg["image_size"], icfg["image_size"])
-    if icfg is not None and hasattr(icfg, "sample_size") and hasattr(icfg, "in_channels"):
-        size = icfg.sample_size
-        h, w = (size, size) if isinstance(size, int) else tuple(size)
-        return (icfg.in_channels, h, w)
-    raise ValueError(f"cannot tell the image shape {type(model).__name__} generates; pass shape=(C, H, W)")
-
-
-def _model_device(model) -> torch.device:
-    params = getattr(model, "parameters", None)
-    if callable(params):
-        for p in params():
-            return p.device
-    y = getattr(model, "y", None)  # ExactScore keeps its training set here
-    return y.device if isinstance(y, torch.Tensor) else torch.device("cpu")
-
-
-def _progress(enabled: bool, description: str, total: int):
-    if not enabled:
-        return contextlib.nullcontext(), None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
-
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-    return bar, bar, bar.add_task(description, total=total)
+    """(C, H, W) a model generates (:func:`curate.models.base.image_shape`); ValueError if it does not say."""
+    shape = base.image_shape(model)
+    if shape is None:
+        raise ValueError(f"cannot tell the image shape {type(model).__name__} generates; pass shape=(C, H, W)")
+    return shape
 
 
 def _bcast(t: float, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -98,7 +64,7 @@ def _bcast(t: float, n: int, like: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(model, n: int, *, method: str = "euler", steps: int = 1000, seed: int = 0,
-           batch_size: int | None = None, progress: bool = True, t_min: float = sde.T_MIN,
+           batch_size: int | None = None, progress: bool = True, t_min: float | None = None,
            denoise: bool = True, clip: bool = True, shape: tuple | None = None,
            dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
     """Draw ``n`` images (n, C, H, W) from a score model; float ``dtype`` on the CPU, in [-1, 1] when ``clip``.
@@ -113,11 +79,13 @@ def sample(model, n: int, *, method: str = "euler", steps: int = 1000, seed: int
         raise ValueError(f"unknown sampling method {method!r}; choose one of {METHODS}")
     if int(n) < 1 or int(steps) < 1:
         raise ValueError("n and steps must be positive")
+    vp = sde.of(model)
+    t_min = vp.t_min if t_min is None else t_min
     if not 0 < t_min < 1:
         raise ValueError("t_min must be in (0, 1)")
     n, steps = int(n), int(steps)
     shape = tuple(shape) if shape is not None else image_shape(model)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else (base.model_device(model) or torch.device("cpu"))
     batch_size = int(batch_size or min(n, 256))
     grid = torch.linspace(1.0, t_min, steps + 1, dtype=torch.float64).tolist()
     evals = steps * (2 if method == "heun" else 1) + int(denoise)
@@ -126,9 +94,8 @@ def sample(model, n: int, *, method: str = "euler", steps: int = 1000, seed: int
     if was_training:
         model.eval()
     out = torch.empty((n, *shape), dtype=dtype)
-    ctx, bar, task = _progress(progress, f"sampling ({method}, {steps} steps)", n * evals)
     try:
-        with ctx:
+        with _progress.progress(n * evals, f"sampling ({method}, {steps} steps)", progress) as advance:
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
                 b = stop - start
@@ -145,22 +112,20 @@ def sample(model, n: int, *, method: str = "euler", steps: int = 1000, seed: int
                         d2 = drift(model, xe, _bcast(t1, b, x))
                         x = x + 0.5 * h * (d1 + d2)
                     else:  # reverse SDE: dx = [-beta/2 x - beta s] dt + sqrt(beta) dW
-                        bt = sde.beta(tt).reshape(-1, *([1] * len(shape)))
+                        bt = vp.beta(tt).reshape(-1, *([1] * len(shape)))
                         x_mean = x + h * (-0.5 * bt * x - bt * score(model, x, tt))
                         if k < steps - 1:
                             z = block_noise(seed, 1 + k, start, stop, shape, device=device).to(dtype)
                             x = x_mean + torch.sqrt(bt * -h) * z
                         else:
                             x = x_mean  # the last step returns the mean, as score_sde does
-                    if bar is not None:
-                        bar.advance(task, b * (2 if method == "heun" else 1))
+                    advance(b * (2 if method == "heun" else 1))
                 if denoise:  # Tweedie: E[x0 | x_tmin] = (x + v s) / alpha
                     tt = _bcast(t_min, b, x)
-                    a, v = sde.alpha(tt), sde.v(tt)
+                    a, v = vp.alpha(tt), vp.v(tt)
                     sz = (-1, *([1] * len(shape)))
                     x = (x + v.reshape(sz) * score(model, x, tt)) / a.reshape(sz)
-                    if bar is not None:
-                        bar.advance(task, b)
+                    advance(b)
                 out[start:stop] = (x.clamp(-1, 1) if clip else x).to("cpu", dtype)
     finally:
         if was_training:

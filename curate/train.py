@@ -17,6 +17,7 @@ Multi-GPU / multi-node: ``torchrun --nproc_per_node=K -m curate.train OUT --data
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from curate import sde
+from curate import _progress, sde
 from curate.models import checkpoint as ckpt
 from curate.models.unet import UNet, preset_config
 from curate.sample import _mix
@@ -182,17 +183,6 @@ def _batch(images: torch.Tensor, step: int, seed: int, batch_size: int, flip: bo
     return x0, t.float(), z
 
 
-def _progress_bar(enabled: bool):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
-
-    return Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[ips]:.0f} img/s"),
-                    TimeElapsedColumn(), TimeRemainingColumn())
-
-
 def _trim_log(path: Path, step: int) -> None:
     """Drop the lines of ``log.jsonl`` after ``step``: a run killed after its last
     checkpoint logged steps that the resumed run repeats. Rewritten atomically."""
@@ -214,7 +204,7 @@ def train(images: torch.Tensor, out_dir: str | os.PathLike, *, preset: str = "ti
           steps: int = 2000, batch_size: int = 128, lr: float = 2e-4, warmup: int = 100, ema: float = 0.9999,
           ema_warmup: bool = True, flip: bool = True, seed: int = 0, resume: bool = True, progress: bool = True,
           sample_every: int = 0, sample_steps: int = 100, save_every: int = 1000, grad_clip: float = 1.0,
-          t_min: float = sde.T_MIN, t_power: float = 1.0, device=None, amp: bool | str = "auto",
+          t_min: float | None = None, t_power: float = 1.0, device=None, amp: bool | str = "auto",
           log_every: int = 50) -> UNet:
     """Train a U-Net on ``images`` (n, C, H, W) float in [-1, 1]; checkpoints go to ``out_dir``.
 
@@ -241,7 +231,8 @@ def train(images: torch.Tensor, out_dir: str | os.PathLike, *, preset: str = "ti
                       steps=int(steps), batch_size=int(batch_size), lr=float(lr), warmup=int(warmup),
                       ema=float(ema), ema_warmup=ema_warmup, flip=flip, seed=int(seed), resume=resume,
                       progress=progress, sample_every=int(sample_every), sample_steps=int(sample_steps),
-                      save_every=int(save_every), grad_clip=float(grad_clip), t_min=float(t_min),
+                      save_every=int(save_every), grad_clip=float(grad_clip),
+                      t_min=None if t_min is None else float(t_min),
                       t_power=float(t_power), amp=amp,
                       log_every=int(log_every))
     finally:
@@ -263,6 +254,8 @@ def _train(images, out_dir: Path, rank: int, world: int, device: torch.device, *
     if h != w:
         raise ValueError(f"images must be square, got {h}x{w}")
     arch = preset_config(preset, image_size=h, channels=c, **model_config)
+    if t_min is None:
+        t_min = sde.VPSDE.from_dict(arch.get("sde")).t_min
     settings = dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, ema=ema,
                     ema_warmup=ema_warmup, flip=flip, seed=seed, grad_clip=grad_clip, t_min=t_min, t_power=t_power,
                     n_images=n, data_sha256=fingerprint(images), world_size=world)
@@ -303,8 +296,10 @@ def _train(images, out_dir: Path, rank: int, world: int, device: torch.device, *
     main = rank == 0
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
-    bar = _progress_bar(progress and main and start < steps)
-    task = bar.add_task("train", total=steps, completed=start, loss=float("nan"), ips=0.0) if bar else None
+    bars = contextlib.ExitStack()
+    advance = bars.enter_context(_progress.progress(steps, "training", progress and main and start < steps,
+                                                    completed=start, fields=("loss", "ips")))
+    shown = start
     if main and start < steps:
         _trim_log(out_dir / "log.jsonl", start)
     log = (out_dir / "log.jsonl").open("a") if main and start < steps else None
@@ -317,8 +312,6 @@ def _train(images, out_dir: Path, rank: int, world: int, device: torch.device, *
             dist.barrier()
 
     try:
-        if bar:
-            bar.start()
         net.train()
         for step in range(start, steps):
             for group in opt.param_groups:
@@ -326,11 +319,11 @@ def _train(images, out_dir: Path, rank: int, world: int, device: torch.device, *
             x0, t, z = _batch(images_dev, step, seed, batch_size, flip, t_min, t_power)
             sl = slice(rank * local_bs, (rank + 1) * local_bs)
             x0, t, z = x0[sl].to(device), t[sl].to(device), z[sl].to(device)
-            a = sde.alpha(t)[:, None, None, None]
-            s = sde.sigma(t)[:, None, None, None]
+            a = net.sde.alpha(t)[:, None, None, None]
+            s = net.sde.sigma(t)[:, None, None, None]
             xt = a * x0 + s * z
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                pred = model(xt, 999.0 * t)
+                pred = model(xt, net.sde.network_time(t))
             loss = F.mse_loss(pred.float(), z)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -349,10 +342,10 @@ def _train(images, out_dir: Path, rank: int, world: int, device: torch.device, *
                 value = float(buf) / world
             running = value if running is None else 0.98 * running + 0.02 * value
             seen += batch_size
-            if bar and (done % 5 == 0 or done == steps):
+            if done % 5 == 0 or done == steps:
                 now = time.perf_counter()
-                bar.update(task, completed=done, loss=running, ips=seen / max(now - t_last, 1e-9))
-                t_last, seen = now, 0
+                advance(done - shown, loss=running, ips=seen / max(now - t_last, 1e-9))
+                t_last, seen, shown = now, 0, done
             if log and (done % log_every == 0 or done == steps):
                 log.write(json.dumps({"step": done, "loss": value, "loss_avg": running, "lr": opt.param_groups[0]["lr"],
                                       "time": time.time()}) + "\n")
@@ -364,8 +357,7 @@ def _train(images, out_dir: Path, rank: int, world: int, device: torch.device, *
         if start < steps or not ckpt.is_curate_checkpoint(out_dir):
             save(steps if start < steps else start)
     finally:
-        if bar:
-            bar.stop()
+        bars.close()
         if log:
             log.close()
     return ema_net.eval()

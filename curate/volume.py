@@ -23,12 +23,11 @@ Per-image random directions come from :mod:`curate._rng`, keyed by the image byt
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import torch
 
-from curate import _rng, sde
+from curate import _autodiff, _progress, _rng, sde
 from curate.models import base
 
 _METHODS = ("fd", "jvp")
@@ -37,18 +36,6 @@ _DIVERGENCES = ("auto", "exact", "hutchinson", None)
 _RANGE_SLACK = 0.5
 #: On the CPU, stop a chunk whose trajectories all failed, checked every this many steps.
 _CHECK_EVERY = 64
-
-
-def _load_forward_ad() -> None:
-    """torch loads its forward-mode decompositions on the first jvp through torch.jit.script,
-    which warns on every new process; load them once here, quietly (torch's warning, not ours)."""
-    from torch.autograd import forward_ad
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
-        load = getattr(forward_ad, "_maybe_load_decompositions", None)  # private; absent in some versions
-        if load is not None:
-            load()
 
 
 class NonFiniteError(FloatingPointError):
@@ -90,13 +77,13 @@ def track_volume_growth(
     axes: int = 1,
     sigma: float = 0.05,
     steps: int = 1,
-    t_min: float = sde.T_MIN,
+    t_min: float | None = None,
     method: str = "fd",
     stretch: str = "norm",
     seed: int = 0,
     batch_size: int | None = None,
     return_curve: bool = False,
-    divergence: str | None = "auto",
+    divergence: str | None = None,
     probes: int = 1,
     on_error: str = "raise",
     dtype: torch.dtype | None = None,
@@ -112,7 +99,9 @@ def track_volume_growth(
         images: (B, C, H, W) in [-1, 1].
         axes: N, the number of orthonormal axes (1 <= N <= D = C*H*W).
         sigma: radius of the sphere of surrounding points (``method="fd"``).
-        steps: T, Euler steps on the grid t_k = t_min + k/1000 (1..1000).
+        steps: T, Euler steps on the model's SDE grid t_k = t_min + k dt (the paper's:
+            dt = 1/1000, 1..1000 steps).
+        t_min: where the trajectories start (default: the SDE's, 1e-3).
         method: ``"fd"`` (Algorithm 1) or ``"jvp"`` (its exact sigma -> 0 limit).
         stretch: ``"norm"``: each axis's stretch is its length after the step, as in
             Eq. (13). ``"volume"``: its length orthogonal to the larger axes (R's
@@ -122,10 +111,11 @@ def track_volume_growth(
         seed: run seed; each image's directions derive from it and the image bytes.
         batch_size: images per chunk (bounds memory); default from ``eval_batch``.
         return_curve: also return log l_t after every step, (B, steps).
-        divergence: ``"auto"`` (the model's exact ``divergence`` if it has one, else
-            Hutchinson), ``"exact"`` (model's, or D Jacobian-vector products),
-            ``"hutchinson"`` (``probes`` Rademacher probes per step), or None (skip;
-            then ``generation_logp`` is None).
+        divergence: None (the default: skip it, ``generation_logp`` is None and the
+            call costs only Algorithm 1's evaluations), ``"auto"`` (the model's exact
+            ``divergence`` if it has one, else Hutchinson), ``"exact"`` (model's, or D
+            Jacobian-vector products) or ``"hutchinson"`` (``probes`` Rademacher probes
+            per step: one JVP each).
         on_error: ``"raise"`` stops at a non-finite trajectory naming image and step;
             ``"mark"`` records it in ``failed``/``errors`` (scores NaN) and goes on.
         dtype: dtype of the trajectories (default: the images' dtype). float64 avoids
@@ -144,10 +134,12 @@ def track_volume_growth(
         :class:`VolumeGrowth` with (B,) float64 tensors on the CPU.
     """
     base.check_model(model)
+    vp = sde.of(model)
+    t_min = vp.t_min if t_min is None else t_min
     dtype = dtype or images.dtype if isinstance(images, torch.Tensor) else dtype
     _validate(images, axes=axes, sigma=sigma, steps=steps, t_min=t_min, method=method,
-              stretch=stretch, divergence=divergence, probes=probes, on_error=on_error, dtype=dtype)
-    device = torch.device(device) if device is not None else _model_device(model) or images.device
+              stretch=stretch, divergence=divergence, probes=probes, on_error=on_error, dtype=dtype, vp=vp)
+    device = torch.device(device) if device is not None else base.model_device(model) or images.device
     B = images.shape[0]
     if eval_batch is None:
         eval_batch = (_cuda_eval_batch(model, images[:1].to(device=device, dtype=dtype), autocast)
@@ -158,8 +150,6 @@ def track_volume_growth(
     if divergence == "auto":
         divergence = "exact" if callable(getattr(model, "divergence", None)) else "hutchinson"
     keys = _rng.image_keys(images, seed)
-    if method == "jvp" or divergence in ("hutchinson", "exact"):
-        _load_forward_ad()
 
     out = {k: torch.empty(B, dtype=torch.float64) for k in ("log_growth", "prior", "div")}
     curve = torch.empty((B, steps), dtype=torch.float64) if return_curve else None
@@ -168,7 +158,7 @@ def track_volume_growth(
     cfg = dict(axes=axes, sigma=float(sigma), steps=steps, t_min=float(t_min), method=method,
                stretch=stretch, divergence=divergence, probes=probes, eval_batch=eval_batch, autocast=autocast)
 
-    with _progress(progress, total=B * steps) as advance:
+    with _progress.progress(B * steps, "volume growth (image-steps)", progress) as advance:
         start = 0
         while start < B:
             sl = slice(start, min(B, start + batch_size))
@@ -193,7 +183,7 @@ def track_volume_growth(
             if curve is not None:
                 curve[sl] = res["curve"].cpu()
             for i, (step, what) in res["bad"].items():
-                msg = f"image {start + i}: {what} at step {step} (t = {t_min + step * sde.DT:.4g})"
+                msg = f"image {start + i}: {what} at step {step} (t = {t_min + step * vp.dt:.4g})"
                 if on_error == "raise":
                     raise NonFiniteError(msg + "; pass on_error='mark' to score the other images anyway")
                 failed[start + i] = True
@@ -221,7 +211,7 @@ def track_volume_growth(
 # --------------------------------------------------------------------------- internals
 
 
-def _validate(images, *, axes, sigma, steps, t_min, method, stretch, divergence, probes, on_error, dtype):
+def _validate(images, *, axes, sigma, steps, t_min, method, stretch, divergence, probes, on_error, dtype, vp):
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
     if images.dim() != 4:
@@ -249,9 +239,10 @@ def _validate(images, *, axes, sigma, steps, t_min, method, stretch, divergence,
         raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
     if not 0 < t_min < 1:
         raise ValueError(f"t_min must lie in (0, 1), got {t_min!r}")
-    max_steps = int(round((1 - t_min) / sde.DT)) + 1
+    max_steps = vp.max_steps(t_min)
     if not isinstance(steps, int) or not 1 <= steps <= max_steps:
-        raise ValueError(f"steps must be an integer in 1..{max_steps} (grid of 1/1000 from t_min = {t_min}), got {steps!r}")
+        raise ValueError(f"steps must be an integer in 1..{max_steps} (grid of {vp.dt:g} from t_min = {t_min}), "
+                         f"got {steps!r}")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if stretch not in ("norm", "volume"):
@@ -292,38 +283,6 @@ def _cuda_eval_batch(model, x1: torch.Tensor, autocast, probe_rows: int = 64) ->
     per_row = (torch.cuda.max_memory_allocated(dev) - before) / probe_rows
     del z
     return rows_that_fit(free, per_row)
-
-
-def _model_device(model) -> torch.device | None:
-    params = getattr(model, "parameters", None)
-    if callable(params):
-        for p in params():
-            return p.device
-    y = getattr(model, "y", None)  # ExactScore keeps its training set here
-    return y.device if isinstance(y, torch.Tensor) else None
-
-
-class _progress:
-    """A rich progress bar over chunk-steps, or a no-op."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n=1: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self._bar = Progress("[progress.description]{task.description}", BarColumn(),
-                             MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
-        self._bar.__enter__()
-        task = self._bar.add_task("volume growth (image-steps)", total=self.total)
-        return lambda n=1: self._bar.advance(task, n)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._bar.__exit__(*exc)
-        return False
 
 
 def _rows(fn, model, shape, t: float, eval_batch: int, autocast):
@@ -389,8 +348,9 @@ def _track_chunk(model, x, keys, *, axes, sigma, steps, t_min, method, stretch, 
     shape = tuple(x.shape[1:])
     B, D, N = x.shape[0], x[0].numel(), axes
     dtype, dev = x.dtype, x.device
-    ts = sde.time_grid(t_min, steps).tolist()
-    betas = sde.beta(sde.time_grid(t_min, steps)).tolist()
+    vp = sde.of(model)
+    grid = vp.time_grid(steps, t_min)
+    ts = grid.tolist()
 
     x0 = x.reshape(B, D)
     # Lines 3-4: N orthonormal axes around the centre.
@@ -414,16 +374,16 @@ def _track_chunk(model, x, keys, *, axes, sigma, steps, t_min, method, stretch, 
             # int nabla.f dt along the centre (left Riemann sum, matching Euler).
             div_s = _score_divergence(model, x0, shape, ts[k], divergence, keys, k, probes,
                                       _rows(base.score, model, shape, ts[k], eval_batch, autocast))
-            div_int += sde.DT * (-0.5 * betas[k] * (D + div_s.to(torch.float64)))
+            div_int += vp.dt * vp.drift_divergence(grid[k], div_s.to(torch.float64), D)
         if method == "fd":
             # Lines 6-7: one Euler step of the centre and the surrounding points, together.
             z = torch.cat([x0.unsqueeze(1), pts], 1).reshape(B * (N + 1), D)
-            z = (z + sde.DT * f(z)).reshape(B, N + 1, D)
+            z = (z + vp.dt * f(z)).reshape(B, N + 1, D)
             x0, diff = z[:, 0], z[:, 1:] - z[:, :1]
         else:
             # Tangent mode: (x0, V) -> (Phi(x0), Phi'(x0) V) with Phi(x) = x + dt f(x).
             primal = x0.repeat_interleave(N, dim=0)
-            out, jv = torch.func.jvp(lambda z: z + sde.DT * f(z), (primal,), (pts.reshape(B * N, D),))
+            out, jv = _autodiff.jvp(lambda z: z + vp.dt * f(z), primal, pts.reshape(B * N, D))
             x0, diff = out.reshape(B, N, D)[:, 0], jv.reshape(B, N, D)
         norms = diff.norm(dim=-1)
         bad_c = ~torch.isfinite(x0).all(1)
@@ -459,7 +419,7 @@ def _track_chunk(model, x, keys, *, axes, sigma, steps, t_min, method, stretch, 
             pts, prev = q, q.norm(dim=-1)
         advance(1)
 
-    prior = sde.prior_logp(x0.to(torch.float64))
+    prior = vp.prior_logp(x0.to(torch.float64))
     bad = {}
     fb, kind = first_bad.cpu().tolist(), bad_kind.cpu().tolist()
     for i in range(B):
@@ -480,10 +440,10 @@ def _score_divergence(model, x0, shape, t, kind, keys, step, probes, s):
         # Trace of the Jacobian from D Jacobian-vector products along the unit vectors.
         eye = torch.eye(D, dtype=x0.dtype, device=x0.device)
         primal = x0.repeat_interleave(D, dim=0)
-        _, jv = torch.func.jvp(s, (primal,), (eye.repeat(B, 1),))
+        _, jv = _autodiff.jvp(s, primal, eye.repeat(B, 1))
         return torch.diagonal(jv.reshape(B, D, D), dim1=1, dim2=2).sum(1)
     # Hutchinson: E[z^T (ds/dx) z] with Rademacher z, keyed per image and step.
     z = _rng.rademacher(keys, stream=1 + step, count=probes * D).to(x0.dtype).reshape(B * probes, D)
     primal = x0.repeat_interleave(probes, dim=0)
-    _, jv = torch.func.jvp(s, (primal,), (z,))
+    _, jv = _autodiff.jvp(s, primal, z)
     return (z * jv).sum(1).reshape(B, probes).mean(1)

@@ -29,9 +29,11 @@ def gram_schmidt(rows: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def reference_log_growth(model, image: torch.Tensor, *, axes: int, sigma: float, steps: int,
-                         t_min: float = sde.T_MIN, seed: int = 0) -> torch.Tensor:
+                         t_min: float | None = None, seed: int = 0) -> torch.Tensor:
     """log l_t after each step for one image (C, H, W): a (steps,) float64 tensor."""
     shape, D, N = tuple(image.shape), image.numel(), axes
+    vp = sde.of(model)
+    t_min = vp.t_min if t_min is None else t_min
     key = _rng.image_keys(image.unsqueeze(0), seed)
     # Lines 3-4: eps ~ N(0, I) in R^{N x D}; X_0 = x_0 + GramSchmidt(eps) * sigma.
     eps = _rng.normal(key, stream=0, count=N * D).reshape(N, D).to(image.dtype)
@@ -39,11 +41,11 @@ def reference_log_growth(model, image: torch.Tensor, *, axes: int, sigma: float,
     X = [centre + sigma * q for q in gram_schmidt(list(eps))]
     log_l, L = 0.0, []
     for k in range(steps):
-        t = t_min + k * sde.DT
+        t = t_min + k * vp.dt
         # Lines 6-7: forward ODE (one Euler step) of the centre and the N points.
         pts = torch.stack([centre] + X).reshape(N + 1, *shape)
         tt = torch.full((N + 1,), t, dtype=image.dtype)
-        moved = (pts + sde.DT * base.drift(model, pts, tt)).reshape(N + 1, D)
+        moved = (pts + vp.dt * base.drift(model, pts, tt)).reshape(N + 1, D)
         new_centre, new_X = moved[0], list(moved[1:])
         # Lines 8-10: add log(|x^(k)_{t+1} - x^(0)_{t+1}| / |x^(k)_t - x^(0)_t|).
         for xk_new, xk in zip(new_X, X):

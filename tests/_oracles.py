@@ -1,7 +1,7 @@
 """Score models with closed-form answers, for tests (design.md section 4)."""
 import torch
 
-from curate import sde
+from curate.sde import VP as sde
 
 
 class GaussianScore:
@@ -23,5 +23,5 @@ class GaussianScore:
 
 def euler_growth(multiplier, t_min, steps):
     """sum_k log|1 + dt * g(t_k)| for a linear drift f = g(t) x, as float64."""
-    t = sde.time_grid(t_min, steps)
-    return torch.log(torch.abs(1 + sde.DT * multiplier(t))).sum().item()
+    t = sde.time_grid(steps, t_min)
+    return torch.log(torch.abs(1 + sde.dt * multiplier(t))).sum().item()

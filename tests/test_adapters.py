@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from curate import sde
+from curate.sde import VP as sde
 from curate.data.tensors import digits_images
 from curate.models import base
 from curate.models.adapters import DiffusersUNetAdapter, DiscreteTimeMap, EpsNetAdapter, ddpm_betas

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import mannwhitneyu, pearsonr, rankdata
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from curate import sde
+from curate.sde import VP as sde
 from curate.data.tensors import digits_images
 from curate.evaluate import (
     auroc, best_method, denoising_loss, evaluate_method, method_table, network_evaluations,
@@ -160,8 +160,8 @@ def test_run_methods_exact_score_oracles():
         out = run_methods(model, imgs, specs)
     g = out["g"].scores
     torch.testing.assert_close(g[0] - g[1:], torch.full((5,), math.log(3), dtype=torch.float64), atol=0.01, rtol=0)
-    t = torch.tensor(sde.T_MIN, dtype=torch.float64)
-    stretch = math.log(1 + sde.DT * float(sde.beta(t)) / 2 * (1 / float(sde.v(t)) - 1))
+    t = torch.tensor(sde.t_min, dtype=torch.float64)
+    stretch = math.log(1 + sde.dt * float(sde.beta(t)) / 2 * (1 / float(sde.v(t)) - 1))
     torch.testing.assert_close(out["fast"].scores, torch.full((6,), stretch, dtype=torch.float64), rtol=1e-6, atol=0)
     assert out["g"].nfe == 2000 and out["fast"].nfe == 2 and out["den"].nfe == 2  # closed-form divergence is free
     assert out["g"].label == "gen" and "T=1000" in out["g"].settings

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import curate
-from curate import sde
+from curate.sde import VP as sde
 from curate.models import score
 
 F64 = torch.float64

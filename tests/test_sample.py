@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from curate import sde
+from curate.sde import VP as sde
 from curate.cli import main as cli_main
 from curate.data.tensors import digits_images
 from curate.models.checkpoint import save_checkpoint

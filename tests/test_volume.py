@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import curate
-from curate import sde
+from curate.sde import VP as sde
 from curate.volume import NonFiniteError, VolumeGrowth
 from curate.volume_reference import reference_log_growth
 from tests._oracles import GaussianScore, euler_growth
@@ -25,7 +25,7 @@ def test_single_training_image_matches_closed_form(digits64, method):
     model = curate.ExactScore(y)
     N, T = 3, 50
     r = curate.track_volume_growth(model, y, axes=N, steps=T, method=method, divergence=None)
-    exact = N * euler_growth(_one_image_multiplier, sde.T_MIN, T)
+    exact = N * euler_growth(_one_image_multiplier, sde.t_min, T)
     assert r.log_growth.dtype == F64
     assert r.log_growth.item() == pytest.approx(exact, rel=1e-10)
 
@@ -36,7 +36,7 @@ def test_single_image_approaches_continuous_solution(digits64):
     N, T, t0 = 4, 400, 0.1
     r = curate.track_volume_growth(curate.ExactScore(y), y, axes=N, steps=T, t_min=t0, method="jvp",
                                    divergence=None)
-    t = torch.tensor([t0, t0 + T * sde.DT], dtype=F64)
+    t = torch.tensor([t0, t0 + T * sde.dt], dtype=F64)
     cont = N / 2 * math.log(sde.v(t[1]) / sde.v(t[0]))
     assert r.log_growth.item() == pytest.approx(cont, rel=5e-3)
 
@@ -51,19 +51,19 @@ def test_gaussian_data_is_exact(method, c):
     r = curate.track_volume_growth(model, x, axes=N, steps=T, method=method, divergence="exact")
     # f = g(t) x with g = -beta/2 (1 - 1/S): a linear ODE.
     mult = lambda t: -0.5 * sde.beta(t) * (1 - 1 / model.S(t))  # noqa: E731
-    assert torch.allclose(r.log_growth, torch.full((3,), N * euler_growth(mult, sde.T_MIN, T), dtype=F64),
+    assert torch.allclose(r.log_growth, torch.full((3,), N * euler_growth(mult, sde.t_min, T), dtype=F64),
                           rtol=1e-10, atol=0)
     # Divergence: nabla.f = D g(t), summed on the grid.
     D = 16
-    ts = sde.time_grid(sde.T_MIN, T)
-    div = (sde.DT * D * mult(ts)).sum()
+    ts = sde.time_grid(T, sde.t_min)
+    div = (sde.dt * D * mult(ts)).sum()
     assert torch.allclose(r.divergence_integral, div.expand(3), rtol=1e-10)
     # Hutchinson with Rademacher probes is exact for a diagonal Jacobian.
     h = curate.track_volume_growth(model, x, axes=1, steps=T, method=method, divergence="hutchinson")
     assert torch.allclose(h.divergence_integral, div.expand(3), rtol=1e-10)
     # Prior term at the end of the Euler trajectory: x_T = prod(1 + dt g) x_0.
-    scale = torch.prod(1 + sde.DT * mult(ts))
-    expect_prior = curate.volume.sde.prior_logp(x * scale)
+    scale = torch.prod(1 + sde.dt * mult(ts))
+    expect_prior = sde.prior_logp(x * scale)
     assert torch.allclose(r.prior_logp, expect_prior, rtol=1e-12)
     assert torch.allclose(r.generation_logp, r.prior_logp + r.divergence_integral)
 
@@ -74,7 +74,7 @@ def test_gaussian_generation_logp_is_the_data_likelihood():
     model = GaussianScore(c)
     x = torch.linspace(-0.9, 0.9, 16, dtype=F64).reshape(1, 1, 4, 4)
     r = curate.track_volume_growth(model, x, axes=1, steps=1000, method="jvp", divergence="exact")
-    S0 = model.S(torch.tensor(sde.T_MIN, dtype=F64))
+    S0 = model.S(torch.tensor(sde.t_min, dtype=F64))
     exact = (-0.5 * (x**2).sum() / S0 - 8 * torch.log(2 * math.pi * S0)).item()
     assert r.generation_logp.item() == pytest.approx(exact, rel=2e-3)
 
@@ -102,8 +102,8 @@ def test_full_dimensional_volume_equals_log_det_of_the_euler_map(digits64):
                                        divergence=None)
     x, total = img.reshape(1, 16).clone(), 0.0
     for k in range(T):
-        t = torch.tensor([t0 + k * sde.DT], dtype=F64)
-        step = lambda z: z + sde.DT * curate.models.drift(model, z.reshape(1, 1, 4, 4), t).reshape(16)  # noqa: E731
+        t = torch.tensor([t0 + k * sde.dt], dtype=F64)
+        step = lambda z: z + sde.dt * curate.models.drift(model, z.reshape(1, 1, 4, 4), t).reshape(16)  # noqa: E731
         J = torch.autograd.functional.jacobian(step, x[0])
         total += torch.linalg.slogdet(J).logabsdet.item()
         x = step(x[0]).unsqueeze(0).detach()
@@ -126,7 +126,7 @@ def test_full_dimensional_growth_approaches_divergence_integral(digits64):
 def test_batched_tracker_equals_per_image_loop(digits64):
     model = curate.ExactScore(digits64[:20])
     train, held = digits64[:3], digits64[100:104]
-    for imgs, t0 in ((train, sde.T_MIN), (torch.cat([train, held]), 0.05)):
+    for imgs, t0 in ((train, sde.t_min), (torch.cat([train, held]), 0.05)):
         r = curate.track_volume_growth(model, imgs, axes=5, steps=30, t_min=t0, return_curve=True,
                                        divergence=None)
         for i in range(len(imgs)):

@@ -114,12 +114,12 @@ def _build(name, images_by_split, labels_by_split, classes, images_dir: Path, *,
     """Write PNGs under ``images_dir/<split>/data/`` and add one sample per image."""
     import fiftyone as fo
 
-    from curate.brain.progress import progress_bar
+    from curate import _progress
 
     dataset = fo.Dataset(name, persistent=persistent)
     dataset.default_classes = list(classes)
     total = sum(len(v) for v in images_by_split.values())
-    with progress_bar(total, f"writing {name}", enabled=progress) as advance:
+    with _progress.progress(total, f"writing {name}", progress) as advance:
         for split, images in images_by_split.items():
             out = images_dir / split / "data"
             out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from curate import sde
+from curate import sde as _sde
 
 
 def _output_tensor(out):
@@ -53,12 +53,13 @@ class EpsNetAdapter(nn.Module):
     x: (B, C, H, W) in [-1, 1] at t = 0, t: (B,) in [t_min, 1]; ``eps`` returns (B, C, H, W).
     """
 
-    def __init__(self, net: nn.Module, time_scale: float = 999.0):
+    def __init__(self, net: nn.Module, time_scale: float | None = None, *, sde: _sde.VPSDE = _sde.VP):
         super().__init__()
         if not callable(net):
             raise TypeError("EpsNetAdapter needs a callable network net(x, timesteps)")
         self.net = net
-        self.time_scale = float(time_scale)
+        self.sde = sde
+        self.time_scale = float(sde.time_scale if time_scale is None else time_scale)
 
     @property
     def dtype(self) -> torch.dtype | None:
@@ -99,11 +100,12 @@ class DiscreteTimeMap:
     ``neg_log_alphabar[i] = -sum_{j<=i} log(1 - beta_j)``, increasing in i.
     """
 
-    def __init__(self, betas: torch.Tensor):
+    def __init__(self, betas: torch.Tensor, sde: _sde.VPSDE = _sde.VP):
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.dim() != 1 or betas.numel() < 2 or not ((betas > 0) & (betas < 1)).all():
             raise ValueError("betas must be a 1-D tensor of at least 2 values in (0, 1)")
         self.betas = betas
+        self.sde = sde
         self.neg_log_alphabar = -torch.cumsum(torch.log1p(-betas), 0)
 
     @property
@@ -113,7 +115,7 @@ class DiscreteTimeMap:
     def step(self, t: torch.Tensor) -> torch.Tensor:
         """Fractional step i(t) (float64, t's shape): -log alphabar(i) = 2 m(t), clamped to [0, N-1]."""
         L = self.neg_log_alphabar.to(t.device)
-        target = 2.0 * sde.m(t.to(torch.float64))
+        target = 2.0 * self.sde.m(t.to(torch.float64))
         j = torch.searchsorted(L, target).clamp(1, L.numel() - 1)
         lo, hi = L[j - 1], L[j]
         i = (j - 1).to(torch.float64) + (target - lo) / (hi - lo)
@@ -125,9 +127,7 @@ class DiscreteTimeMap:
         L = self.neg_log_alphabar.to(i.device)
         k = i.floor().long().clamp(0, L.numel() - 2)
         target = L[k] + (i - k) * (L[k + 1] - L[k])
-        # m(t) = a t + b t^2 with a = beta_min/2, b = (beta_max - beta_min)/4; solve b t^2 + a t - target/2 = 0
-        a, b = sde.BETA_MIN / 2, (sde.BETA_MAX - sde.BETA_MIN) / 4
-        return 2 * (target / 2) / (a + torch.sqrt(a * a + 4 * b * target / 2))
+        return self.sde.m_inverse(target / 2)
 
 
 def find_diffusers_unet(path: str | os.PathLike):
@@ -178,6 +178,11 @@ class DiffusersUNetAdapter(nn.Module):
         # kept outside the module's buffers so .to(float32) never degrades it
         self.time_map = DiscreteTimeMap(betas)
         self.time_map_mode = time_map
+
+    @property
+    def sde(self) -> _sde.VPSDE:
+        """The continuous VP-SDE the discrete steps are mapped onto."""
+        return self.time_map.sde
 
     @property
     def dtype(self) -> torch.dtype:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from curate import sde
+from curate import sde as _sde
 
 
 class ExactScore:
@@ -22,7 +22,7 @@ class ExactScore:
     (see :meth:`to`).
     """
 
-    def __init__(self, train_images: torch.Tensor, *, memory_mb: float = 256.0):
+    def __init__(self, train_images: torch.Tensor, *, memory_mb: float = 256.0, sde: _sde.VPSDE = _sde.VP):
         if not isinstance(train_images, torch.Tensor) or train_images.dim() != 4:
             raise ValueError(
                 "ExactScore needs train_images as a tensor of shape (n, C, H, W), got "
@@ -35,6 +35,7 @@ class ExactScore:
         self.image_shape = tuple(train_images.shape[1:])
         self.y = train_images.reshape(train_images.shape[0], -1).detach()
         self.memory_mb = float(memory_mb)
+        self.sde = sde
 
     @property
     def n(self) -> int:
@@ -90,8 +91,8 @@ class ExactScore:
         flat = x.reshape(x.shape[0], -1)
         if flat.device != self.y.device:
             raise ValueError(f"x is on {flat.device} but the training set is on {self.y.device}; call .to()")
-        a = sde.alpha(t).to(flat.dtype).reshape(-1, 1)
-        var = sde.v(t).to(flat.dtype).reshape(-1, 1)
+        a = self.sde.alpha(t).to(flat.dtype).reshape(-1, 1)
+        var = self.sde.v(t).to(flat.dtype).reshape(-1, 1)
         return flat, a, var
 
     def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

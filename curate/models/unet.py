@@ -2,7 +2,7 @@
 
 Architecture (Ho et al. 2020; Song et al. 2021's continuous VP models; the paper's code):
 
-* time: sinusoidal embedding of ``999 t`` (``ch`` features) -> Linear(ch, 4ch) -> SiLU
+* time: sinusoidal embedding of ``sde.network_time(t)`` (999 t) (``ch`` features) -> Linear(ch, 4ch) -> SiLU
   -> Linear(4ch, 4ch), added into every residual block;
 * a 3x3 input conv, then one level per entry of ``ch_mult`` with ``num_res_blocks``
   residual blocks (GroupNorm, SiLU, conv, + time, GroupNorm, SiLU, dropout, conv) and
@@ -33,6 +33,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from curate import sde as _sde
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
                   dropout=0.1, groups=32),
@@ -41,10 +43,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
                  dropout=0.0, groups=8),
 }
-
-#: The time input of the paper's code: the network sees 999 t.
-TIME_SCALE = 999.0
-
 
 def _groups(channels: int, groups: int) -> int:
     """The largest group count <= ``groups`` that divides ``channels`` (32 for the paper)."""
@@ -107,7 +105,8 @@ class AttnBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Noise-prediction U-Net: ``forward(x, timesteps)`` with timesteps = 999 t; ``eps(x, t)``.
+    """Noise-prediction U-Net: ``forward(x, timesteps)`` with timesteps = ``sde.network_time(t)``
+    (999 t for the paper's SDE); ``eps(x, t)``.
 
     x: (B, channels, image_size, image_size); t, timesteps: (B,). ``config`` holds every
     constructor argument (JSON-serialisable), so ``UNet(**model.config)`` rebuilds it.
@@ -115,8 +114,10 @@ class UNet(nn.Module):
 
     def __init__(self, *, image_size: int = 32, channels: int = 3, ch: int = 128,
                  ch_mult=(1, 2, 2, 2), num_res_blocks: int = 2, attn_resolutions=(16,),
-                 dropout: float = 0.1, groups: int = 32):
+                 dropout: float = 0.1, groups: int = 32, sde: _sde.VPSDE | dict | None = None):
         super().__init__()
+        # The SDE it is trained for; recorded in ``config`` only when it is not the paper's.
+        self.sde = sde if isinstance(sde, _sde.VPSDE) else _sde.VPSDE.from_dict(sde)
         ch_mult = tuple(int(m) for m in ch_mult)
         attn_resolutions = tuple(int(r) for r in attn_resolutions)
         factor = 2 ** (len(ch_mult) - 1)
@@ -131,6 +132,8 @@ class UNet(nn.Module):
                            ch_mult=list(ch_mult), num_res_blocks=int(num_res_blocks),
                            attn_resolutions=list(attn_resolutions), dropout=float(dropout),
                            groups=int(groups))
+        if self.sde != _sde.VP:
+            self.config["sde"] = self.sde.to_dict()
         temb = 4 * ch
         self.ch = ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, temb), nn.SiLU(), nn.Linear(temb, temb))
@@ -189,7 +192,7 @@ class UNet(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, H, W); timesteps: (B,) on the 0..999 scale -> eps (B, C, H, W)."""
+        """x: (B, C, H, W); timesteps: (B,) on the network's time scale -> eps (B, C, H, W)."""
         if x.dim() != 4 or x.shape[1] != self.config["channels"]:
             raise ValueError(f"expected x of shape (B, {self.config['channels']}, H, W), got {tuple(x.shape)}")
         timesteps = timesteps.reshape(-1).expand(x.shape[0]) if timesteps.numel() == 1 else timesteps
@@ -208,8 +211,9 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
     def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Noise prediction at continuous times t in [t_min, 1]: forward(x, 999 t); x (B,C,H,W), t (B,)."""
-        return self(x, TIME_SCALE * t)
+        """Noise prediction at continuous times t in [t_min, 1]: forward(x, sde.network_time(t));
+        x (B, C, H, W), t (B,)."""
+        return self(x, self.sde.network_time(t))
 
 
 def preset_config(preset: str = "small", *, image_size: int = 32, channels: int = 3, **overrides) -> dict:
