@@ -76,3 +76,21 @@ def rademacher(keys: torch.Tensor, stream: int, count: int) -> torch.Tensor:
     """(B, count) float64 signs +-1, equally likely."""
     bit = _shr(_bits(keys, stream, count), 63)
     return 1.0 - 2.0 * bit.to(torch.float64)
+
+
+def image_seed(image: torch.Tensor, seed: int) -> int:
+    """A 63-bit seed from one image's float32 bytes (C, H, W) and a run seed (batch independent)."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    h.update(int(seed).to_bytes(8, "little", signed=True))
+    return int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
+
+
+def image_noise(images: torch.Tensor, seed: int, draws: int) -> torch.Tensor:
+    """Standard normal noise (B, draws, C, H, W) float32 on the CPU, each image's from a
+    generator seeded by :func:`image_seed`: the same whatever batch the image is in."""
+    return torch.stack([
+        torch.randn((draws, *img.shape), generator=torch.Generator().manual_seed(image_seed(img, seed)),
+                    dtype=torch.float32)
+        for img in images
+    ])

@@ -7,12 +7,15 @@ one. All metrics take the two groups' scores as 1-D arrays or tensors; NaN score
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+
+# The denoising loss and the tracker's cost, where the scores define them.
+from curate.scores.denoising import denoising_loss  # noqa: F401
+from curate.scores.volume import network_evaluations  # noqa: F401
 
 
 def _np(x, name: str) -> np.ndarray:
@@ -86,82 +89,6 @@ def welch_t(pos, neg) -> tuple[float, float]:
         return math.nan, math.nan
     res = ttest_ind(p, n, equal_var=False)
     return float(res.statistic), float(res.pvalue)
-
-
-# ---------------------------------------------------------------- the baseline ---
-
-def _image_seed(image: torch.Tensor, seed: int) -> int:
-    """A 63-bit seed from an image's float32 bytes and a run seed (batch independent)."""
-    h = hashlib.blake2b(digest_size=8)
-    h.update(image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    h.update(int(seed).to_bytes(8, "little", signed=True))
-    return int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
-
-
-@torch.no_grad()
-def denoising_loss(
-    model, images: torch.Tensor, *, t: float = 0.01, draws: int = 4, seed: int = 0,
-    batch_size: int = 256, device=None,
-) -> torch.Tensor:
-    """The denoising-loss baseline (B,) float64 CPU: mean over ``draws`` noise draws of
-    the per-pixel mean of (eps_theta(alpha y + sigma z, t) - z)^2.
-
-    images: (B, C, H, W) in [-1, 1]. Each image's draws come from a generator seeded by
-    its own bytes and ``seed``, so a score does not depend on batching or order. A
-    memorized image has a *low* loss; as a detection score use ``-denoising_loss``.
-    """
-    from curate import sde
-    from curate.models import base
-
-    base.check_model(model)
-    if images.dim() != 4:
-        raise ValueError(f"images must be (B, C, H, W), got {tuple(images.shape)}")
-    if draws < 1:
-        raise ValueError("draws must be >= 1")
-    if device is None:
-        device = images.device
-    out = torch.empty(images.shape[0], dtype=torch.float64)
-    tt = torch.tensor(float(t), dtype=torch.float64)
-    vp = sde.of(model)
-    a, s = float(vp.alpha(tt)), float(vp.sigma(tt))
-    per = max(1, batch_size // draws)
-    for start in range(0, images.shape[0], per):
-        y = images[start:start + per]
-        z = torch.stack([
-            torch.randn((draws, *y.shape[1:]), generator=torch.Generator().manual_seed(_image_seed(img, seed)),
-                        dtype=torch.float32)
-            for img in y
-        ]).to(device)  # (b, draws, C, H, W)
-        yy = y.to(device=device, dtype=torch.float32).unsqueeze(1)
-        x = (a * yy + s * z).flatten(0, 1)
-        e = base.eps(model, x, torch.full((x.shape[0],), float(t), dtype=x.dtype, device=device))
-        err = (e.to(torch.float64) - z.flatten(0, 1).to(torch.float64)).pow(2).flatten(1).mean(1)
-        out[start:start + y.shape[0]] = err.reshape(y.shape[0], draws).mean(1).cpu()
-    return out
-
-
-# ------------------------------------------------------------- method table ---
-
-def network_evaluations(method: str, *, axes: int = 1, steps: int = 1, dim: int | None = None,
-                        divergence: str | None = None, probes: int = 1) -> int:
-    """Network evaluations per image of one tracker run (a JVP or VJP counts as one).
-
-    fd: the centre and N surroundings each step, T (N + 1). jvp: the centre plus N JVPs,
-    T (N + 1). A divergence adds D JVPs per step when exact, ``probes`` when Hutchinson,
-    none when the model has a closed-form divergence ("closed").
-    """
-    base = steps * (axes + 1)
-    if method not in ("fd", "jvp"):
-        raise ValueError(f"method must be 'fd' or 'jvp', got {method!r}")
-    if divergence in (None, "closed"):
-        return base
-    if divergence == "exact":
-        if dim is None:
-            raise ValueError("an exact divergence needs dim")
-        return base + steps * dim
-    if divergence == "hutchinson":
-        return base + steps * probes
-    raise ValueError(f"unknown divergence {divergence!r}")
 
 
 @dataclass
@@ -263,10 +190,6 @@ def method_table(rows: list[MethodResult], *, title: str = "scoring methods",
 
 # ------------------------------------------------------ running the methods ---
 
-#: Tracker outputs a method can score by (all oriented higher = more reproducible).
-TRACK_SCORES = ("log_growth", "divergence_integral", "generation_logp", "prior_logp")
-
-
 @dataclass
 class MethodScores:
     """One method's scores of a set of images: scores (B,) float64, higher = more reproducible."""
@@ -281,75 +204,48 @@ class MethodScores:
     n_failed: int = 0
 
 
-def _spec_settings(spec: dict, axes: int, D: int) -> str:
-    if spec.get("kind", "track") == "denoise":
-        return f"t={spec.get('t', 0.01)}, {spec.get('draws', 4)} draws"
-    parts = [spec.get("method", "fd"), f"N={axes}" + (" (=D)" if axes == D else ""), f"T={spec.get('steps', 1)}"]
-    if spec.get("method", "fd") == "fd":
-        parts.append(f"sigma={spec.get('sigma', 0.05)}")
-    div = spec.get("divergence", "none")
-    if div != "none":
-        parts.append(f"div={div}" + (f"x{spec.get('probes', 1)}" if div == "hutchinson" else ""))
-    return ", ".join(parts)
-
-
 def run_methods(model, images: torch.Tensor, specs: dict[str, dict], *, seed: int = 0, progress: bool = False,
                 log=None, cache: dict | None = None) -> dict[str, MethodScores]:
     """Score ``images`` (B, C, H, W) with every method in ``specs`` (name -> spec dict).
 
-    A spec is ``kind = "track"`` (default) with tracker settings ``method`` ("fd" or
-    "jvp"), ``axes`` (clamped to D), ``steps``, ``sigma``, ``divergence`` ("none",
-    "auto", "exact", "hutchinson"), ``probes``, ``dtype`` ("float64" or "float32"),
-    ``curve`` (keep log l_t per step) and ``score`` (one of :data:`TRACK_SCORES`); or
-    ``kind = "denoise"`` with ``t`` and ``draws`` (score = -denoising loss). Specs
-    with identical tracker settings share one run (also across calls that pass the same
-    ``cache`` dict). Failed images score NaN.
+    A spec names a registered score kind (``score``, default ``"log_growth"``; see
+    :mod:`curate.scores`) and that kind's settings; ``label`` names it in tables and
+    ``curve = true`` keeps a tracker kind's log l_t after every step. Kinds of one group
+    with equal settings (``log_growth``, ``divergence`` and ``generation_logp`` of one
+    tracker run) share one computation, also across calls that pass the same ``cache``
+    dict. Failed images score NaN.
     """
     import time
 
-    from curate.volume import track_volume_growth
+    from curate import scores
 
     D = images[0].numel()
     runs: dict[tuple, tuple] = {} if cache is None else cache
     out: dict[str, MethodScores] = {}
     for name, spec in specs.items():
-        kind = spec.get("kind", "track")
-        label = spec.get("label", name)
-        if kind == "denoise":
-            t0 = time.perf_counter()
-            loss = denoising_loss(model, images, t=float(spec.get("t", 0.01)), draws=int(spec.get("draws", 4)),
-                                  seed=seed)
-            sec = (time.perf_counter() - t0) / images.shape[0]
-            out[name] = MethodScores(name, label, _spec_settings(spec, 0, D), -loss,
-                                     nfe=int(spec.get("draws", 4)), seconds=sec)
-            continue
-        if kind != "track":
-            raise ValueError(f"method {name!r}: kind must be 'track' or 'denoise', got {kind!r}")
-        score = spec.get("score", "log_growth")
-        if score not in TRACK_SCORES:
-            raise ValueError(f"method {name!r}: score must be one of {TRACK_SCORES}, got {score!r}")
-        axes = min(int(spec.get("axes", 1)), D)
-        div = spec.get("divergence", "none")
-        if score in ("divergence_integral", "generation_logp") and div == "none":
-            raise ValueError(f"method {name!r}: score {score!r} needs a divergence ('auto', 'exact' or 'hutchinson')")
-        key = (spec.get("method", "fd"), axes, int(spec.get("steps", 1)), float(spec.get("sigma", 0.05)), div,
-               int(spec.get("probes", 1)), spec.get("dtype", "float64"), bool(spec.get("curve", False)))
+        spec = dict(spec)
+        label = spec.pop("label", name)
+        curve = bool(spec.pop("curve", False))
+        try:
+            kind = scores.get(spec.pop("score", "log_growth"))
+        except ValueError as e:
+            raise ValueError(f"method {name!r}: {e}") from None
+        params = kind.resolve(spec, what=f"method {name!r}")
+        if curve and kind.group != "tracker":
+            raise ValueError(f"method {name!r}: curve = true needs a volume-growth score, not {kind.name!r}")
+        text = kind.describe(params, D)
+        key = (kind.group or kind.name, tuple(sorted(params.items())), curve)
         if key not in runs:
             if log:
-                log(f"  tracking: {_spec_settings(spec, axes, D)}")
+                log(f"  scoring: {kind.name} ({text})")
             t0 = time.perf_counter()
-            res = track_volume_growth(
-                model, images, axes=axes, steps=key[2], sigma=key[3], method=key[0],
-                divergence=None if div == "none" else div, probes=key[5], seed=seed,
-                dtype=getattr(torch, key[6]), return_curve=key[7], on_error="mark", progress=progress,
-            )
+            extra = {"return_curve": True} if curve else {}
+            res = kind.scorer(model, images, seed=seed, device=None, progress=progress, **params, **extra)
             runs[key] = (res, (time.perf_counter() - t0) / images.shape[0])
         res, sec = runs[key]
-        closed = div in ("auto", "exact") and callable(getattr(model, "divergence", None))
-        nfe = network_evaluations(key[0], axes=axes, steps=key[2], dim=D,
-                                  divergence=None if div == "none" else ("closed" if closed else
-                                                                         ("exact" if div == "exact" else "hutchinson")),
-                                  probes=key[5])
-        out[name] = MethodScores(name, label, _spec_settings(spec, axes, D), getattr(res, score).clone(), nfe=nfe,
-                                 seconds=sec, curve=res.curve, n_failed=int(res.failed.sum()))
+        values = res.extra[kind.name] if kind.group else res.values
+        values = values.clone()
+        values[list(res.errors)] = float("nan")
+        out[name] = MethodScores(name, label, text, values, nfe=kind.nfe(D, params, model), seconds=sec,
+                                 curve=res.extra.get("curve"), n_failed=len(res.errors))
     return out

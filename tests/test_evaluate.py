@@ -152,7 +152,7 @@ def test_run_methods_exact_score_oracles():
     specs = {
         "g": dict(method="fd", axes=1, steps=1000, divergence="exact", score="generation_logp", label="gen"),
         "fast": dict(method="fd", axes=1, steps=1),
-        "den": dict(kind="denoise", t=0.01, draws=2),
+        "den": dict(score="denoising_score", t=0.01, draws=2),
     }
     from curate.recipes._config import torch_threads
 
@@ -165,6 +165,8 @@ def test_run_methods_exact_score_oracles():
     torch.testing.assert_close(out["fast"].scores, torch.full((6,), stretch, dtype=torch.float64), rtol=1e-6, atol=0)
     assert out["g"].nfe == 2000 and out["fast"].nfe == 2 and out["den"].nfe == 2  # closed-form divergence is free
     assert out["g"].label == "gen" and "T=1000" in out["g"].settings
-    with pytest.raises(ValueError, match="needs a divergence"):
-        run_methods(model, imgs, {"x": dict(score="generation_logp")})
+    with pytest.raises(ValueError, match="divergence must be one of"):  # generation log p needs div f
+        run_methods(model, imgs, {"x": dict(score="generation_logp", divergence="none")})
+    with pytest.raises(ValueError, match="unknown score 'nope'"):
+        run_methods(model, imgs, {"x": dict(score="nope")})
 

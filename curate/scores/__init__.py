@@ -1,0 +1,29 @@
+"""Every risk score curate computes, on image tensors, through one registry.
+
+``curate.scores.get(name)(model, images, seed=0, **settings)`` scores images
+(B, C, H, W) in [-1, 1] with any registered kind and returns a :class:`Scored`
+(``values`` (B,) float64, higher = more at risk). :func:`names` lists the kinds;
+:func:`table` describes them. To add a score: write one module that builds a
+:class:`ScoreKind` and calls :func:`register`, and import it below (or from your own
+code before use); the CLI, the App plugin, the recipes and ``curate.evaluate`` pick it up.
+"""
+from __future__ import annotations
+
+from curate.scores._registry import Param, Scored, ScoreKind, get, kinds, names, register, unregister
+
+# The built-in kinds register themselves on import.
+from curate.scores import volume as _volume  # noqa: E402,F401  (the paper's first)
+from curate.scores import denoising as _denoising  # noqa: E402,F401
+
+__all__ = ["Param", "Scored", "ScoreKind", "get", "kinds", "names", "register", "unregister", "table"]
+
+
+def table() -> list[dict]:
+    """One row per kind: name, what the value is (higher = more at risk), settings with
+    defaults, network evaluations per image at the defaults (for D = 3072) and source."""
+    rows = []
+    for k in kinds():
+        d = k.defaults()
+        rows.append({"name": k.name, "summary": k.summary, "settings": d, "field": k.field,
+                     "nfe": k.nfe(3072, d, None), "source": k.source})
+    return rows
