@@ -83,13 +83,14 @@ def _first_error(items) -> str | None:
     return next((e for e in items if e), None)
 
 
-def score_sharded(samples, model, *, rank: int | None = None, world_size: int | None = None,
+def score_sharded(samples, model, score: str = "log_growth", *, rank: int | None = None,
+                  world_size: int | None = None,
                   resume: bool = True, overwrite: bool = False, progress=True,
                   **settings) -> ShardSummary:
-    """:func:`curate.brain.compute_volume_growth` on this rank's shard of ``samples``.
+    """:func:`curate.brain.compute_score` on this rank's shard of ``samples``.
 
     Call it in every process of a ``torchrun`` job with the same arguments; ``settings``
-    are those of ``compute_volume_growth`` (score_field, axes, sigma, steps, ...).
+    are those of ``compute_score`` (score, score_field, the kind's settings, ...).
     Without torchrun (WORLD_SIZE unset) it scores everything in this process.
 
     Raises:
@@ -97,8 +98,7 @@ def score_sharded(samples, model, *, rank: int | None = None, world_size: int | 
             run's results (on every rank, before anything is written).
     """
     from curate.brain._lock import dataset_lock
-    from curate.brain.volume_growth import (_prepare_run, _todo, database_errors, plan_run,
-                                            save_results, score_pending)
+    from curate.brain._engine import database_errors, plan_run, prepare_run, save_results, score_pending, todo
 
     env_rank, env_world = rank_and_world()
     rank = env_rank if rank is None else rank
@@ -110,7 +110,7 @@ def score_sharded(samples, model, *, rank: int | None = None, world_size: int | 
         # 1. every rank checks the settings; all fail if one does.
         plan, err = None, None
         try:
-            plan = plan_run(samples, model, **settings)
+            plan = plan_run(samples, model, score=score, **settings)
         except ValueError as e:
             err = str(e)
         err = _first_error(group.gather(err))
@@ -124,7 +124,7 @@ def score_sharded(samples, model, *, rank: int | None = None, world_size: int | 
             try:
                 with database_errors(samples, f"preparing the run {field!r}"):
                     with dataset_lock(dataset):
-                        verdict = {"resumed": _prepare_run(samples, plan.config, resume=resume,
+                        verdict = {"resumed": prepare_run(samples, plan.config, resume=resume,
                                                            overwrite=overwrite)}
             except (ValueError, RuntimeError) as e:
                 verdict = {"error": str(e)}
@@ -138,10 +138,10 @@ def score_sharded(samples, model, *, rank: int | None = None, world_size: int | 
         with database_errors(samples, f"scoring shard {rank} of {world_size} into {field!r}",
                              done=lambda: counts["saved"]):
             mine = shard_ids(samples.values("id"), rank, world_size)
-            todo = _todo(samples.select(mine), plan.config)
-            skipped = len(mine) - todo.count()
-            label = f"rank {rank}/{world_size}: volume growth -> {field}"
-            scored, failed = score_pending(todo, model, plan, progress=progress if rank == 0 else False,
+            pending = todo(samples.select(mine), plan.config)
+            skipped = len(mine) - pending.count()
+            label = f"rank {rank}/{world_size}: {plan.config.score} -> {field}"
+            scored, failed = score_pending(pending, plan, progress=progress if rank == 0 else False,
                                            label=label, counts=counts)
         parts = group.gather((scored, failed, skipped))
         # 4. rank 0 stores the counts of the whole run.

@@ -1,12 +1,14 @@
-"""The scoring runs (volume growth, denoising score) as FiftyOne brain runs.
+"""curate's scoring runs as FiftyOne brain runs: one config class for every score kind.
 
 A run is stored on the dataset under the brain key = the score field, so
-``dataset.list_brain_runs()`` lists it, ``dataset.get_brain_info(key).config``
-holds the whole configuration (model, method, settings, versions) and
-``dataset.delete_brain_run(key)`` removes it together with its fields.
+``dataset.list_brain_runs()`` lists it, ``dataset.get_brain_info(key).config`` holds the
+whole configuration (score kind, its settings, model, image policy, versions) and
+``dataset.delete_brain_run(key)`` removes it together with its fields. The brain method
+name is the kind's (``curate_volume_growth`` for the three tracker kinds).
 
-The settings that decide the scores (:data:`IDENTITY`) tell whether a score field
-holds this run's results (resume) or another run's (refuse unless overwriting).
+:meth:`ScoreRunConfig.identity` -- the settings that decide the stored values -- tells
+whether a score field holds this run's results (resume) or another run's (refuse unless
+overwriting).
 """
 from __future__ import annotations
 
@@ -16,15 +18,9 @@ import platform
 import fiftyone.core.brain as fob
 import torch
 
-METHOD = "curate_volume_growth"
-DENOISING_METHOD = "curate_denoising_score"
-
-# Config entries that determine the stored values: equal -> same run (resumable).
-IDENTITY = (
-    "score_field", "error_field", "logp_field", "score", "divergence", "probes",
-    "model_fingerprint", "tracker_method", "stretch", "axes",
-    "sigma", "steps", "t_min", "seed", "dtype", "image_size", "image_channels", "resize",
-)
+#: Config entries of every run that decide the stored values (the kind's settings join them).
+BASE_IDENTITY = ("score", "score_field", "error_field", "extra_fields", "seed", "model_fingerprint",
+                 "image_size", "image_channels", "resize")
 
 
 def model_fingerprint(model) -> str:
@@ -61,16 +57,20 @@ def versions() -> dict:
 
 
 class ScoreRunConfig(fob.BrainMethodConfig):
-    """What every curate scoring run has: a float score field, an error field, the
-    settings that decide the values (:meth:`identity`) and a results class."""
+    """One scoring run: the score kind ``score``, its settings (each an attribute, under
+    the kind's ``Param.stored_as`` name), the fields it writes and the model it used.
 
-    IDENTITY: tuple = ()
+    ``extra_fields`` maps further outputs of the kind to fields (e.g.
+    ``{"generation_logp": "logp"}``).
+    """
 
-    def __init__(self, score_field, error_field=None, seed=0, model=None, model_description=None,
-                 model_fingerprint=None, image_size=None, image_channels=None, resize=False, versions=None,
-                 **kwargs):
+    def __init__(self, score_field, score="log_growth", error_field=None, extra_fields=None, seed=0,
+                 model=None, model_description=None, model_fingerprint=None, image_size=None,
+                 image_channels=None, resize=False, versions=None, **settings):
         self.score_field = score_field
+        self.score = score
         self.error_field = error_field
+        self.extra_fields = dict(extra_fields or {})
         self.seed = seed
         self.model = model
         self.model_description = model_description
@@ -79,71 +79,38 @@ class ScoreRunConfig(fob.BrainMethodConfig):
         self.image_channels = image_channels
         self.resize = resize
         self.versions = versions
-        super().__init__(**kwargs)
-
-    def fields(self) -> list[str]:
-        """The sample fields this run writes."""
-        return [f for f in (self.score_field, self.error_field, getattr(self, "logp_field", None)) if f]
-
-    def identity(self) -> dict:
-        return {k: getattr(self, k, None) for k in self.IDENTITY}
+        super().__init__(**settings)  # the kind's settings, as attributes
 
     @property
-    def results_cls(self):
-        return VolumeGrowthResults
+    def kind(self):
+        """The registered :class:`curate.scores.ScoreKind` of this run."""
+        from curate import scores
 
-
-class VolumeGrowthConfig(ScoreRunConfig):
-    """Configuration of one volume-growth scoring run (see the module docstring)."""
-
-    IDENTITY = IDENTITY
-
-    def __init__(self, score_field, error_field=None, logp_field=None, score="log_growth", divergence=None,
-                 probes=1, tracker_method="fd", stretch="norm", axes=1, sigma=0.05, steps=1, t_min=1e-3,
-                 dtype="float64", **kwargs):
-        self.logp_field = logp_field
-        self.score = score  # what score_field holds: log_growth, divergence or generation_logp
-        self.divergence = divergence  # how div f was integrated (None when not needed)
-        self.probes = probes
-        self.tracker_method = tracker_method  # "fd" or "jvp" (``method`` names the brain method)
-        self.stretch = stretch
-        self.axes = axes
-        self.sigma = sigma
-        self.steps = steps
-        self.t_min = t_min
-        self.dtype = dtype
-        super().__init__(score_field, error_field=error_field, **kwargs)
+        return scores.get(self.score)
 
     @property
     def method(self):
         """The brain method's name (what ``list_brain_runs(method=...)`` matches)."""
-        return METHOD
-
-
-class DenoisingScoreConfig(ScoreRunConfig):
-    """Configuration of one denoising-score run: the field holds ``-L(y)``, minus the
-    denoising loss of each image at time ``t`` averaged over ``draws`` noise draws
-    (:func:`curate.evaluate.denoising_loss`)."""
-
-    IDENTITY = ("score_field", "error_field", "model_fingerprint", "t", "draws", "seed",
-                "image_size", "image_channels", "resize")
-
-    def __init__(self, score_field, error_field=None, t=0.01, draws=4, score="denoising_score", **kwargs):
-        self.score = "denoising_score"
-        self.t = t
-        self.draws = draws
-        super().__init__(score_field, error_field=error_field, **kwargs)
+        try:
+            return self.kind.brain_method
+        except ValueError:  # a kind this process has not registered
+            return "curate_" + str(self.score)
 
     @property
-    def method(self):
-        return DENOISING_METHOD
+    def settings(self) -> dict:
+        """The kind's settings by parameter name."""
+        return {p.name: getattr(self, p.stored_as, None) for p in self.kind.params}
 
-    @property
-    def results_cls(self):
-        return DenoisingScoreResults
+    def fields(self) -> list[str]:
+        """The sample fields this run writes."""
+        return [f for f in (self.score_field, self.error_field, *self.extra_fields.values()) if f]
+
+    def identity(self) -> dict:
+        names = BASE_IDENTITY + tuple(p.stored_as for p in self.kind.params)
+        return {k: getattr(self, k, None) for k in names}
 
 
-class _ScoreRun(fob.BrainMethod):
+class ScoreRun(fob.BrainMethod):
     """A scoring run: knows the fields it wrote and removes them on delete."""
 
     def get_fields(self, samples, brain_key):
@@ -159,15 +126,7 @@ class _ScoreRun(fob.BrainMethod):
         self._validate_fields_match(brain_key, "score_field", existing_info)
 
 
-class VolumeGrowth(_ScoreRun):
-    """The volume-growth brain method."""
-
-
-class DenoisingScore(_ScoreRun):
-    """The denoising-score brain method."""
-
-
-class VolumeGrowthResults(fob.BrainResults):
+class ScoreResults(fob.BrainResults):
     """Counts of a finished run: ``scored``, ``failed`` and ``skipped`` (resumed)."""
 
     def __init__(self, samples, config, brain_key, scored=0, failed=0, skipped=0, backend=None):
@@ -185,11 +144,9 @@ class VolumeGrowthResults(fob.BrainResults):
                    failed=d.get("failed", 0), skipped=d.get("skipped", 0))
 
 
-class DenoisingScoreResults(VolumeGrowthResults):
-    """Counts of a finished denoising-score run."""
-
-
 def list_runs(samples) -> list[str]:
-    """Brain keys of the curate scoring runs (volume growth and denoising score) on
-    ``samples``' dataset."""
-    return sorted(samples.list_brain_runs(method=METHOD) + samples.list_brain_runs(method=DENOISING_METHOD))
+    """Brain keys of the curate scoring runs (every score kind) on ``samples``' dataset."""
+    from curate import scores
+
+    methods = sorted({k.brain_method for k in scores.kinds()})
+    return sorted(key for m in methods for key in samples.list_brain_runs(method=m))

@@ -6,7 +6,7 @@ Stages (each resumable; every artefact in the run folder):
    images copied ``copies`` times each (separate files, as duplicates occur in
    scraped data; ``planted_group`` records them for the report only);
 2. ``train_baseline``: a U-Net trained on every training sample;
-3. ``score``: :func:`curate.brain.compute_denoising_score` or :func:`curate.brain.compute_volume_growth` on every training sample;
+3. ``score``: :func:`curate.brain.compute_score` of ``score.use`` (any registered kind) on every training sample;
 4. ``clean``: :func:`flag_high_risk` (top-k) and :func:`dedupe` of the flagged images
    against the whole set, then :func:`export_clean` to ``export/``; only the scores and
    the dedupe decide what goes -- never ``planted_group``;
@@ -33,19 +33,36 @@ import torch
 from curate.recipes import _config
 
 ARMS = ("baseline", "cleaned", "control")
-#: What ``score.use`` may name: a volume-growth score or the denoising score.
-SCORE_USES = ("denoising_score", "log_growth", "divergence", "generation_logp")
+
+
+def fill_score_settings(cfg: dict) -> None:
+    """Give ``[score.<kind>]`` of every registered score kind its defaults where the preset
+    does not set them, so ``score.use`` can name any kind and ``--set score.<kind>.<key>=``
+    reaches each setting."""
+    from curate import scores
+
+    s = cfg.setdefault("score", {})
+    for kind in scores.kinds():
+        table = s.setdefault(kind.name, {})
+        for key, value in kind.defaults().items():
+            table.setdefault(key, value)
+
+
+def score_kind_settings(s: dict):
+    """(kind, its checked settings) of a ``[score]`` table; ConfigError when they are wrong."""
+    from curate import scores
+
+    try:
+        kind = scores.get(s["use"])
+        return kind, kind.resolve(s.get(kind.name, {}), what=f"[score.{kind.name}]")
+    except ValueError as e:
+        raise _config.ConfigError(f"score.use: {e}") from None
 
 
 def score_settings(s: dict) -> str:
     """One line that says how the score was computed (for logs, plots and the report)."""
-    if s["use"] == "denoising_score":
-        return f"-denoising loss at t={s.get('t', 0.01)}, {s.get('draws', 4)} draws"
-    if s["use"] == "log_growth":
-        return f"log growth, {s['method']} N={s['axes']} T={s['steps']}" + (
-            f" sigma={s['sigma']}" if s["method"] == "fd" else "")
-    how = s.get("divergence", "auto") + (f", {s.get('probes', 1)} probe(s)" if s.get("divergence") == "hutchinson" else "")
-    return f"{s['use']}, int div f dt over T={s['steps']} ({how})"
+    kind, params = score_kind_settings(s)
+    return f"{kind.name} ({kind.describe(params, 0)})"
 
 
 ARM_LABEL = {"baseline": "baseline (all data)", "cleaned": "cleaned (score + dedupe)",
@@ -78,7 +95,7 @@ def start(recipe: str, description: str, default_preset: str, argv=None, *,
         extra_args(parser)
     args = parser.parse_args(argv)
     try:
-        cfg = _config.resolve(recipe, args)
+        cfg = _config.resolve(recipe, args, fill=fill_score_settings)
         if extra_overrides is not None:
             cfg = _config.apply_overrides(cfg, extra_overrides(args))
         check_config(cfg)
@@ -106,8 +123,7 @@ def check_config(cfg: dict) -> None:
     if c["remove"] not in ("duplicates", "flagged"):
         raise _config.ConfigError("clean.remove must be 'duplicates' (the extra copies dedupe finds) "
                                   "or 'flagged' (those and every flagged image)")
-    if s["use"] not in SCORE_USES:
-        raise _config.ConfigError(f"score.use must be one of {SCORE_USES}, got {s['use']!r}")
+    score_kind_settings(s)
     if m["samples"] < 2:
         raise _config.ConfigError("memorization.samples must be >= 2")
 
@@ -269,26 +285,18 @@ class Loop:
 
     # --- scoring and cleaning
     def stage_score(self) -> dict:
-        from curate.brain import compute_denoising_score, compute_volume_growth
+        from curate.brain import compute_score
 
         s = self.cfg["score"]
-        if s["use"] == "denoising_score":
-            summ = compute_denoising_score(
-                self.train_view(), self.model("baseline"), score_field=self.score_field(), t=float(s.get("t", 0.01)),
-                draws=int(s.get("draws", 4)), batch_size=int(s["batch_size"]), seed=self.seed, device=self.dev,
-                num_workers=2, overwrite=True)
-        else:
-            summ = compute_volume_growth(
-                self.train_view(), self.model("baseline"), score_field=self.score_field(), score=s["use"],
-                divergence=s.get("divergence", "auto"), probes=int(s.get("probes", 1)), method=s["method"],
-                stretch=s["stretch"], axes=int(s["axes"]), sigma=float(s["sigma"]), steps=int(s["steps"]),
-                batch_size=int(s["batch_size"]), seed=self.seed, device=self.dev, num_workers=2,
-                overwrite=True)
+        kind, params = score_kind_settings(s)
+        summ = compute_score(self.train_view(), self.model("baseline"), kind.name, score_field=self.score_field(),
+                             batch_size=int(s["batch_size"]), seed=self.seed, device=self.dev, num_workers=2,
+                             overwrite=True, **params)
         return {"scored": summ.scored, "failed": summ.failed, "skipped": summ.skipped,
                 "field": self.score_field(), "score": s["use"]}
 
     def score_field(self) -> str:
-        return {"log_growth": "volume_growth"}.get(self.cfg["score"]["use"], self.cfg["score"]["use"])
+        return score_kind_settings(self.cfg["score"])[0].field
 
     def stage_clean(self) -> dict:
         """Flag the top-k scores, dedupe them against everything, export the rest.

@@ -231,9 +231,14 @@ def recipe_parser(recipe: str, description: str, default_preset: str) -> argpars
     return p
 
 
-def resolve(recipe: str, args: argparse.Namespace) -> dict:
-    """The config from ``--config`` and ``--set`` (raises ConfigError with a clear message)."""
-    return apply_overrides(load_preset(recipe, args.config), args.overrides)
+def resolve(recipe: str, args: argparse.Namespace, fill: Callable[[dict], None] | None = None) -> dict:
+    """The config from ``--config`` and ``--set`` (raises ConfigError with a clear message).
+
+    ``fill(cfg)`` completes the preset (e.g. with registry defaults) before ``--set`` applies."""
+    cfg = load_preset(recipe, args.config)
+    if fill is not None:
+        fill(cfg)
+    return apply_overrides(cfg, args.overrides)
 
 
 def default_out(recipe: str, config: str) -> Path:

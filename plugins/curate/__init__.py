@@ -1,7 +1,8 @@
 """The curate FiftyOne plugin: forms that call :mod:`curate.brain`.
 
-Operators: compute_volume_growth and compute_denoising_score (delegation allowed,
-progress reported), flag_high_risk, dedupe, export_clean. Panel: volume_growth_histogram.
+Operators: compute_score (any registered score kind; its form is generated from
+curate.scores; delegation allowed, progress reported), flag_high_risk, dedupe,
+export_clean. Panel: volume_growth_histogram.
 Each operator only builds its form and calls the library; nothing is computed here.
 """
 import numpy as np
@@ -41,7 +42,7 @@ def _model_inputs(inputs, ctx):
 
 
 def _resolve_model(ctx, view):
-    from curate.brain.models import resolve_model
+    from curate.brain.model_source import resolve_model
 
     p = ctx.params
     return resolve_model(
@@ -74,78 +75,72 @@ class _ScoreOperator(foo.Operator):
         return types.Property(outputs)
 
 
-class ComputeVolumeGrowth(_ScoreOperator):
+class ComputeScore(_ScoreOperator):
+    """Any registered risk score: the form lists curate.scores' kinds and, for the chosen
+    one, an input per setting with the kind's default and range."""
+
     @property
     def config(self):
         return foo.OperatorConfig(
-            name="compute_volume_growth",
-            label="curate: compute volume growth",
-            description="Score how easily a diffusion model reproduces each image",
+            name="compute_score",
+            label="curate: compute a risk score",
+            description="Score how easily a diffusion model reproduces each image (higher = more at risk)",
             dynamic=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
         )
 
     def resolve_input(self, ctx):
+        from curate import scores
+
         inputs = types.Object()
-        inputs.str("score_field", label="Score field", default="volume_growth", required=True)
+        choice = types.Dropdown()
+        for k in scores.kinds():
+            choice.add_choice(k.name, label=k.name, description=k.summary)
+        inputs.enum("score", choice.values(), view=choice, default="log_growth", required=True,
+                    label="Score")
+        kind = scores.get(ctx.params.get("score") or "log_growth")
+        inputs.str("score_field", label="Score field", default=kind.field, required=True)
         _model_inputs(inputs, ctx)
-        method = types.RadioGroup()
-        method.add_choice("fd", label="fd (Algorithm 1)")
-        method.add_choice("jvp", label="jvp (tangent, sigma -> 0)")
-        inputs.enum("method", method.values(), view=method, default="fd")
-        inputs.int("axes", label="Axes N", default=1, min=1)
-        inputs.float("sigma", label="sigma", default=0.05)
-        inputs.int("steps", label="Euler steps T", default=1, min=1, max=1000)
+        for prm in kind.params:
+            _param_input(inputs, prm)
         inputs.int("seed", label="Seed", default=0)
         inputs.int("batch_size", label="Batch size", default=64, min=1)
         inputs.bool("overwrite", label="Overwrite another run's scores", default=False)
-        return types.Property(inputs, view=types.View(label="Compute volume growth"))
+        return types.Property(inputs, view=types.View(label="Compute a risk score"))
 
     def _score(self, view, model, description, p, progress):
         import curate.brain as cb
+        from curate import scores
 
-        return cb.compute_volume_growth(
-            view, model, score_field=p.get("score_field", "volume_growth"),
-            method=p.get("method", "fd"), axes=int(p.get("axes", 1)),
-            sigma=float(p.get("sigma", 0.05)), steps=int(p.get("steps", 1)),
+        kind = scores.get(p.get("score") or "log_growth")
+        settings = {prm.name: p[prm.name] for prm in kind.params if p.get(prm.name) is not None}
+        return cb.compute_score(
+            view, model, kind.name, score_field=p.get("score_field") or kind.field,
             seed=int(p.get("seed", 0)), batch_size=int(p.get("batch_size", 64)),
             model_description=description, overwrite=bool(p.get("overwrite", False)), progress=progress,
+            **settings,
         )
 
 
-class ComputeDenoisingScore(_ScoreOperator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="compute_denoising_score",
-            label="curate: compute denoising score",
-            description="Minus each image's denoising loss at small t (high = likely memorized)",
-            dynamic=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
-
-    def resolve_input(self, ctx):
-        inputs = types.Object()
-        inputs.str("score_field", label="Score field", default="denoising_score", required=True)
-        _model_inputs(inputs, ctx)
-        inputs.float("t", label="Time t of the noised image", default=0.01, min=1e-4, max=1.0)
-        inputs.int("draws", label="Noise draws per image", default=4, min=1, max=256)
-        inputs.int("seed", label="Seed", default=0)
-        inputs.int("batch_size", label="Batch size", default=256, min=1)
-        inputs.bool("overwrite", label="Overwrite another run's scores", default=False)
-        return types.Property(inputs, view=types.View(label="Compute denoising score"))
-
-    def _score(self, view, model, description, p, progress):
-        import curate.brain as cb
-
-        return cb.compute_denoising_score(
-            view, model, score_field=p.get("score_field", "denoising_score"), t=float(p.get("t", 0.01)),
-            draws=int(p.get("draws", 4)), seed=int(p.get("seed", 0)),
-            batch_size=int(p.get("batch_size", 256)), model_description=description,
-            overwrite=bool(p.get("overwrite", False)), progress=progress,
-        )
+def _param_input(inputs, prm):
+    """One form input for a score setting (``curate.scores.Param``)."""
+    label = f"{prm.name}: {prm.help}"
+    if prm.choices is not None:
+        group = types.RadioGroup()
+        for c in prm.choices:
+            group.add_choice(c, label=str(c))
+        inputs.enum(prm.name, group.values(), view=group, default=prm.default, label=label)
+        return
+    bounds = {k: v for k, v in (("min", prm.low), ("max", prm.high)) if v is not None}
+    if prm.type is bool:
+        inputs.bool(prm.name, label=label, default=prm.default)
+    elif prm.type is int:
+        inputs.int(prm.name, label=label, default=prm.default, **bounds)
+    elif prm.type is float:
+        inputs.float(prm.name, label=label, default=prm.default, **bounds)
+    else:
+        inputs.str(prm.name, label=label, default=prm.default)
 
 
 class FlagHighRisk(foo.Operator):
@@ -288,8 +283,7 @@ class VolumeGrowthHistogram(foo.Panel):
 
 
 def register(p):
-    p.register(ComputeVolumeGrowth)
-    p.register(ComputeDenoisingScore)
+    p.register(ComputeScore)
     p.register(FlagHighRisk)
     p.register(Dedupe)
     p.register(ExportClean)

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import curate
+import curate.brain
+import curate.scores
 from curate.cli import main as cli
 from curate.data.loader import load_images
 
@@ -27,9 +29,20 @@ def _run(foo, name, ds, **params):
     return res
 
 
+def _form(foo, name, ds, **params) -> dict:
+    """The operator's input form (resolve_input) as the App receives it, JSON."""
+    import asyncio
+
+    from fiftyone.operators.executor import resolve_type
+
+    prop = asyncio.run(resolve_type(foo.OperatorRegistry(), URI + name,
+                                    {"dataset_name": ds.name, "params": params}))
+    return prop.to_json()
+
+
 def test_operators_on_a_real_dataset(plugins, digits_ds, train_model, tmp_path):
     foo, ds = plugins, digits_ds
-    res = _run(foo, "compute_volume_growth", ds, score_field="volume_growth", model="exact",
+    res = _run(foo, "compute_score", ds, score="log_growth", score_field="volume_growth", model="exact",
                train_tag="train", steps=2, batch_size=32)
     assert res.result == {"scored": 80, "failed": 0, "skipped": 0}
     ids, images, _ = load_images(ds, num_workers=0)
@@ -66,13 +79,38 @@ def test_operators_on_a_real_dataset(plugins, digits_ds, train_model, tmp_path):
     np.testing.assert_allclose(hist["x"], (edges[1:] + edges[:-1]) / 2)
 
 
+@pytest.mark.parametrize("kind", curate.scores.names())
+def test_every_registered_score_from_the_operator_equals_the_python_api(plugins, digits_ds, train_model, kind):
+    """compute_score's form and execute() are generated from the registry: each kind's
+    operator run stores exactly what curate.brain.compute_score stores."""
+    import curate.brain as cb
+
+    foo, ds = plugins, digits_ds.match_tags("test").limit(12)
+    k = curate.scores.get(kind)
+    settings = {"steps": 2} if "steps" in k.defaults() else {}
+    # The form offers every setting of the chosen kind, with its default.
+    props = _form(foo, "compute_score", digits_ds, score=kind)["type"]["properties"]
+    for prm in k.params:
+        assert props[prm.name]["default"] == prm.default
+    res = foo.execute_operator(URI + "compute_score", ctx=dict(
+        view=ds,
+        params=dict(score=kind, score_field="by_op", model="exact", train_tag="train", batch_size=5, **settings)))
+    assert res.error is None, res.error
+    assert res.result == {"scored": 12, "failed": 0, "skipped": 0}
+    cb.compute_score(ds, train_model, kind, score_field="by_api", batch_size=7, progress=False, **settings)
+    got, want = ds.values("by_op"), ds.values("by_api")
+    # Other batch sizes (5 vs 7): equal up to float64 summation order in the batched matmuls.
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert digits_ds.get_brain_info("by_op").config.score == kind
+
+
 def test_denoising_score_from_operator_and_cli(plugins, fo, digits_ds, train_model, capsys):
     """The operator and `curate score --score denoising_score` store -denoising_loss of the loader's images."""
     from curate.evaluate import denoising_loss
 
     foo, ds = plugins, digits_ds
-    res = _run(foo, "compute_denoising_score", ds, score_field="dn", model="exact", train_tag="train",
-               t=0.02, draws=2, batch_size=16)
+    res = _run(foo, "compute_score", ds, score="denoising_score", score_field="dn", model="exact",
+               train_tag="train", t=0.02, draws=2, batch_size=16)
     assert res.result == {"scored": 80, "failed": 0, "skipped": 0}
     ids, images, _ = load_images(ds, num_workers=0)
     want = (-denoising_loss(train_model, images, t=0.02, draws=2)).numpy()
@@ -89,9 +127,11 @@ def test_denoising_score_from_operator_and_cli(plugins, fo, digits_ds, train_mod
         want = (-denoising_loss(train_model, images)).numpy()
         got = dict(zip(*ds.values(["id", "denoising_score"])))
         np.testing.assert_allclose([got[i] for i in ids], want, rtol=1e-6)
-        with pytest.raises(SystemExit, match="neither --shard-by-rank"):
+        with pytest.raises(SystemExit, match="no generation log-probability"):
             cli(["score", "--dataset", ds.name, "--exact-score", "--score", "denoising_score",
                  "--logp-field", "lp"])
+        with pytest.raises(SystemExit, match="--steps is not a setting of --score denoising_score"):
+            cli(["score", "--dataset", ds.name, "--exact-score", "--score", "denoising_score", "--steps", "3"])
     finally:
         ds.persistent = False
 
@@ -138,5 +178,39 @@ def test_plugin_install_is_found_by_fiftyone(fo, tmp_path, monkeypatch, capsys):
     names = [p.name for p in fop.list_plugins(enabled="all")]
     assert "@curate/curate" in names
     defn = fop.get_plugin("@curate/curate")
-    assert set(defn.operators) == {"compute_volume_growth", "compute_denoising_score", "flag_high_risk", "dedupe",
+    assert set(defn.operators) == {"compute_score", "flag_high_risk", "dedupe",
                                    "export_clean", "volume_growth_histogram"}  # panels included
+
+
+def test_a_toy_score_registered_in_one_place_runs_through_the_cli(fo, digits_ds, capsys):
+    """Adding a score = one ScoreKind + register(): the CLI offers it (with its setting) and
+    stores it as a brain run; here the mean pixel times a factor, a value the test computes."""
+    from curate import scores
+
+    def scorer(model, images, *, seed, device, progress=False, factor):
+        return scores.Scored(factor * images.to(torch.float64).flatten(1).mean(1))
+
+    toy = scores.register(scores.ScoreKind(
+        name="toy_brightness", summary="factor x mean pixel", source="a test", scorer=scorer,
+        params=(scores.Param("factor", 1.0, "a multiplier", low=0.0),), nfe=lambda dim, p, m: 0.0))
+    ds = digits_ds
+    ds.persistent = True
+    try:
+        assert "toy_brightness" in scores.names()
+        assert cli(["score", "--dataset", ds.name, "--exact-score", "--score", "toy_brightness",
+                    "--factor", "2.5", "--no-progress"]) == 0
+        assert "toy_brightness: scored 80, failed 0" in capsys.readouterr().out
+        ds.reload()
+        ids, images, _ = load_images(ds, num_workers=0)
+        got = dict(zip(*ds.values(["id", "toy_brightness"])))
+        np.testing.assert_allclose([got[i] for i in ids], 2.5 * images.double().flatten(1).mean(1).numpy(),
+                                   rtol=1e-12)
+        info = ds.get_brain_info("toy_brightness")
+        assert info.config.factor == 2.5 and info.config.method == "curate_toy_brightness"
+        assert "toy_brightness" in curate.brain.list_runs(ds)
+        with pytest.raises(SystemExit, match="factor must be a number >= 0"):
+            cli(["score", "--dataset", ds.name, "--exact-score", "--score", "toy_brightness",
+                 "--factor", "-1", "--field", "other"])
+    finally:
+        ds.persistent = False
+        scores.unregister(toy.name)

@@ -65,7 +65,7 @@ def test_app_grid_sorted_by_score_shows_highest_first(tmp_path):
     import fiftyone as fo
 
     import curate.brain as cb
-    from curate.brain.models import exact_score_of
+    from curate.brain.model_source import exact_score_of
     from curate.data.datasets import load_digits
 
     ds = load_digits(tmp_path / "png", dataset_name="app-sorting-t", max_samples=20,
