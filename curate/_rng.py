@@ -94,3 +94,12 @@ def image_noise(images: torch.Tensor, seed: int, draws: int) -> torch.Tensor:
                     dtype=torch.float32)
         for img in images
     ])
+
+
+def mix_ints(*values: int) -> int:
+    """A 63-bit seed from integers (splitmix64 over them, with :func:`mix64`), so nearby
+    inputs give unrelated generator streams."""
+    h = torch.tensor(_GOLDEN, dtype=torch.int64)
+    for v in values:
+        h = mix64((h ^ _s64(int(v))) + _GOLDEN)
+    return int(h) & ((1 << 63) - 1)

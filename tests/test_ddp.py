@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from curate.data.tensors import digits_images
 from curate.models.checkpoint import load_checkpoint
-from curate.train import train
+from curate.training import train
 
 ARGS = ["--steps", "{steps}", "--batch-size", "8", "--lr", "1e-3", "--warmup", "2", "--save-every", "0",
         "--no-progress", "--device", "cpu"]
@@ -18,7 +18,7 @@ ARGS = ["--steps", "{steps}", "--batch-size", "8", "--lr", "1e-3", "--warmup", "
 def _torchrun(out, data, steps):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "curate.train", str(out), "--data", str(data)] + [a.format(steps=steps) for a in ARGS]
+           "-m", "curate", "train", str(out), "--data", str(data)] + [a.format(steps=steps) for a in ARGS]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

@@ -8,7 +8,7 @@ from curate.data.tensors import digits_images
 from curate.models.checkpoint import save_checkpoint
 from curate.models.exact import ExactScore
 from curate.models.unet import build_unet
-from curate.sample import NOISE_BLOCK, block_noise, sample
+from curate.sampling import NOISE_BLOCK, block_noise, sample
 
 
 class GaussianScore:

@@ -9,8 +9,8 @@ import torch
 from curate.cli import main as cli_main
 from curate.data.tensors import digits_images
 from curate.models.checkpoint import load_checkpoint, load_model
-from curate.sample import sample
-from curate.train import load_images, train
+from curate.sampling import sample
+from curate.training import load_images, train
 
 FAST = dict(preset="tiny", batch_size=16, lr=1e-3, warmup=2, progress=False, save_every=0)
 

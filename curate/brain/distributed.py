@@ -14,7 +14,6 @@ setting fails on every rank before anything is written.
 Command line (the options of ``curate score``)::
 
     torchrun --nproc_per_node=2 -m curate score --shard-by-rank --dataset NAME --exact-score
-    torchrun --nproc_per_node=2 -m curate.brain.distributed --dataset NAME --model CKPT
 """
 from __future__ import annotations
 
@@ -155,17 +154,3 @@ def score_sharded(samples, model, score: str = "log_growth", *, rank: int | None
                             sum(p[2] for p in parts))
     finally:
         group.close()
-
-
-def main(argv=None) -> int:
-    """``python -m curate.brain.distributed ARGS`` = ``curate score --shard-by-rank ARGS``."""
-    import sys
-
-    from curate.cli import main as cli_main
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    return cli_main(["score", "--shard-by-rank", *args])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from curate.models.checkpoint import load_model
-    from curate.sample import sample
+    from curate.sampling import sample
 
     model = load_model(args.model, device=args.device, weights=args.weights)
     x = sample(model, args.n, method=args.method, steps=args.steps, seed=args.seed, batch_size=args.batch_size,

@@ -1,6 +1,6 @@
 """`curate train`: train the paper's U-Net (or a smaller preset) with denoising score matching.
 
-Also the entry point of ``python -m curate.train`` and ``torchrun ... -m curate.train``.
+Under ``torchrun`` run it as ``torchrun ... -m curate train OUT --data ...``.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curate.train import load_images, train
+    from curate.training import load_images, train
 
     images = load_images(args.data, n=args.n, subset_seed=args.subset_seed, image_size=args.image_size,
                          channels=args.channels)
@@ -55,11 +55,3 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m curate.train``: the same options as ``curate train``."""
-    p = argparse.ArgumentParser(prog="python -m curate.train", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_arguments(p)
-    return run(p.parse_args(argv))

@@ -269,7 +269,7 @@ class Loop:
 
     # --- models
     def _train(self, arm: str, view) -> dict:
-        from curate.train import train
+        from curate.training import train
 
         m = self.cfg["model"]
         ids, images = view_images(view)
@@ -348,7 +348,7 @@ class Loop:
     # --- samples and memorization
     def stage_sample(self, arm: str) -> dict:
         from curate import plots
-        from curate.sample import sample
+        from curate.sampling import sample
 
         mc = self.cfg["memorization"]
         model = self.model(arm)

@@ -102,7 +102,7 @@ def get_model(cfg: dict, run, train: torch.Tensor):
         return ExactScore(train.to(torch.float64))
     if m["source"] != "train":
         raise ValueError(f"model.source must be 'train' or 'exact', got {m['source']!r}")
-    from curate.train import train as train_model
+    from curate.training import train as train_model
 
     ckpt_dir = run.file("model")
 
@@ -140,7 +140,7 @@ def stage_memorization(cfg: dict, run, model, train: torch.Tensor) -> dict:
     n = int(mc["samples"])
     if n <= 0:
         return {"skipped": True}
-    from curate.sample import sample
+    from curate.sampling import sample
 
     t0 = time.perf_counter()
     samples = sample(model, n, shape=tuple(train.shape[1:]), seed=int(cfg["seed"]) + 1,

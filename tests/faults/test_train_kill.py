@@ -76,7 +76,7 @@ def _step(folder):
 
 @pytest.mark.slow
 def test_sigkill_training_at_random_points_then_resume(tmp_path, child_env):
-    from curate.train import load_images, train
+    from curate.training import load_images, train
 
     env = dict(child_env, OMP_NUM_THREADS="1")
     out = tmp_path / "run"

@@ -12,7 +12,7 @@ it. So a run resumed from a checkpoint continues exactly as if it had not stoppe
 DistributedDataParallel run matches a single-process one up to floating-point
 reduction order.
 
-Multi-GPU / multi-node: ``torchrun --nproc_per_node=K -m curate.train OUT --data ...``
+Multi-GPU / multi-node: ``torchrun --nproc_per_node=K -m curate train OUT --data ...``
 (NCCL on CUDA, gloo on CPU). Rank 0 writes checkpoints, sample grids and the log.
 """
 from __future__ import annotations
@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from curate import _progress, sde
+from curate._rng import mix_ints
 from curate.models import checkpoint as ckpt
 from curate.models.unet import UNet, preset_config
-from curate.sample import _mix
 
 
 # --------------------------------------------------------------------------- data
@@ -172,7 +172,7 @@ def _dist_setup(device):
 def _batch(images: torch.Tensor, step: int, seed: int, batch_size: int, flip: bool, t_min: float,
            t_power: float = 1.0):
     """The global batch of ``step``: (x0, t, z) on the CPU, from a generator seeded by (seed, step)."""
-    g = torch.Generator().manual_seed(_mix(seed, step))
+    g = torch.Generator().manual_seed(mix_ints(seed, step))
     idx = torch.randint(images.shape[0], (batch_size,), generator=g)
     flips = torch.rand(batch_size, generator=g) < 0.5
     t = t_min + (1.0 - t_min) * torch.rand(batch_size, generator=g, dtype=torch.float64) ** t_power
@@ -367,7 +367,7 @@ def _sample_grid(model, path: Path, seed: int, steps: int, n: int = 64) -> None:
     """An 8x8 PNG grid of PF-ODE samples from the EMA model."""
     from torchvision.utils import save_image
 
-    from curate.sample import sample
+    from curate.sampling import sample
 
     x = sample(model, n, steps=steps, seed=seed, progress=False)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -375,10 +375,3 @@ def _sample_grid(model, path: Path, seed: int, steps: int, n: int = 64) -> None:
     save_image((x + 1) / 2, tmp, nrow=int(math.sqrt(n)), padding=1)
     os.replace(tmp, path)
 
-
-if __name__ == "__main__":  # python -m curate.train / torchrun -m curate.train
-    import sys
-
-    from curate.commands.train import main
-
-    sys.exit(main())

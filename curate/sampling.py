@@ -17,33 +17,19 @@ from __future__ import annotations
 import torch
 
 from curate import _progress, sde
+from curate._rng import mix_ints
 from curate.models import base
 from curate.models.base import check_model, drift, score
 
 METHODS = ("euler", "heun", "em")
 #: Noise is drawn per block of this many sample indices, so batch size does not change it.
 NOISE_BLOCK = 64
-_MASK = (1 << 64) - 1
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed from integers (splitmix64 finaliser), so nearby inputs give unrelated streams."""
-    h = 0x9E3779B97F4A7C15
-    for v in values:
-        h = (h ^ (v & _MASK)) & _MASK
-        h = (h + 0x9E3779B97F4A7C15) & _MASK
-        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK
-        h ^= h >> 31
-    return h & ((1 << 63) - 1)
-
-
 def block_noise(seed: int, stream: int, start: int, stop: int, shape: tuple, *, device="cpu") -> torch.Tensor:
     """Standard normal noise (stop - start, *shape) float32 for sample indices [start, stop)."""
     first, last = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK
     parts = []
     for b in range(first, last + 1):
-        g = torch.Generator(device=device).manual_seed(_mix(seed, stream, b))
+        g = torch.Generator(device=device).manual_seed(mix_ints(seed, stream, b))
         parts.append(torch.randn((NOISE_BLOCK, *shape), generator=g, device=device, dtype=torch.float32))
     z = torch.cat(parts) if len(parts) > 1 else parts[0]
     off = first * NOISE_BLOCK
