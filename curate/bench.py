@@ -5,6 +5,9 @@
   reach; ``tracker / forward`` is the tracker's own overhead.
 * per-image loop: :mod:`curate.volume_reference`, one image at a time with
   Gram-Schmidt in a Python loop, like the paper's code.
+* default arguments: ``track_volume_growth(model, images, axes=N, steps=T)`` with every
+  other argument left at its default, against the same call with ``divergence=None``
+  (what Algorithm 1 needs): a default must cost only what the caller asked for.
 
 Long settings (T = 1000) are timed over ``max_steps`` steps and reported per image at
 the full T: every step costs the same, so the ratio does not depend on T.
@@ -35,6 +38,8 @@ class TrackerBench:
     forward_s_per_image: float
     loop_s_per_image: float
     peak_mem_mb: float
+    default_s_per_image: float = float("nan")
+    no_divergence_s_per_image: float = float("nan")
 
     @property
     def overhead(self) -> float:
@@ -44,6 +49,11 @@ class TrackerBench:
     @property
     def speedup_vs_loop(self) -> float:
         return self.loop_s_per_image / self.tracker_s_per_image
+
+    @property
+    def default_cost(self) -> float:
+        """Time of the call with default arguments / the same call with divergence=None."""
+        return self.default_s_per_image / self.no_divergence_s_per_image
 
 
 def _sync(device):
@@ -98,6 +108,10 @@ def bench_tracker(model, images: torch.Tensor, *, axes: int, steps: int, max_ste
         torch.cuda.reset_peak_memory_stats(device)
     t_track, t_fwd = _best_of([lambda: track_volume_growth(model, x, **kw), forward], repeats, device)
     peak = _peak_mb(device)
+    # Default arguments vs divergence=None: the same images and settings, default chunking.
+    t_default, t_none = _best_of([lambda: track_volume_growth(model, x, axes=axes, steps=T),
+                                  lambda: track_volume_growth(model, x, axes=axes, steps=T, divergence=None)],
+                                 repeats, device)
 
     Tl = min(T, loop_steps)
     with torch.no_grad():
@@ -113,6 +127,7 @@ def bench_tracker(model, images: torch.Tensor, *, axes: int, steps: int, max_ste
         axes=axes, steps=steps, timed_steps=T, images=B, evals_per_image=(axes + 1) * steps,
         tracker_s_per_image=t_track / B * scale, forward_s_per_image=t_fwd / B * scale,
         loop_s_per_image=t_loop * steps / Tl, peak_mem_mb=peak,
+        default_s_per_image=t_default / B * scale, no_divergence_s_per_image=t_none / B * scale,
     )
 
 
@@ -131,18 +146,18 @@ def results_table(rows: list[TrackerBench], title: str):
 
     table = Table(title=title)
     for col in ("N", "T", "timed", "B", "evals/img", "tracker img/s", "forward img/s", "loop img/s",
-                "overhead", "vs loop", "peak MB"):
+                "overhead", "vs loop", "default cost", "peak MB"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(str(r.axes), str(r.steps), str(r.timed_steps), str(r.images), str(r.evals_per_image),
                       f"{1 / r.tracker_s_per_image:.4g}", f"{1 / r.forward_s_per_image:.4g}",
                       f"{1 / r.loop_s_per_image:.4g}", f"{r.overhead:.3f}", f"{r.speedup_vs_loop:.1f}x",
-                      f"{r.peak_mem_mb:.0f}")
+                      f"{r.default_cost:.3f}", f"{r.peak_mem_mb:.0f}")
     return table
 
 
 def as_dict(r: TrackerBench) -> dict:
-    return dict(asdict(r), overhead=r.overhead, speedup_vs_loop=r.speedup_vs_loop)
+    return dict(asdict(r), overhead=r.overhead, speedup_vs_loop=r.speedup_vs_loop, default_cost=r.default_cost)
 
 
 def autocast_error(model, images: torch.Tensor, *, axes: int, steps: int, autocast: torch.dtype) -> dict:

@@ -230,6 +230,8 @@ def run_methods(model, images: torch.Tensor, specs: dict[str, dict], *, seed: in
             kind = scores.get(spec.pop("score", "log_growth"))
         except ValueError as e:
             raise ValueError(f"method {name!r}: {e}") from None
+        if "axes" in spec:  # a preset's N may exceed a small image's D: all D axes then
+            spec["axes"] = min(int(spec["axes"]), D)
         params = kind.resolve(spec, what=f"method {name!r}")
         if curve and kind.group != "tracker":
             raise ValueError(f"method {name!r}: curve = true needs a volume-growth score, not {kind.name!r}")

@@ -74,8 +74,31 @@ def test_bench_reports_consistent_ratios(tmp_path, capsys):
     for x in (a, b):
         assert x["overhead"] == pytest.approx(x["tracker_s_per_image"] / x["forward_s_per_image"])
         assert x["speedup_vs_loop"] == pytest.approx(x["loop_s_per_image"] / x["tracker_s_per_image"])
+        assert x["default_cost"] == pytest.approx(x["default_s_per_image"] / x["no_divergence_s_per_image"])
+    assert "default arguments / divergence=None" in text
     # Channels-last changes the kernels, not the answer.
     assert r["numerics"]["fast_vs_plain_float32"]["max_rel"] < 1e-3
+
+
+def test_default_arguments_cost_only_algorithm_1():
+    """track_volume_growth(model, images) makes exactly Algorithm 1's network evaluations,
+    T (N + 1) per image, like divergence=None; asking for a divergence adds one JVP per probe
+    and step (counted by a model that counts its rows)."""
+    net = _net()
+
+    class Counting:
+        def __init__(self):
+            self.rows = 0
+
+        def eps(self, x, t):
+            self.rows += x.shape[0]
+            return net.eps(x, t)
+
+    x = _images(5)
+    for kw, per_image in (({}, 2 * 3), ({"divergence": None}, 2 * 3), ({"divergence": "hutchinson"}, 3 * 3)):
+        m = Counting()
+        curate.track_volume_growth(m, x, steps=3, **kw)
+        assert m.rows == per_image * 5, kw
 
 
 def test_rows_that_fit_free_memory():

@@ -100,7 +100,8 @@ def _tracker(args) -> int:
                                       "forward time at equal network evaluations"))
     for r in rows:
         console.print(f"N={r.axes}, T={r.steps}: overhead ratio {r.overhead:.3f}; "
-                      f"per-image loop / tracker = {r.speedup_vs_loop:.1f}")
+                      f"per-image loop / tracker = {r.speedup_vs_loop:.1f}; default arguments / "
+                      f"divergence=None = {r.default_cost:.3f}")
     extra = {}
     n_check = min(8, args.images or 8)  # images for the numeric checks
     if args.autocast:

@@ -15,7 +15,8 @@ from curate.scores._registry import Param, Scored, ScoreKind, get, kinds, names,
 from curate.scores import volume as _volume  # noqa: E402,F401  (the paper's first)
 from curate.scores import denoising as _denoising  # noqa: E402,F401
 
-__all__ = ["Param", "Scored", "ScoreKind", "get", "kinds", "names", "register", "unregister", "table"]
+__all__ = ["Param", "Scored", "ScoreKind", "get", "kinds", "names", "register", "unregister", "table",
+           "markdown_table"]
 
 
 def table() -> list[dict]:
@@ -27,3 +28,13 @@ def table() -> list[dict]:
         rows.append({"name": k.name, "summary": k.summary, "settings": d, "field": k.field,
                      "nfe": k.nfe(3072, d, None), "source": k.source})
     return rows
+
+
+def markdown_table() -> str:
+    """README's table of the score kinds (a test keeps README equal to it)."""
+    lines = ["| score | what the stored value is (higher = more at risk) | defaults | NFE/img (D = 3072) | source |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in table():
+        settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "-"
+        lines.append(f"| `{r['name']}` | {r['summary']} | {settings} | {r['nfe']:g} | {r['source']} |")
+    return "\n".join(lines) + "\n"

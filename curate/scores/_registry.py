@@ -28,8 +28,8 @@ class Param:
     """One setting of a score kind.
 
     ``default`` fixes the type (int, float, str or bool). ``choices`` lists the allowed
-    values; ``low``/``high`` bound numbers (inclusive unless ``open_low``). ``attr`` is
-    the name under which a brain run stores it when ``name`` is taken there.
+    values; ``low``/``high`` bound numbers (inclusive unless ``open_low``/``open_high``).
+    ``attr`` is the name under which a brain run stores it when ``name`` is taken there.
     """
 
     name: str
@@ -39,6 +39,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     open_low: bool = False
+    open_high: bool = False
     attr: str | None = None
 
     @property
@@ -68,22 +69,28 @@ class Param:
         if ok and self.low is not None:
             ok = value > self.low if self.open_low else value >= self.low
         if ok and self.high is not None:
-            ok = value <= self.high
+            ok = value < self.high if self.open_high else value <= self.high
         if not ok:
-            raise ValueError(f"{self.name} must be {self.describe_range()}, got {value!r}")
+            raise ValueError(f"{self.name} must {self.requirement()}, got {value!r}")
         return value
 
-    def describe_range(self) -> str:
+    def requirement(self) -> str:
+        """What a value must do, e.g. 'be an integer in 1..1000', 'lie in (0, 1]'."""
         if self.choices is not None:
-            return "one of " + ", ".join(map(repr, self.choices))
+            return "be one of " + ", ".join(map(repr, self.choices))
         what = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}[self.type]
-        if self.low is not None and self.high is not None:
-            return f"{what} in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
-        if self.low is not None:
-            return f"{what} {'>' if self.open_low else '>='} {self.low:g}"
-        if self.high is not None:
-            return f"{what} <= {self.high:g}"
-        return what
+        lo, hi = self.low, self.high
+        if self.type is int and lo is not None and hi is not None and not (self.open_low or self.open_high):
+            return f"be an integer in {lo:g}..{hi:g}"
+        if lo is not None and hi is not None:
+            return f"lie in {'(' if self.open_low else '['}{lo:g}, {hi:g}{')' if self.open_high else ']'}"
+        if lo == 0 and self.open_low:
+            return f"be a positive {what.split()[-1]}"
+        if lo is not None:
+            return f"be {what} {'>' if self.open_low else '>='} {lo:g}"
+        if hi is not None:
+            return f"be {what} {'<' if self.open_high else '<='} {hi:g}"
+        return "be " + what
 
 
 @dataclass

@@ -28,8 +28,8 @@ _COMMON = (
           "(the exact N-dimensional log volume)", choices=("norm", "volume")),
     Param("axes", 1, "N, the number of orthonormal axes (at most D)", low=1),
     Param("sigma", 0.05, "radius of the sphere of surrounding points (fd)", low=0.0, open_low=True),
-    Param("steps", 1, "T, Euler steps on the SDE's grid (dt = 1/1000)", low=1),
-    Param("t_min", VP.t_min, "time of the first step", low=0.0, high=1.0, open_low=True),
+    Param("steps", 1, "T, Euler steps on the SDE's grid (dt = 1/1000)", low=1, high=VP.max_steps()),
+    Param("t_min", VP.t_min, "time of the first step", low=0.0, high=1.0, open_low=True, open_high=True),
     Param("probes", 1, "Hutchinson probes per step (divergence='hutchinson')", low=1),
     Param("dtype", "float64", "dtype of the trajectories (float32 finite differences cancel where "
           "the score is large)", choices=("float64", "float32")),
@@ -50,7 +50,7 @@ def track(model, images: torch.Tensor, *, seed: int, device, progress=False, met
     from curate.volume import track_volume_growth
 
     res = track_volume_growth(
-        model, images, axes=min(int(axes), images[0].numel()), sigma=sigma, steps=steps, t_min=t_min,
+        model, images, axes=axes, sigma=sigma, steps=steps, t_min=t_min,
         method=method, stretch=stretch, seed=seed, divergence=None if divergence == "none" else divergence,
         probes=probes, on_error="mark", dtype=getattr(torch, dtype), device=device,
         return_curve=return_curve, progress=progress)
