@@ -5,77 +5,27 @@ Every dataset built here has PNG files on disk, a ``ground_truth``
 sample and ``dataset.default_classes``, so code written against
 ``foz.load_zoo_dataset("cifar10")`` works unchanged on them.
 
-* :func:`load_cifar10` reads a local ``cifar-10-batches-py`` folder (downloading it
-  with torchvision only when ``download=True``). The batches are Python pickles;
-  they are read with a restricted unpickler that can only rebuild plain containers
-  and numpy arrays, so a tampered file cannot run code.
+* :func:`load_cifar10` reads a local ``cifar-10-batches-py`` folder or a CIFAR image
+  tree (downloading the batches with torchvision only when ``download=True``). The
+  batches are Python pickles; they are read with a restricted unpickler that can only
+  rebuild plain containers and numpy arrays, so a tampered file cannot run code.
+* :func:`load_image_tree` imports any ``<split>/<class>/<image>`` tree with FiftyOne's
+  own ``ImageClassificationDirectoryTree`` importer.
 * :func:`load_digits` writes scikit-learn's real 8x8 digits as PNGs (no download).
 """
 from __future__ import annotations
 
-import io
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 
-CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-]
+from curate import _progress
+from curate.data.cifar import CLASSES as CIFAR10_CLASSES
+from curate.data.cifar import read_cifar_batch  # noqa: F401  (public here since the first release)
+
 DIGITS_CLASSES = [str(i) for i in range(10)]
 _SPLITS = ("train", "test")
-_CIFAR_FILES = {
-    "train": [f"data_batch_{i}" for i in range(1, 6)],
-    "test": ["test_batch"],
-}
-
-
-# --------------------------------------------------------------------- safe pickles
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Rebuilds dicts, lists, bytes, str, numbers and numpy arrays; nothing else."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("_codecs", "encode"),  # how protocol-2 pickles from Python 3 spell bytes
-    }
-
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: a CIFAR-10 batch holds only arrays and lists"
-        )
-
-
-def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 python batch -> images (n, 32, 32, 3) uint8 and labels (n,) int64."""
-    with open(path, "rb") as f:
-        raw = _NumpyOnlyUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: not a CIFAR-10 batch (expected a dict)")
-    d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
-    if "data" not in d or ("labels" not in d and "fine_labels" not in d):
-        raise ValueError(f"{path}: not a CIFAR-10 batch (keys {sorted(d)})")
-    data = np.asarray(d["data"], dtype=np.uint8)
-    labels = np.asarray(d.get("labels", d.get("fine_labels")), dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise ValueError(f"{path}: data has shape {data.shape}, labels {labels.shape}")
-    # Rows hold 1024 red, then green, then blue values of a 32x32 image.
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
-
-
-def _find_cifar_dir(root: Path) -> Path | None:
-    for cand in (root, root / "cifar-10-batches-py"):
-        if (cand / "test_batch").is_file() or (cand / "data_batch_1").is_file():
-            return cand
-    return None
 
 
 # ------------------------------------------------------------------ dataset building
@@ -114,8 +64,6 @@ def _build(name, images_by_split, labels_by_split, classes, images_dir: Path, *,
     """Write PNGs under ``images_dir/<split>/data/`` and add one sample per image."""
     import fiftyone as fo
 
-    from curate import _progress
-
     dataset = fo.Dataset(name, persistent=persistent)
     dataset.default_classes = list(classes)
     total = sum(len(v) for v in images_by_split.values())
@@ -139,59 +87,117 @@ def _build(name, images_by_split, labels_by_split, classes, images_dir: Path, *,
 
 
 def load_cifar10(root, split=None, *, dataset_name: str | None = None, download: bool = False,
-                 images_dir=None, max_samples: int | None = None, overwrite: bool = False,
-                 persistent: bool = False, progress: bool = True):
-    """CIFAR-10 as a FiftyOne dataset with the zoo ``cifar10`` schema.
+                 images_dir=None, max_samples: int | None = None, image_size: int | None = None,
+                 overwrite: bool = False, persistent: bool = False, progress: bool = True):
+    """CIFAR-10 as a FiftyOne dataset with the zoo ``cifar10`` schema, from a local copy.
 
     Args:
-        root: a folder holding ``cifar-10-batches-py`` (or that folder itself).
+        root: a folder holding ``cifar-10-batches-py`` (or that folder itself), or an image
+            tree ``<root>/<split>/<class>/<file>`` (FiftyOne's ImageClassificationDirectoryTree,
+            e.g. ``../shared/data/cifar10``; its ``order.csv`` names the official indices).
         split: ``"train"``, ``"test"``, a list of them, or None for both.
         dataset_name: defaults to ``"cifar10-<split>"``. An existing dataset of that
             name is returned as is unless ``overwrite=True``.
-        download: fetch the archive with torchvision when the folder is missing
-            (needs internet; off by default so nothing is fetched silently).
-        images_dir: where the PNGs go; defaults to ``<root>/cifar10-png``.
-        max_samples: keep the first ``max_samples`` images of each split.
-    Returns:
-        a :class:`fiftyone.core.dataset.Dataset` of 32x32 RGB PNGs.
+        download: fetch the batches with torchvision when nothing is there (needs internet).
+        images_dir: where written PNGs go (default ``<root>/cifar10-png``; a read-only
+            tree needs another folder when PNGs are written).
+        max_samples: keep the first ``max_samples`` images of each split (official order).
+        image_size: resize to this side (PIL box filter), e.g. 16 for CPU experiments.
+
+    A whole tree at its own size is imported in place with FiftyOne's importer; otherwise
+    the chosen images are written as PNGs in a tree under ``images_dir`` that the same
+    importer reads. Every sample gets ``cifar_index``, its index in the official split.
+    Returns a :class:`fiftyone.core.dataset.Dataset`.
     """
+    from curate.data import cifar
+
     splits = _splits(split)
     name = dataset_name or "cifar10-" + ("-".join(splits) if split is not None else "all")
     existing = _existing(name, overwrite)
     if existing is not None:
         return existing
     root = Path(root).expanduser()
-    folder = _find_cifar_dir(root)
-    if folder is None:
+    if cifar.find_batches(root) is None and not cifar.is_image_tree(root):
         if not download:
             raise FileNotFoundError(
-                f"no cifar-10-batches-py under {root}; copy it there or pass download=True "
-                "(needs internet)"
-            )
+                f"no CIFAR-10 under {root} (neither cifar-10-batches-py nor an image tree "
+                "<root>/train/<class>/); copy it there or pass download=True (needs internet)")
         import torchvision
 
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-        folder = _find_cifar_dir(root)
-        if folder is None:  # pragma: no cover - torchvision layout changed
-            raise FileNotFoundError(f"torchvision download did not create {root}/cifar-10-batches-py")
-    classes = list(CIFAR10_CLASSES)
-    meta = folder / "batches.meta"
-    if meta.is_file():
-        with open(meta, "rb") as f:
-            m = _NumpyOnlyUnpickler(f, encoding="bytes").load()
-        names = m.get(b"label_names") or m.get("label_names")
-        if names:
-            classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    images, labels = {}, {}
-    for s in splits:
-        missing = [f for f in _CIFAR_FILES[s] if not (folder / f).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{folder} lacks {missing} needed for split {s!r}")
-        parts = [read_cifar_batch(folder / f) for f in _CIFAR_FILES[s]]
-        images[s] = np.concatenate([p[0] for p in parts])[:max_samples]
-        labels[s] = np.concatenate([p[1] for p in parts])[:max_samples]
+    if cifar.is_image_tree(root) and cifar.find_batches(root) is None and max_samples is None \
+            and image_size is None:
+        ds = load_image_tree(root, splits, dataset_name=name, persistent=persistent, progress=progress)
+        ds.default_classes = list(CIFAR10_CLASSES)
+        ds.save()
+        index = {str(p.resolve()): i for s in splits for i, _, p in cifar.tree_files(root, s)}
+        ds.set_values("cifar_index", [index[f] for f in ds.values("filepath")])
+        return ds
     out = Path(images_dir) if images_dir is not None else root / "cifar10-png"
-    return _build(name, images, labels, classes, out, persistent=persistent, progress=progress)
+    for s in splits:
+        n = cifar.split_size(root, s)
+        images, labels, index = cifar.read_split(root, s, range(min(n, max_samples or n)))
+        if image_size is not None:
+            images = cifar.resize(images, int(image_size))
+        _write_tree(out / s, images, labels, index, CIFAR10_CLASSES, progress=progress, label=f"{name} {s}")
+    ds = load_image_tree(out, splits, dataset_name=name, persistent=persistent, progress=progress)
+    ds.default_classes = list(CIFAR10_CLASSES)
+    ds.save()
+    ds.set_values("cifar_index", [int(Path(f).stem) for f in ds.values("filepath")])
+    return ds
+
+
+def _write_tree(folder: Path, images, labels, index, classes, *, progress, label) -> None:
+    """PNGs ``folder/<class>/<index>.png`` (atomically; existing files are kept)."""
+    with _progress.progress(len(images), f"writing {label}", progress) as advance:
+        for image, lab, i in zip(images, labels, index):
+            d = folder / classes[int(lab)]
+            d.mkdir(parents=True, exist_ok=True)
+            _write_png(d / f"{int(i):05d}.png", image)
+            advance(1)
+
+
+def load_image_tree(root, split=None, *, dataset_name: str | None = None, max_samples: int | None = None,
+                    shuffle_seed: int | None = None, label_field: str = "ground_truth", overwrite: bool = False,
+                    persistent: bool = False, progress: bool | None = None):
+    """Any image tree as a FiftyOne dataset, through FiftyOne's own importer
+    (``fo.types.ImageClassificationDirectoryTree``).
+
+    Args:
+        root: ``<root>/<split>/<class>/<image>`` (each split tagged with its name), or
+            ``<root>/<class>/<image>`` (no split, no tags).
+        split: split folder(s) to import (default: ``train`` and ``test`` where present).
+        dataset_name: the dataset's name (default: the folder's); an existing one is
+            returned unless ``overwrite=True``.
+        max_samples, shuffle_seed: the importer's subset per split (a seeded shuffle first
+            when ``shuffle_seed`` is given).
+        label_field: the Classification field of the folder names.
+        progress: FiftyOne's import progress bar (None: FiftyOne's setting).
+
+    Returns a :class:`fiftyone.core.dataset.Dataset` with ``default_classes`` set.
+    """
+    import fiftyone as fo
+
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"no folder {root}")
+    name = dataset_name or root.name
+    existing = _existing(name, overwrite)
+    if existing is not None:
+        return existing
+    wanted = [s for s in _SPLITS if (root / s).is_dir()] if split is None else _splits(split)
+    parts = [(root / s, [s]) for s in wanted] or [(root, None)]
+    missing = [str(d) for d, _ in parts if not d.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"no split folder {missing}")
+    ds = fo.Dataset(name, persistent=persistent)
+    kw = dict(dataset_type=fo.types.ImageClassificationDirectoryTree, label_field=label_field,
+              max_samples=max_samples, shuffle=shuffle_seed is not None, seed=shuffle_seed, progress=progress)
+    for folder, tags in parts:
+        ds.add_dir(dataset_dir=str(folder), tags=tags, **kw)
+    ds.default_classes = sorted({c for d, _ in parts for c in (p.name for p in d.iterdir() if p.is_dir())})
+    ds.save()
+    return ds
 
 
 def digits_split(n: int = 1797) -> dict[str, np.ndarray]:

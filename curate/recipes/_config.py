@@ -225,6 +225,9 @@ def recipe_parser(recipe: str, description: str, default_preset: str) -> argpars
                    help=f"preset name in recipes/{recipe}/ ({', '.join(available_presets(recipe)) or 'none found'}) or a .toml path")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (dotted keys for nested tables); repeatable")
+    p.add_argument("--cifar-root", default=None,
+                   help="CIFAR-10 folder: cifar-10-batches-py, or an image tree like ../shared/data/cifar10 "
+                        "(sets data.root; CIFAR presets only)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--out", default=None, help="run folder (default: runs/<recipe>-<preset>)")
     p.add_argument("--fresh", action="store_true", help="rerun every stage even if finished before")
@@ -238,7 +241,13 @@ def resolve(recipe: str, args: argparse.Namespace, fill: Callable[[dict], None] 
     cfg = load_preset(recipe, args.config)
     if fill is not None:
         fill(cfg)
-    return apply_overrides(cfg, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "cifar_root", None):
+        if "root" not in cfg.get("data", {}):
+            raise ConfigError(f"--cifar-root: preset {args.config!r} reads no CIFAR-10 "
+                              f"(data.dataset = {cfg.get('data', {}).get('dataset', '?')!r})")
+        overrides.insert(0, f"data.root={args.cifar_root}")
+    return apply_overrides(cfg, overrides)
 
 
 def default_out(recipe: str, config: str) -> Path:

@@ -4,8 +4,9 @@
     python -m curate.recipes.clean_cifar --config smoke --cifar-root data/cifar10 --out /tmp/cc
     python -m curate.recipes.clean_cifar --config paper --download             # all 50,000 + flips
 
-``--cifar-root`` is a folder holding ``cifar-10-batches-py`` (or that folder itself);
-``--download`` fetches it there with torchvision when it is missing (needs internet).
+``--cifar-root`` is a folder holding ``cifar-10-batches-py`` (or that folder itself), or
+an image tree ``train/<class>/...`` such as ``../shared/data/cifar10``; ``--download``
+fetches the batches there with torchvision when nothing is there (needs internet).
 The training images go into a FiftyOne dataset (PNGs in the run folder), optionally
 with planted duplicates, and the loop of :mod:`curate.recipes._clean` runs: baseline,
 score, flag + dedupe + export, cleaned retrain, random-removal control, samples,
@@ -22,32 +23,30 @@ RECIPE = "clean_cifar"
 
 
 def build(name: str, run, cfg: dict):
-    """The first ``data.n_images`` CIFAR-10 training images (0 = all 50,000) as a
-    persistent FiftyOne dataset named ``name``."""
+    """The first ``data.n_images`` CIFAR-10 training images in the official order (0 = all
+    50,000), at ``data.image_size`` (0 = 32), as a persistent FiftyOne dataset named ``name``."""
     from curate.data.datasets import load_cifar10
 
     d = cfg["data"]
     root = Path(d["root"]).expanduser()
+    size = int(d.get("image_size", 0) or 0) or None
     try:
         ds = load_cifar10(root, split="train", dataset_name=name, download=bool(d["download"]),
-                          images_dir=run.path / "images", max_samples=int(d["n_images"]) or None, overwrite=True,
-                          persistent=True, progress=True)
+                          images_dir=run.path / "images", max_samples=int(d["n_images"]) or None,
+                          image_size=size, overwrite=True, persistent=True, progress=True)
     except FileNotFoundError as exc:
         raise SystemExit(f"error: {exc} (set it with --cifar-root, or --download when online)") from None
-    return {"source": f"CIFAR-10 training batches under {root}", "n_source": ds.count()}
+    return {"source": f"CIFAR-10 training images under {root}" + (f", resized to {size}x{size}" if size else ""),
+            "n_source": ds.count()}
 
 
 def _args(parser) -> None:
-    parser.add_argument("--cifar-root", default=None,
-                        help="folder holding cifar-10-batches-py (overrides data.root)")
     parser.add_argument("--download", action="store_true",
                         help="download CIFAR-10 with torchvision into --cifar-root when missing (needs internet)")
 
 
 def _overrides(args) -> list[str]:
     out = []
-    if args.cifar_root:
-        out.append(f"data.root={args.cifar_root}")
     if args.download:
         out.append("data.download=true")
     return out

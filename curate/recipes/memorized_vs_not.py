@@ -21,7 +21,7 @@ import torch
 
 from curate.recipes import _config
 from curate.recipes.overfit_check import (
-    device_of, get_model, load_images, load_tensors, log, report, save_tensors, stage_memorization, stage_score,
+    device_of, get_model, load_images, load_tensors, source_size, log, report, save_tensors, stage_memorization, stage_score,
 )
 
 RECIPE = "memorized_vs_not"
@@ -30,13 +30,13 @@ RECIPE = "memorized_vs_not"
 def stage_data(cfg: dict, run) -> dict:
     """n_unique distinct images; the first n_planted of them appear ``copies`` times in training."""
     d = cfg["data"]
-    images = load_images(d)
+    n_source = source_size(d)
     n_unique, n_planted, copies = int(d["n_unique"]), int(d["n_planted"]), int(d["copies"])
-    if not 0 < n_planted <= n_unique <= images.shape[0] or copies < 1:
-        raise ValueError(f"need 0 < n_planted <= n_unique <= {images.shape[0]} and copies >= 1")
-    g = torch.Generator().manual_seed(int(cfg["seed"]))
-    idx = torch.randperm(images.shape[0], generator=g)[:n_unique]
-    unique = images[idx]
+    if not 0 <= n_planted <= n_unique <= n_source or copies < 1 or n_unique < 1:
+        raise ValueError(f"need 0 <= n_planted <= n_unique <= {n_source}, n_unique >= 1 and copies >= 1")
+    g = torch.Generator().manual_seed(int(d.get("subset_seed", cfg["seed"])))
+    idx = torch.randperm(n_source, generator=g)[:n_unique]
+    unique = load_images(d, idx.tolist())
     # Exact duplicates can hide inside the dataset itself; the planted ones must be new.
     from curate.memorization import duplicate_groups
 
@@ -91,7 +91,7 @@ def _main(cfg: dict, run) -> dict:
         rank[order] = torch.arange(n)
         planted_ranks[name] = {
             "ranks": rank[planted].tolist(),
-            "fraction_in_top_decile": float((rank[planted] < decile).double().mean()),
+            "fraction_in_top_decile": float((rank[planted] < decile).double().mean()) if planted.numel() else None,
         }
     result = report(
         cfg, run, images=unique, positive=positive, meta=meta, sweeps={}, counts=counts,
@@ -101,6 +101,8 @@ def _main(cfg: dict, run) -> dict:
                "planted": planted_ranks, "top_decile_size": decile,
                "wall_seconds": time.perf_counter() - t_start},
     )
+    if not planted.numel():
+        return result
     best = next(k for k, m in meta.items() if m["label"] == result["best"]["name"])
     log(f"planted duplicates ({planted.numel()}) ranked by the best method ({result['best']['name']}): "
         f"{planted_ranks[best]['ranks']} of {n}; in the top decile (rank < {decile}): "

@@ -37,56 +37,60 @@ def log(msg: str) -> None:
 
 # ------------------------------------------------------------------ data ---
 
-def load_images(data_cfg: dict) -> torch.Tensor:
-    """All candidate images (n, C, H, W) in [-1, 1] of the configured dataset."""
+def source_size(data_cfg: dict) -> int:
+    """How many candidate images the configured dataset has (CIFAR-10: its training split)."""
+    if data_cfg["dataset"] == "digits":
+        return 1797
+    return _cifar_call(data_cfg, lambda cifar, root: cifar.split_size(root, "train"))
+
+
+def load_images(data_cfg: dict, indices=None) -> torch.Tensor:
+    """Candidate images (n, C, H, W) in [-1, 1] (all, or those at ``indices``), resized to
+    ``data.image_size`` when it is set (not 0). CIFAR-10 decodes only the chosen files."""
     name = data_cfg["dataset"]
+    size = int(data_cfg.get("image_size", 0) or 0) or None
     if name == "digits":
         from curate.data.tensors import digits_images
 
-        return digits_images()
+        x = digits_images()
+        x = x if indices is None else x[torch.as_tensor(indices)]
+        return x if size is None else torch.nn.functional.interpolate(x, size=(size, size), mode="area")
     if name == "cifar10":
-        return cifar10_train(Path(data_cfg.get("root") or "data/cifar10"), download=bool(data_cfg.get("download", False)))
+        return _cifar_call(data_cfg, lambda cifar, root: cifar.load_tensor(root, "train", indices, image_size=size)[0])
     raise ValueError(f"unknown dataset {name!r}: use 'digits' or 'cifar10'")
 
 
-def cifar10_train(root: Path, *, download: bool = False) -> torch.Tensor:
-    """The 50,000 CIFAR-10 training images (50000, 3, 32, 32) in [-1, 1] from a local
-    ``cifar-10-batches-py`` folder (under ``root``), downloaded by torchvision if asked."""
-    from curate.data.datasets import read_cifar_batch
-    from curate.data.tensors import to_model_range
+def _cifar_call(data_cfg: dict, fn):
+    """``fn(curate.data.cifar, root)`` on the configured CIFAR-10 copy (batches or image tree);
+    torchvision fetches the batches first when ``data.download`` is set and nothing is there."""
+    from curate.data import cifar
 
-    def find():
-        for cand in (root, root / "cifar-10-batches-py"):
-            if all((cand / f"data_batch_{i}").is_file() for i in range(1, 6)):
-                return cand
-        return None
+    root = Path(data_cfg.get("root") or "data/cifar10").expanduser()
+    if cifar.find_batches(root) is None and not cifar.is_image_tree(root):
+        if data_cfg.get("download", False):
+            import torchvision
 
-    folder = find()
-    if folder is None and download:
-        import torchvision
-
-        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-        folder = find()
-    if folder is None:
-        raise SystemExit(f"error: no CIFAR-10 python batches (cifar-10-batches-py/data_batch_1..5) under {root}; "
-                         "set data.root, or data.download = true when online")
-    arrays = [read_cifar_batch(folder / f"data_batch_{i}")[0] for i in range(1, 6)]
-    return to_model_range(torch.from_numpy(__import__("numpy").concatenate(arrays)).permute(0, 3, 1, 2))
+            torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        else:
+            raise SystemExit(f"error: no CIFAR-10 under {root} (cifar-10-batches-py or an image tree "
+                             "train/<class>/...); set it with --cifar-root, or data.download = true when online")
+    return fn(cifar, root)
 
 
 def stage_data(cfg: dict, run) -> dict:
     d = cfg["data"]
-    images = load_images(d)
+    n_source = source_size(d)
     n_train, n_held = int(d["n_train"]), int(d["n_heldout"])
-    if n_train + n_held > images.shape[0]:
-        raise ValueError(f"need {n_train + n_held} images, the dataset has {images.shape[0]}")
-    g = torch.Generator().manual_seed(int(cfg["seed"]))
-    perm = torch.randperm(images.shape[0], generator=g)
+    if n_train + n_held > n_source:
+        raise ValueError(f"need {n_train + n_held} images, the dataset has {n_source}")
+    g = torch.Generator().manual_seed(int(d.get("subset_seed", cfg["seed"])))
+    perm = torch.randperm(n_source, generator=g)
     tr_idx, ho_idx = perm[:n_train], perm[n_train:n_train + n_held]
-    train = images[tr_idx]
+    images = load_images(d, torch.cat([tr_idx, ho_idx]).tolist())
+    train, heldout = images[:n_train], images[n_train:]
     if d.get("flips", True):
         train = torch.cat([train, train.flip(-1)])
-    save_tensors(run.file("data.safetensors"), train=train, heldout=images[ho_idx], train_idx=tr_idx,
+    save_tensors(run.file("data.safetensors"), train=train, heldout=heldout, train_idx=tr_idx,
                  heldout_idx=ho_idx)
     return {"n_train": train.shape[0], "n_heldout": n_held, "image_shape": list(train.shape[1:])}
 

@@ -1,5 +1,6 @@
 """Datasets with the zoo cifar10 schema, and the loader's size/channel/failure policy."""
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,7 +55,10 @@ def test_cifar10_from_local_folder(fo, tmp_path):
         data, labels = batches["test_batch"]
         assert ds.count() == 4 and ds.count_sample_tags() == {"test": 4}
         assert ds.default_classes[0] == "airplane" and len(ds.default_classes) == 10
-        for p, row, lab, gt in zip(ds.values("filepath"), data, labels, ds.values("ground_truth.label")):
+        ds_in_order = ds.sort_by("cifar_index")  # the official order of the batch
+        assert ds_in_order.values("cifar_index") == [0, 1, 2, 3]
+        for p, row, lab, gt in zip(ds_in_order.values("filepath"), data, labels,
+                                   ds_in_order.values("ground_truth.label")):
             rgb = np.asarray(Image.open(p))
             assert rgb.shape == (32, 32, 3)
             # channel-planar row -> HWC: red plane first
@@ -117,3 +121,114 @@ def test_loader_failures_size_and_channels(fo, tmp_path):
         assert x2.min() >= -1 and x2.max() <= 1
     finally:
         fo.delete_dataset("loader-policy-t")
+
+
+def _write_tree(root, rng, classes=("cat", "dog", "ship"), per=2, splits=("train", "test"), size=32):
+    """PNG files root/<split>/<class>/<k>.png; returns {(split, class, k): pixels}."""
+    out = {}
+    for s in splits:
+        for c in classes:
+            (root / s / c).mkdir(parents=True, exist_ok=True) if s else (root / c).mkdir(parents=True, exist_ok=True)
+            for k in range(per):
+                px = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(px).save((root / s / c if s else root / c) / f"{k}.png")
+                out[(s, c, k)] = px
+    return out
+
+
+def test_image_tree_through_fiftyones_importer(fo, tmp_path):
+    from curate.data.datasets import load_image_tree
+
+    files = _write_tree(tmp_path / "tree", np.random.default_rng(3))
+    ds = load_image_tree(tmp_path / "tree", dataset_name="tree-t", overwrite=True)
+    try:
+        assert ds.count() == 12 and ds.count_sample_tags() == {"train": 6, "test": 6}
+        assert ds.default_classes == ["cat", "dog", "ship"]
+        for path, tags, label in zip(*ds.values(["filepath", "tags", "ground_truth.label"])):
+            p = Path(path)
+            assert (tags, label) == ([p.parent.parent.name], p.parent.name)
+            np.testing.assert_array_equal(np.asarray(Image.open(p)),
+                                          files[(p.parent.parent.name, p.parent.name, int(p.stem))])
+        only = load_image_tree(tmp_path / "tree", "test", dataset_name="tree-test-t", overwrite=True)
+        assert only.count_sample_tags() == {"test": 6}
+        fo.delete_dataset("tree-test-t")
+    finally:
+        fo.delete_dataset("tree-t")
+    # A tree without split folders: classes at the top, no tags.
+    _write_tree(tmp_path / "flat", np.random.default_rng(4), splits=("",), per=1)
+    flat = load_image_tree(tmp_path / "flat", dataset_name="flat-t", overwrite=True)
+    try:
+        assert flat.count() == 3 and flat.count_sample_tags() == {}
+        assert sorted(flat.values("ground_truth.label")) == ["cat", "dog", "ship"]
+    finally:
+        fo.delete_dataset("flat-t")
+    with pytest.raises(FileNotFoundError, match="no folder"):
+        load_image_tree(tmp_path / "nowhere")
+
+
+def _fake_cifar_tree(root, rng):
+    """A CIFAR-like JPEG-free tree: PNGs under train/<class>/ with an order.csv whose
+    official indices differ from the sorted file order. Returns {index: (class, pixels)}."""
+    from curate.data.cifar import CLASSES
+
+    truth = {}
+    rows = ["split,index,label,path"]
+    for index, (cls, k) in enumerate([(7, 0), (2, 0), (7, 1), (0, 0), (2, 1)]):
+        px = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        rel = f"train/{CLASSES[cls]}/{k:04d}.png"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(px).save(root / rel)
+        rows.append(f"train,{index},{cls},{rel}")
+        truth[index] = (CLASSES[cls], px)
+    (root / "order.csv").write_text("\n".join(rows) + "\n")
+    return truth
+
+
+def test_cifar10_from_an_image_tree_with_official_order(fo, tmp_path):
+    from curate.data import cifar
+
+    truth = _fake_cifar_tree(tmp_path / "c10", np.random.default_rng(5))
+    # In place, through the importer: every file, indexed by order.csv.
+    ds = load_cifar10(tmp_path / "c10", split="train", dataset_name="c10-tree-t", overwrite=True, progress=False)
+    try:
+        assert ds.count() == 5
+        for path, idx, label in zip(*ds.values(["filepath", "cifar_index", "ground_truth.label"])):
+            assert label == truth[idx][0]
+            np.testing.assert_array_equal(np.asarray(Image.open(path)), truth[idx][1])
+    finally:
+        fo.delete_dataset("c10-tree-t")
+    # The first 3 by official index, at 16x16 (PIL box filter), written as PNGs then imported.
+    ds = load_cifar10(tmp_path / "c10", split="train", dataset_name="c10-small-t", overwrite=True, max_samples=3,
+                      image_size=16, images_dir=tmp_path / "png", progress=False)
+    try:
+        assert sorted(ds.values("cifar_index")) == [0, 1, 2]
+        for path, idx in zip(*ds.values(["filepath", "cifar_index"])):
+            want = np.asarray(Image.fromarray(truth[idx][1]).resize((16, 16), Image.BOX))
+            np.testing.assert_array_equal(np.asarray(Image.open(path)), want)
+    finally:
+        fo.delete_dataset("c10-small-t")
+    # Tensors for the tensor recipes: the same pixels, only the asked-for files decoded.
+    x, labels, index = cifar.load_tensor(tmp_path / "c10", "train", [4, 0])
+    assert index.tolist() == [4, 0] and labels.tolist() == [2, 7] and x.shape == (2, 3, 32, 32)
+    np.testing.assert_array_equal(((x[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy(), truth[4][1])
+
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10"
+
+
+@pytest.mark.skipif(not (SHARED / "order.csv").is_file(), reason="needs ../shared/data/cifar10 (the real CIFAR-10 tree)")
+def test_real_cifar10_tree_subset(fo, tmp_path):
+    import csv
+
+    ds = load_cifar10(SHARED, split="test", dataset_name="c10-real-t", overwrite=True, max_samples=20,
+                      images_dir=tmp_path / "png", progress=False)
+    try:
+        with open(SHARED / "order.csv", newline="") as f:
+            rows = {int(r["index"]): r for r in csv.DictReader(f) if r["split"] == "test"}
+        assert ds.count() == 20 and sorted(ds.values("cifar_index")) == list(range(20))
+        for path, idx, label in zip(*ds.values(["filepath", "cifar_index", "ground_truth.label"])):
+            assert label == Path(rows[idx]["path"]).parent.name
+            np.testing.assert_array_equal(np.asarray(Image.open(path)),
+                                          np.asarray(Image.open(SHARED / rows[idx]["path"]).convert("RGB")))
+    finally:
+        fo.delete_dataset("c10-real-t")
