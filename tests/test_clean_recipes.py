@@ -195,7 +195,8 @@ def test_clean_cifar_smoke_end_to_end(tmp_path, capsys):
     # The dataset's first image is row 0 of data_batch_1, channel-planar -> HWC.
     from PIL import Image
 
-    first = ds.match_tags("train").first()
+    first = ds.match_tags("train").sort_by("cifar_index").first()
+    assert first.cifar_index == 0
     want = data[0].reshape(3, 32, 32).transpose(1, 2, 0)
     np.testing.assert_array_equal(np.asarray(Image.open(first.filepath)), want)
     assert set(ds.default_classes) == set(CLASSES)
