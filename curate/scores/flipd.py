@@ -157,8 +157,8 @@ def _nfe(dim: int, p: dict, model) -> float:
 
 
 def _text(p: dict, dim: int) -> str:
-    div = p["divergence"] + (f"x{p['probes']}" if p["divergence"] in ("auto", "hutchinson") else "")
-    return f"t={p['t']}, div={div}"
+    probes = f", {p['probes']} probe" + ("s" if p["probes"] > 1 else "") if p["divergence"] != "exact" else ""
+    return f"t={p['t']}, div={p['divergence']}{probes}"
 
 
 FLIPD = register(ScoreKind(
