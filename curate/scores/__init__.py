@@ -14,6 +14,7 @@ from curate.scores._registry import Param, Scored, ScoreKind, get, kinds, names,
 # The built-in kinds register themselves on import.
 from curate.scores import volume as _volume  # noqa: E402,F401  (the paper's first)
 from curate.scores import denoising as _denoising  # noqa: E402,F401
+from curate.scores import pia as _pia, flipd as _flipd, noise_norm as _noise_norm  # noqa: E402,F401
 
 __all__ = ["Param", "Scored", "ScoreKind", "get", "kinds", "names", "register", "unregister", "table",
            "markdown_table"]
