@@ -35,7 +35,10 @@ def markdown_table() -> str:
     """README's table of the score kinds (a test keeps README equal to it)."""
     lines = ["| score | what the stored value is (higher = more at risk) | defaults | NFE/img (D = 3072) | source |",
              "| --- | --- | --- | --- | --- |"]
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")  # a norm's bars are not column breaks
+
     for r in table():
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "-"
-        lines.append(f"| `{r['name']}` | {r['summary']} | {settings} | {r['nfe']:g} | {r['source']} |")
+        lines.append(f"| `{r['name']}` | {cell(r['summary'])} | {cell(settings)} | {r['nfe']:g} | {cell(r['source'])} |")
     return "\n".join(lines) + "\n"
