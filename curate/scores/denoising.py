@@ -36,7 +36,7 @@ def denoising_loss(model, images: torch.Tensor, *, t: float = 0.01, draws: int =
         raise ValueError(f"images must be (B, C, H, W), got {tuple(images.shape)}")
     if draws < 1:
         raise ValueError("draws must be >= 1")
-    device = images.device if device is None else device
+    device = (base.model_device(model) or images.device) if device is None else device
     out = torch.empty(images.shape[0], dtype=torch.float64)
     tt = torch.tensor(float(t), dtype=torch.float64)
     vp = sde.of(model)
