@@ -163,6 +163,9 @@ class FlagHighRisk(foo.Operator):
             inputs.float("value", label="percentile", default=95.0, min=0, max=100, required=True)
         else:
             inputs.float("value", label="threshold", required=True)
+        if r == "top_k":
+            inputs.bool("unique", label="Count each duplicate group once (needs 'find near-duplicates' first)",
+                        default=False)
         inputs.str("tag", label="Tag", default="high_risk", required=True)
         return types.Property(inputs, view=types.View(label="Flag high-risk images"))
 
@@ -174,7 +177,7 @@ class FlagHighRisk(foo.Operator):
         value = p["value"]
         kwargs = {rule: int(value) if rule == "top_k" else float(value)}
         view = cb.flag_high_risk(ctx.target_view(), p.get("score_field", "volume_growth"),
-                                 tag=p.get("tag", "high_risk"), **kwargs)
+                                 tag=p.get("tag", "high_risk"), unique=bool(p.get("unique", False)), **kwargs)
         ctx.ops.reload_dataset()
         return {"flagged": view.count()}
 
