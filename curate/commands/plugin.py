@@ -5,13 +5,13 @@ import argparse
 import shutil
 from pathlib import Path
 
+from curate._package_data import shipped_path
+
 
 def plugin_source() -> Path:
-    """The plugin folder: the top-level ``plugins/curate``, which a wheel ships as
-    ``curate/_shipped/plugins/curate`` (in a checkout that path is a link to plugins/)."""
-    import curate
-
-    src = (Path(curate.__file__).parent / "_shipped" / "plugins" / "curate").resolve()
+    """The plugin folder: the checkout's top-level ``plugins/curate``, or its copy in an
+    installed wheel (``curate/_shipped/plugins/curate``)."""
+    src = shipped_path("plugins/curate")
     if not (src / "fiftyone.yml").is_file():
         raise SystemExit(f"error: the plugin is not at {src}; reinstall curate, or set "
                          "FIFTYONE_PLUGINS_DIR to the plugins/ folder of a source checkout")

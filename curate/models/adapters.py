@@ -208,7 +208,8 @@ class DiffusersUNetAdapter(nn.Module):
         Without a ``scheduler_config.json`` the DDPM CIFAR-10 schedule (linear 1e-4..0.02,
         1000 steps) is assumed.
         """
-        from curate.models.checkpoint import CheckpointError, PickleRefusedError, _check_safetensors
+        from curate.models._errors import CheckpointError, PickleRefusedError
+        from curate.models._safetensors_io import check_safetensors
 
         try:
             from diffusers import UNet2DModel
@@ -229,7 +230,7 @@ class DiffusersUNetAdapter(nn.Module):
                     f"'{unet_dir / pickles[0]}', '{weights}')"
                 )
             raise CheckpointError(f"{unet_dir} has no diffusion_pytorch_model.safetensors")
-        _check_safetensors(weights)  # truncation / pickle in disguise, with a clear message
+        check_safetensors(weights)  # truncation / pickle in disguise, with a clear message
         unet = UNet2DModel.from_pretrained(str(unet_dir), use_safetensors=True, local_files_only=True)
         sched = {}
         if sched_path is not None:

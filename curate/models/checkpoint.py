@@ -25,204 +25,37 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import struct
 import uuid
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+# The low-level pieces live in their own modules (adapters reads safetensors without
+# importing this one); their public names stay importable from here.
+from curate.models._errors import CheckpointError, PickleRefusedError
+from curate.models._safetensors_io import PICKLE_SUFFIXES, check_safetensors, read_safetensors, refuse_pickle, sniff
+from curate.models._state_dicts import decode, encode, load_state, plain_state, unwrap
+from curate.models._transaction import PREVIOUS, replace_files
+
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "CONFIG", "PREVIOUS", "WEIGHTS", "EMA", "OPT_TENSORS", "OPT_JSON", "PICKLE_SUFFIXES",
+    "CheckpointError", "PickleRefusedError", "Checkpoint",
+    "sniff", "refuse_pickle", "check_safetensors", "read_safetensors", "load_state",
+    "save_checkpoint", "load_checkpoint", "is_curate_checkpoint", "load_model", "pickle_to_safetensors",
+]
+
 FORMAT = "curate.unet"
 FORMAT_VERSION = 1
 CONFIG = "config.json"
-PREVIOUS = ".previous"  # the last complete save, kept while a new one is renamed in
 WEIGHTS = "model.safetensors"
 EMA = "ema.safetensors"
 OPT_TENSORS = "optimizer.safetensors"
 OPT_JSON = "optimizer.json"
 
-PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded: missing, truncated, inconsistent or mismatched."""
-
-
-class PickleRefusedError(CheckpointError):
-    """The file is a Python pickle; loading it could execute arbitrary code, so curate refuses."""
-
-
-# --------------------------------------------------------------------------- sniffing
-
-def sniff(path: str | os.PathLike) -> str:
-    """What a file holds, from its first bytes only: 'safetensors', 'pickle', 'torch-zip',
-    'zip', 'json', 'numpy' or 'unknown'. Nothing is deserialised."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if len(head) >= 9:
-        (n,) = struct.unpack("<Q", head[:8])
-        if head[8:9] == b"{" and 2 <= n <= path.stat().st_size:
-            return "safetensors"
-    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
-        return "pickle"
-    if head[:4] == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(path) as z:
-                if any(name.endswith(".pkl") for name in z.namelist()):
-                    return "torch-zip"
-        except zipfile.BadZipFile:
-            pass
-        return "zip"
-    if head[:6] == b"\x93NUMPY":
-        return "numpy"
-    if head.lstrip()[:1] in (b"{", b"["):
-        return "json"
-    return "unknown"
-
-
-def refuse_pickle(path: str | os.PathLike) -> None:
-    """Raise PickleRefusedError when ``path`` is (or is named like) a pickle."""
-    path = Path(path)
-    kind = sniff(path)
-    if kind in ("pickle", "torch-zip") or (path.suffix.lower() in PICKLE_SUFFIXES and kind != "safetensors"):
-        raise PickleRefusedError(
-            f"{path} is a Python pickle ({kind}); loading it could run arbitrary code, so curate "
-            "refuses. If you trust it, convert it once with "
-            "curate.models.checkpoint.pickle_to_safetensors(src, dst) (torch.load(weights_only=True)) "
-            "or save the weights with safetensors."
-        )
-
-
-def _check_safetensors(path: Path) -> dict:
-    """Validate a safetensors file's framing without loading tensors; return its header.
-
-    Catches truncation precisely: the header declares every tensor's byte range.
-    """
-    if not path.is_file():
-        raise CheckpointError(f"missing checkpoint file {path}")
-    refuse_pickle(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise CheckpointError(f"{path} is truncated or empty ({size} bytes): not a safetensors file")
-        (n,) = struct.unpack("<Q", raw)
-        if 8 + n > size:
-            raise CheckpointError(f"{path} is truncated: its header needs {8 + n} bytes, the file has {size}")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path} is not a safetensors file (unreadable header: {e})") from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if 8 + n + end > size:
-        raise CheckpointError(
-            f"{path} is truncated: its tensors need {8 + n + end} bytes, the file has {size} "
-            "(an interrupted copy or download?)"
-        )
-    return header
-
-
-def read_safetensors(path: str | os.PathLike, device=None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file, after the framing checks."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    _check_safetensors(path)
-    try:
-        with safe_open(str(path), framework="pt", device=str(device or "cpu")) as f:
-            meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types
-        raise CheckpointError(f"{path} could not be read as safetensors: {e}") from None
-    return tensors, meta
-
 
 # --------------------------------------------------------------------------- writing
-
-def _fsync_write(path: Path, write) -> None:
-    with open(path, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _atomic_files(folder: Path, files: dict[str, Any]) -> None:
-    """Write every ``name -> bytes | tensor dict with metadata`` to temporaries, then rename in order."""
-    from safetensors.torch import save as st_save
-
-    tmp_names = {}
-    try:
-        for name, payload in files.items():
-            tmp = folder / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            tmp_names[name] = tmp
-            if isinstance(payload, bytes):
-                data = payload
-            else:
-                tensors, meta = payload
-                data = st_save(tensors, metadata=meta)
-            _fsync_write(tmp, lambda f, d=data: f.write(d))
-        for name, tmp in tmp_names.items():  # config.json is last in ``files``
-            os.replace(tmp, folder / name)
-    finally:
-        for tmp in tmp_names.values():
-            if tmp.exists():
-                tmp.unlink()
-    try:  # make the renames durable where the platform allows
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def _plain_state(module: torch.nn.Module | dict) -> dict[str, torch.Tensor]:
-    state = module if isinstance(module, dict) else _unwrap(module).state_dict()
-    # safetensors wants contiguous tensors that share no memory
-    return {k: v.detach().contiguous().clone() for k, v in state.items()}
-
-
-def _unwrap(model):
-    return getattr(model, "module", model)  # DistributedDataParallel
-
-
-def _encode(obj, tensors: dict, prefix: str):
-    """JSON-able structure with tensors moved into ``tensors`` under dotted names."""
-    if isinstance(obj, torch.Tensor):
-        tensors[prefix] = obj.detach().contiguous().clone()
-        return {"__tensor__": prefix}
-    if isinstance(obj, dict):
-        return {"__dict__": [[k, _encode(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [_encode(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"cannot store {type(obj).__name__} at {prefix} in a checkpoint")
-
-
-def _decode(obj, tensors: dict):
-    if isinstance(obj, dict):
-        if "__tensor__" in obj:
-            try:
-                return tensors[obj["__tensor__"]]
-            except KeyError:
-                raise CheckpointError(f"optimizer tensor {obj['__tensor__']} is missing") from None
-        if "__dict__" in obj:
-            return {k: _decode(v, tensors) for k, v in obj["__dict__"]}
-        if "__tuple__" in obj:
-            return tuple(_decode(v, tensors) for v in obj["__tuple__"])
-        raise CheckpointError(f"unexpected object in optimizer.json: {sorted(obj)}")
-    if isinstance(obj, list):
-        return [_decode(v, tensors) for v in obj]
-    return obj
-
 
 def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, *, ema: torch.nn.Module | dict | None = None,
                     optimizer: torch.optim.Optimizer | None = None, step: int = 0,
@@ -232,19 +65,19 @@ def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, *, ema: t
     ``model`` must be a :class:`curate.models.unet.UNet` (or wrap one, as DDP does).
     Existing files of an older save are replaced atomically, one by one, config last.
     """
-    net = _unwrap(model)
+    net = unwrap(model)
     if not hasattr(net, "config"):
         raise TypeError("save_checkpoint needs a curate UNet (an nn.Module with a .config dict)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_id = uuid.uuid4().hex
     meta = {"format": "pt", "curate_format": FORMAT, "save_id": save_id, "step": str(int(step))}
-    files: dict[str, Any] = {WEIGHTS: (_plain_state(net), meta)}
+    files: dict[str, Any] = {WEIGHTS: (plain_state(net), meta)}
     if ema is not None:
-        files[EMA] = (_plain_state(ema), meta)
+        files[EMA] = (plain_state(ema), meta)
     if optimizer is not None:
         opt_tensors: dict[str, torch.Tensor] = {}
-        structure = _encode(optimizer.state_dict(), opt_tensors, "opt")
+        structure = encode(optimizer.state_dict(), opt_tensors, "opt")
         files[OPT_TENSORS] = (opt_tensors, meta)
         files[OPT_JSON] = json.dumps({"save_id": save_id, "state_dict": structure}).encode()
     config = {
@@ -258,9 +91,7 @@ def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, *, ema: t
         "train": train_config or {},
     }
     files[CONFIG] = json.dumps(config, indent=2).encode()
-    _keep_previous(folder)
-    _atomic_files(folder, files)
-    shutil.rmtree(folder / PREVIOUS, ignore_errors=True)  # the new save is complete
+    replace_files(folder, files, previous=_consistent(folder))
     return folder
 
 
@@ -273,7 +104,7 @@ def _consistent(folder: Path) -> list[str] | None:
         for name in names:
             path = folder / name
             if name.endswith(".safetensors"):
-                found = _check_safetensors(path).get("__metadata__", {}).get("save_id")
+                found = check_safetensors(path).get("__metadata__", {}).get("save_id")
             else:
                 found = json.loads(path.read_text()).get("save_id")
             if found != save_id:
@@ -281,24 +112,6 @@ def _consistent(folder: Path) -> list[str] | None:
         return names + [CONFIG]
     except (CheckpointError, OSError, ValueError, AttributeError):
         return None
-
-
-def _keep_previous(folder: Path) -> None:
-    """Hard-link the folder's current complete save into ``.previous/`` (the fallback
-    while the new files are renamed in). A folder that already mixes two saves keeps
-    the fallback it has."""
-    names = _consistent(folder)
-    if names is None:
-        return
-    tmp = folder / f"{PREVIOUS}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    for name in names:
-        try:
-            os.link(folder / name, tmp / name)
-        except OSError:  # no hard links on this file system
-            shutil.copy2(folder / name, tmp / name)
-    shutil.rmtree(folder / PREVIOUS, ignore_errors=True)
-    os.replace(tmp, folder / PREVIOUS)
 
 
 # --------------------------------------------------------------------------- reading
@@ -418,30 +231,9 @@ def _load_checkpoint(folder: Path, *, device=None, optimizer: bool = True) -> Ch
             raise CheckpointError(f"{path} is not valid JSON (truncated?): {e}") from None
         if opt_json.get("save_id") != save_id:
             raise CheckpointError(f"{path} belongs to a different save than {CONFIG} (interrupted save?)")
-        opt_state = _decode(opt_json["state_dict"], opt_tensors)
+        opt_state = decode(opt_json["state_dict"], opt_tensors)
     return Checkpoint(folder=folder, config=config, step=int(config.get("step", 0)), model_state=model_state,
                       ema_state=ema_state, optimizer_state=opt_state, train_config=config.get("train", {}))
-
-
-def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str = "checkpoint") -> None:
-    """``module.load_state_dict(state)`` with one clear error naming every mismatch."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        def few(xs):
-            return ", ".join(xs[:5]) + (f" (+{len(xs) - 5} more)" if len(xs) > 5 else "")
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing [{few(missing)}]")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected [{few(unexpected)}]")
-        if shapes:
-            parts.append(f"{len(shapes)} with other shapes [{few(shapes)}]")
-        raise CheckpointError(f"the weights in {source} do not fit the architecture: " + "; ".join(parts))
-    module.load_state_dict(state)
 
 
 # --------------------------------------------------------------------------- any model folder

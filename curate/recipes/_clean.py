@@ -22,7 +22,6 @@ Stages (each resumable; every artefact in the run folder):
 from __future__ import annotations
 
 import hashlib
-import math
 import shutil
 import time
 from pathlib import Path
@@ -31,47 +30,10 @@ from typing import Callable
 import torch
 
 from curate.recipes import _config
+from curate.recipes._clean_common import (ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT,  # noqa: F401 (re-exported)
+                                          fill_score_settings, random_flag_hit_probability,
+                                          score_kind_settings, score_settings)
 
-ARMS = ("baseline", "cleaned", "control")
-
-
-def fill_score_settings(cfg: dict) -> None:
-    """Give ``[score.<kind>]`` of every registered score kind its defaults where the preset
-    does not set them, so ``score.use`` can name any kind and ``--set score.<kind>.<key>=``
-    reaches each setting."""
-    from curate import scores
-
-    s = cfg.setdefault("score", {})
-    for kind in scores.kinds():
-        table = s.setdefault(kind.name, {})
-        for key, value in kind.defaults().items():
-            table.setdefault(key, value)
-
-
-def score_kind_settings(s: dict):
-    """(kind, its checked settings) of a ``[score]`` table; ConfigError when they are wrong."""
-    from curate import scores
-
-    try:
-        kind = scores.get(s["use"])
-        return kind, kind.resolve(s.get(kind.name, {}), what=f"[score.{kind.name}]")
-    except ValueError as e:
-        raise _config.ConfigError(f"score.use: {e}") from None
-
-
-def score_settings(s: dict) -> str:
-    """One line that says how the score was computed (for logs, plots and the report)."""
-    kind, params = score_kind_settings(s)
-    return f"{kind.name} ({kind.describe(params, 0)})"
-
-
-ARM_LABEL = {"baseline": "baseline (all data)", "cleaned": "cleaned (score + dedupe)",
-             "control": "control (same number removed at random)"}
-CRITERIA = ("carlini", "gu")
-CRITERION_TEXT = {
-    "carlini": "Carlini et al. 2023: |x - nn1| < 0.5 x mean distance to the 50 nearest training images",
-    "gu": "Gu et al. 2023: |x - nn1| / |x - nn2| < 1/3",
-}
 #: FiftyOne stages that live in the database (rerun if the dataset has vanished).
 DB_STAGES = ("dataset", "score", "clean", "control")
 
@@ -198,16 +160,6 @@ def plant_duplicates(dataset, train, *, n_planted: int, copies: int, seed: int, 
     dataset.set_values("planted_group", {ids[i]: group for group, i in enumerate(pick)}, key_field="id")
     return {"n_planted": n_planted, "copies": copies, "n_copies_added": len(new),
             "planted_sources": [paths[i] for i in pick]}
-
-
-def random_flag_hit_probability(n: int, k: int, copies: int) -> float:
-    """P(at least one of ``copies`` identical images is among ``k`` of ``n`` chosen at random)."""
-    if k >= n - copies + 1:
-        return 1.0
-    # 1 - C(n - copies, k) / C(n, k), in logs
-    miss = (math.lgamma(n - copies + 1) - math.lgamma(n - copies - k + 1)
-            - math.lgamma(n + 1) + math.lgamma(n - k + 1))
-    return 1.0 - math.exp(miss)
 
 
 # ------------------------------------------------------------------- stages ---

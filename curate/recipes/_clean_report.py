@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from curate.recipes import _config
-from curate.recipes._clean import ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT, random_flag_hit_probability, score_settings
+from curate.recipes._clean_common import (ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT, random_flag_hit_probability,
+                                          score_settings)
 
 STAGE_ORDER = ("dataset", "train_baseline", "score", "clean", "control", "train_cleaned", "train_control",
                "sample_baseline", "sample_cleaned", "sample_control", "memorization")

@@ -21,9 +21,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-#: The presets: the top-level recipes/ folder, which a wheel ships as curate/_shipped/recipes
-#: (in a checkout that path is a link to recipes/).
-PRESETS_ROOT = (Path(__file__).parents[1] / "_shipped" / "recipes").resolve()
+from curate._package_data import shipped_path
+
+#: The presets: the checkout's top-level recipes/ folder, or its copy in an installed wheel.
+PRESETS_ROOT = shipped_path("recipes")
 
 
 class ConfigError(ValueError):
