@@ -105,7 +105,7 @@ class _NanOnDark:
 
 def test_bad_input_is_refused_or_marked(digits_ds, train_model):
     ds = digits_ds
-    for kw, msg in [(dict(t=0.0), "t must be"), (dict(t=2.0), "t must be"), (dict(draws=0), "draws"),
+    for kw, msg in [(dict(t=0.0), r"t must lie in \(0, 1\]"), (dict(t=2.0), r"t must lie in \(0, 1\]"), (dict(draws=0), "draws"),
                     (dict(batch_size=0), "batch_size"), (dict(score_field="a.b"), "identifier")]:
         with pytest.raises(ValueError, match=msg):
             compute_denoising_score(ds, train_model, progress=False, **kw)
