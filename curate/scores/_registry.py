@@ -174,11 +174,10 @@ class ScoreKind:
                  **params) -> Scored:
         """Score ``images`` (B, C, H, W) in [-1, 1] with ``model``; settings checked first."""
         from curate.models.base import check_model
+        from curate.scores._common import check_images
 
         check_model(model)
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
-            raise ValueError(f"images must be a non-empty tensor (B, C, H, W), got "
-                             f"{tuple(getattr(images, 'shape', ())) or type(images).__name__}")
+        check_images(images)
         return self.scorer(model, images, seed=int(seed), device=device, progress=progress,
                            **self.resolve(params))
 

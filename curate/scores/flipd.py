@@ -42,11 +42,10 @@ import torch
 
 from curate import _autodiff, _progress, _rng, sde
 from curate.models import base
+from curate.scores._common import BATCH_SIZE, check_batch_size, check_images
 from curate.scores._registry import Param, Scored, ScoreKind, register
 
 DIVERGENCES = ("auto", "exact", "hutchinson")
-#: Network rows per call (images x probes).
-BATCH_SIZE = 256
 #: The counter stream of the Hutchinson probes (curate._rng).
 _STREAM = 0
 
@@ -61,19 +60,6 @@ def divergence_method(model, divergence: str) -> str:
     return "hutchinson" if divergence == "auto" else divergence
 
 
-def _check(model, images, *, t, probes, batch_size) -> None:
-    base.check_model(model)
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
-        raise ValueError(f"images must be a non-empty tensor (B, C, H, W), got "
-                         f"{tuple(getattr(images, 'shape', ())) or type(images).__name__}")
-    if not (isinstance(t, (int, float)) and 0 < t <= 1):
-        raise ValueError(f"t must be a time in (0, 1], got {t!r}")
-    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
-        raise ValueError(f"probes must be a positive integer, got {probes!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-
-
 def flipd(model, images: torch.Tensor, *, t: float = 0.05, divergence: str = "auto", probes: int = 1,
           seed: int = 0, batch_size: int = BATCH_SIZE, device=None, progress=False) -> torch.Tensor:
     """FLIPD's local intrinsic dimension of each image: (B,) float64 on the CPU.
@@ -84,7 +70,10 @@ def flipd(model, images: torch.Tensor, *, t: float = 0.05, divergence: str = "au
     of one network call. Computed on ``device`` (default: the model's, else the images'),
     in float64 around the network, in any grad mode. A memorized image has a *low* LID.
     """
-    _check(model, images, t=t, probes=probes, batch_size=batch_size)
+    base.check_model(model)
+    check_images(images)
+    check_batch_size(batch_size)
+    FLIPD.resolve(dict(t=t, probes=probes))  # the registry's ranges and messages
     how = divergence_method(model, divergence)
     device = torch.device(device) if device is not None else base.model_device(model) or images.device
     vp = sde.of(model)

@@ -31,21 +31,9 @@ import math
 
 import torch
 
-from curate import sde
 from curate.models import base
+from curate.scores._common import BATCH_SIZE, check_batch_size, check_images, lp_norm
 from curate.scores._registry import Param, Scored, ScoreKind, register
-
-#: Images per network call.
-BATCH_SIZE = 256
-
-
-def _lp_norm(d: torch.Tensor, p: float) -> torch.Tensor:
-    """(sum_i |d_i|^p)^(1/p) per row of d (B, ...) -> (B,), scaled by the row's peak first."""
-    flat = d.reshape(d.shape[0], -1).abs()
-    peak = flat.amax(1, keepdim=True)
-    scale = torch.where(peak > 0, peak, torch.ones_like(peak))
-    return scale.squeeze(1) * ((flat / scale) ** p).sum(1) ** (1.0 / p)
-
 
 @torch.no_grad()
 def eps_norm(model, images: torch.Tensor, *, t: float = 0.01, norm: float = 4.0, batch_size: int = BATCH_SIZE,
@@ -57,22 +45,16 @@ def eps_norm(model, images: torch.Tensor, *, t: float = 0.01, norm: float = 4.0,
     A memorized image has a *small* norm.
     """
     base.check_model(model)
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
-        raise ValueError(f"images must be a non-empty tensor (B, C, H, W), got "
-                         f"{tuple(getattr(images, 'shape', ())) or type(images).__name__}")
-    if not (isinstance(t, (int, float)) and 0 < t <= 1):
-        raise ValueError(f"t must be a time in (0, 1], got {t!r}")
-    if not (isinstance(norm, (int, float)) and math.isfinite(norm) and norm >= 1):
-        raise ValueError(f"norm must be a number >= 1 (the p of the l_p norm), got {norm!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_images(images)
+    check_batch_size(batch_size)
+    EPS_NORM.resolve(dict(t=t, norm=norm))  # the registry's ranges and messages
     device = torch.device(device) if device is not None else base.model_device(model) or images.device
     out = torch.empty(images.shape[0], dtype=torch.float64)
     for start in range(0, images.shape[0], batch_size):
         x0 = images[start:start + batch_size].to(device=device, dtype=torch.float64)
         # The noise the model sees in the clean image at time t, and its size.
         e = base.eps(model, x0, torch.full((x0.shape[0],), float(t), dtype=x0.dtype, device=device))
-        out[start:start + x0.shape[0]] = _lp_norm(e, float(norm)).cpu()
+        out[start:start + x0.shape[0]] = lp_norm(e, float(norm)).cpu()
     return out
 
 

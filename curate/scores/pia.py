@@ -33,36 +33,8 @@ import torch
 
 from curate import sde
 from curate.models import base
+from curate.scores._common import BATCH_SIZE, check_batch_size, check_images, lp_norm
 from curate.scores._registry import Param, Scored, ScoreKind, register
-
-#: Images per network call (the attack's two calls run on the same chunk).
-BATCH_SIZE = 256
-
-
-def _check(model, images, *, t: float, t0: float, norm: float, batch_size: int) -> None:
-    base.check_model(model)
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
-        raise ValueError(f"images must be a non-empty tensor (B, C, H, W), got "
-                         f"{tuple(getattr(images, 'shape', ())) or type(images).__name__}")
-    for name, value in (("t", t), ("t0", t0)):
-        if not (isinstance(value, (int, float)) and 0 < value <= 1):
-            raise ValueError(f"{name} must be a time in (0, 1], got {value!r}")
-    if not (isinstance(norm, (int, float)) and math.isfinite(norm) and norm >= 1):
-        raise ValueError(f"norm must be a number >= 1 (the p of the l_p norm), got {norm!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-
-
-def _lp_norm(d: torch.Tensor, p: float) -> torch.Tensor:
-    """(sum_i |d_i|^p)^(1/p) over each row of d (B, ...) -> (B,), in d's dtype.
-
-    Scaled by the largest entry first so that |d|^p neither overflows nor underflows.
-    """
-    flat = d.reshape(d.shape[0], -1).abs()
-    peak = flat.amax(1, keepdim=True)
-    scale = torch.where(peak > 0, peak, torch.ones_like(peak))
-    return scale.squeeze(1) * ((flat / scale) ** p).sum(1) ** (1.0 / p)
-
 
 @torch.no_grad()
 def pia_distance(model, images: torch.Tensor, *, t: float = 0.2, t0: float = sde.VP.t_min, norm: float = 4.0,
@@ -74,7 +46,10 @@ def pia_distance(model, images: torch.Tensor, *, t: float = 0.2, t0: float = sde
     ``device`` (default: the model's, else the images'), in float64 around the network
     (which runs in its own dtype). A memorized image has a *small* distance.
     """
-    _check(model, images, t=t, t0=t0, norm=norm, batch_size=batch_size)
+    base.check_model(model)
+    check_images(images)
+    check_batch_size(batch_size)
+    PIA.resolve(dict(t=t, t0=t0, norm=norm))  # the registry's ranges and messages
     device = torch.device(device) if device is not None else base.model_device(model) or images.device
     vp = sde.of(model)
     tt = torch.tensor(float(t), dtype=torch.float64)
@@ -90,7 +65,7 @@ def pia_distance(model, images: torch.Tensor, *, t: float = 0.2, t0: float = sde
         # Step 3: the model's noise prediction at time t.
         eps_t = base.eps(model, xt, torch.full((b,), float(t), dtype=x0.dtype, device=device))
         # Step 4: the l_p distance between the two predictions.
-        out[start:start + b] = _lp_norm(eps_t - eps0, float(norm)).cpu()
+        out[start:start + b] = lp_norm(eps_t - eps0, float(norm)).cpu()
     return out
 
 

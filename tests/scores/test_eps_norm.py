@@ -59,7 +59,7 @@ def test_non_finite_output_is_reported():
 
 def test_bad_settings_are_refused():
     y = random_images(2)
-    with pytest.raises(ValueError, match="t must be a time"):
+    with pytest.raises(ValueError, match=r"t must lie in \(0, 1\]"):
         eps_norm(ExactScore(y), y, t=-0.1)
     with pytest.raises(ValueError, match="norm must be a number >= 1"):
         get("eps_norm")(ExactScore(y), y, norm=0.2)

@@ -124,9 +124,9 @@ def test_bad_settings_are_refused():
     y = random_images(2)
     with pytest.raises(ValueError, match="divergence must be one of"):
         flipd(ExactScore(y), y, divergence="trace")
-    with pytest.raises(ValueError, match="probes must be a positive integer"):
+    with pytest.raises(ValueError, match="probes must be an integer >= 1"):
         flipd(ExactScore(y), y, probes=0)
-    with pytest.raises(ValueError, match="t must be a time"):
+    with pytest.raises(ValueError, match=r"t must lie in \(0, 1\]"):
         flipd(ExactScore(y), y, t=2.0)
     with pytest.raises(ValueError, match="probes must be"):
         get("flipd")(ExactScore(y), y, probes=0)

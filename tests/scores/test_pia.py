@@ -72,7 +72,7 @@ def test_deterministic_and_independent_of_the_batch():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(t=0.0), "t must be a time"), (dict(t0=1.5), "t0 must be a time"), (dict(norm=0.5), "norm must be"),
+    (dict(t=0.0), r"t must lie in \(0, 1\]"), (dict(t0=1.5), r"t0 must lie in \(0, 1\]"), (dict(norm=0.5), "norm must be"),
     (dict(batch_size=0), "batch_size"),
 ])
 def test_bad_settings_are_refused(kwargs, match):
