@@ -170,3 +170,27 @@ def test_nearest_neighbors_cuda_matches_cpu():
     assert ic.device.type == "cuda"
     assert torch.equal(i, ic.cpu())
     torch.testing.assert_close(d, dc.cpu())
+
+
+def test_rms_criterion_and_names_with_dots(tmp_path):
+    """The plain criterion is |x - nn_1| / sqrt(D) < threshold, computed here by hand; a
+    save path with a dot in its name keeps it (mem_s1.5 is not mem_s1)."""
+    g = torch.Generator().manual_seed(5)
+    train = torch.rand(40, 3, 4, 4, generator=g) * 2 - 1
+    noise = torch.randn(12, 3, 4, 4, generator=g)
+    samples = train[:12] + noise * torch.linspace(0.01, 0.3, 12).reshape(-1, 1, 1, 1)
+    res = find_memorized(samples, train, rms_threshold=0.10)
+    d = torch.cdist(samples.flatten(1).double(), train.flatten(1).double())
+    rms = d.min(1).values / math.sqrt(48)
+    assert torch.equal(res.rms, rms < 0.10) and 0 < int(res.rms.sum()) < 12
+    want = torch.bincount(d.argmin(1)[rms < 0.10], minlength=40)
+    assert torch.equal(res.counts("rms"), want)
+    assert res.summary()["memorized_samples_rms"] == int((rms < 0.10).sum())
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        res.counts("l2")
+    res.save(tmp_path / "mem_s1.5")
+    res.save(tmp_path / "mem_s1.75")
+    a, b = type(res).load(tmp_path / "mem_s1.5"), type(res).load(tmp_path / "mem_s1.75")
+    assert torch.equal(a.rms, res.rms) and torch.equal(b.counts_rms, res.counts_rms)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mem_s1.5.json", "mem_s1.5.safetensors",
+                                                           "mem_s1.75.json", "mem_s1.75.safetensors"]

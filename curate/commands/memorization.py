@@ -22,6 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="Carlini alpha_c")
     p.add_argument("--n-nearest", type=int, default=50, help="Carlini n_c")
     p.add_argument("--gu-threshold", type=float, default=1 / 3, help="Gu ratio threshold")
+    p.add_argument("--rms-threshold", type=float, default=0.10,
+                   help="plain criterion: nn_1 RMS pixel distance on the [-1, 1] scale below this")
     p.add_argument("--no-dedupe", action="store_true", help="do not merge exact duplicates of the training set")
     p.add_argument("--memory-mb", type=float, default=256.0, help="memory budget of one distance block")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... or auto")
@@ -72,7 +74,7 @@ def _run(args) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     res = find_memorized(
         samples.to(device), train.to(device), alpha=args.alpha, n_nearest=args.n_nearest,
-        gu_threshold=args.gu_threshold, dedupe=not args.no_dedupe, memory_mb=args.memory_mb, progress=True,
+        gu_threshold=args.gu_threshold, rms_threshold=args.rms_threshold, dedupe=not args.no_dedupe, memory_mb=args.memory_mb, progress=True,
     )
     summary = res.summary()
     console = Console()
@@ -80,17 +82,18 @@ def _run(args) -> int:
     counts = res.counts_carlini.cpu()
     order = torch.argsort(counts, descending=True, stable=True)[: args.top]
     table = Table(title="most reproduced training images")
-    for col in ("train index", "Carlini count", "Gu count"):
+    for col in ("train index", "Carlini count", "Gu count", "RMS count"):
         table.add_column(col, justify="right")
     for i in order.tolist():
         if counts[i] == 0:
             break
-        table.add_row(str(i), str(int(counts[i])), str(int(res.counts_gu[i])))
+        table.add_row(str(i), str(int(counts[i])), str(int(res.counts_gu[i])), str(int(res.counts_rms[i])))
     console.print(table)
     if args.save:
         res.save(args.save)
     if args.out:
         data = dict(summary, counts_carlini=res.counts_carlini.tolist(), counts_gu=res.counts_gu.tolist(),
+                    counts_rms=res.counts_rms.tolist(),
                     nn_index=res.nn_index[:, 0].tolist(), carlini_ratio=res.carlini_ratio.tolist(),
                     gu_ratio=[None if r != r else r for r in res.gu_ratio.tolist()])
         out = Path(args.out)
