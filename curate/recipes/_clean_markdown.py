@@ -82,7 +82,7 @@ def markdown(r: dict) -> str:
               f"{r['score_adds']['carlini']['factor']:g} times as much as random removal.", ""]
     for crit in CRITERIA:
         a = r["score_adds"][crit]
-        ratio = "undefined (random removal cut nothing)" if a["ratio"] is None else f"{a['ratio']:.2f}"
+        ratio = "undefined (random removal cut none)" if a["ratio"] is None else f"{a['ratio']:.2f}"
         lines.append(f"* **{crit.capitalize()}**: by score {a['reduction_score']:.4g} {_ci(a['reduction_score_ci'])}, "
                      f"at random {a['reduction_random']:.4g} {_ci(a['reduction_random_ci'])}, ratio {ratio}; "
                      f"dedupe_random - dedupe_score = {a['random_minus_score']:.4g} {_ci(a['random_minus_score_ci'])} "

@@ -84,31 +84,32 @@ def score_analysis(loop) -> dict:
 
 def _bar_chart(arms_stats: dict, n_samples: int, n_seeds: int, path: Path) -> Path:
     """Mean memorized samples per arm and criterion, the pooled 95 % interval as error bars,
-    each training seed's count as a dot."""
+    each training seed's count as a dot; left every arm, right the dedupe arms on their own scale."""
     from curate.plots import _plt, _save
 
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [4, 3]})
     width = 0.38
-    x = np.arange(len(ARMS))
-    for j, crit in enumerate(CRITERIA):
-        e = [arms_stats[a][crit] for a in ARMS]
-        mean = np.array([v["mean"] for v in e])
-        lo = mean - np.array([v["ci"][0] for v in e])
-        hi = np.array([v["ci"][1] for v in e]) - mean
-        pos = x + (j - 0.5) * width
-        bars = ax.bar(pos, mean, width, yerr=np.maximum(np.stack([lo, hi]), 0), capsize=3,
-                      label=f"{crit.capitalize()} criterion")
-        ax.bar_label(bars, labels=[f"{m:.3g}" for m in mean], fontsize=8, padding=2)
-        if n_seeds > 1:
-            for p, v in zip(pos, e):
-                pts = [s["count"] for s in v["per_seed"].values()]
-                ax.plot([p] * len(pts), pts, "k.", ms=4)
-    ax.set_xticks(x, list(ARMS))
-    ax.set_ylabel(f"memorized samples (of {n_samples})")
-    seeds = f"mean of {n_seeds} training seeds (dots), " if n_seeds > 1 else ""
-    ax.set_title(f"memorized samples per arm: {seeds}95% bootstrap interval")
-    ax.legend()
+    for ax, arms in zip(axes, (ARMS, [a for a in ARMS if a != "baseline"])):
+        x = np.arange(len(arms))
+        for j, crit in enumerate(CRITERIA):
+            e = [arms_stats[a][crit] for a in arms]
+            mean = np.array([v["mean"] for v in e])
+            err = np.stack([mean - [v["ci"][0] for v in e], np.array([v["ci"][1] for v in e]) - mean])
+            pos = x + (j - 0.5) * width
+            ax.bar(pos, mean, width, yerr=np.maximum(err, 0), capsize=3, label=f"{crit.capitalize()} criterion")
+            if n_seeds > 1:
+                for p, v in zip(pos, e):
+                    pts = [s["count"] for s in v["per_seed"].values()]
+                    ax.plot([p] * len(pts), pts, "k.", ms=4)
+        # the means under each arm's name (labels on the bars collide with the intervals)
+        ax.set_xticks(x, [f"{a}\n" + " / ".join(f"{arms_stats[a][c]['mean']:.3g}" for c in CRITERIA) for a in arms],
+                      fontsize=8)
+    axes[0].set_ylabel(f"memorized samples (of {n_samples})")
+    axes[0].legend(fontsize=8)
+    axes[1].set_title("the dedupe arms", fontsize=10)
+    seeds = f"mean of {n_seeds} training seeds (dots: each seed); " if n_seeds > 1 else ""
+    fig.suptitle(f"memorized samples per arm: {seeds}bars: 95% bootstrap interval", fontsize=10)
     fig.tight_layout()
     return _save(fig, path, 100)
 
@@ -126,7 +127,7 @@ def adds_line(crit: str, a: dict) -> str:
     def ci(key):
         return f"[{a[key][0]:.3g}, {a[key][1]:.3g}]"
 
-    ratio = "undefined (random removal cut nothing)" if a["ratio"] is None else f"{a['ratio']:.2f}"
+    ratio = "undefined (random removal cut none)" if a["ratio"] is None else f"{a['ratio']:.2f}"
     verdict = "MET" if a["target_met"] else "NOT MET"
     return (f"{crit.capitalize()}: after dedupe, removal by score cut {a['reduction_score']:.3g} {ci('reduction_score_ci')} "
             f"memorized samples, random removal {a['reduction_random']:.3g} {ci('reduction_random_ci')}; ratio {ratio}; "
