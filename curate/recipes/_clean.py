@@ -1,27 +1,35 @@
-"""The clean-and-retrain loop shared by ``clean_digits`` and ``clean_cifar``.
+"""The clean-and-retrain loop shared by ``clean_digits`` and ``clean_cifar``: what does a
+risk score add beyond de-duplication?
+
+Four arms (:data:`_clean_common.ARMS`), each trained once per training seed in ``seeds``:
+
+* ``baseline``: every training sample;
+* ``dedupe``: the whole set de-duplicated (:func:`curate.brain.dedupe`, all pairs);
+* ``dedupe_score``: the dedupe arm minus its ``clean.top_k`` highest-scored unique images;
+* ``dedupe_random``: the dedupe arm minus ``clean.top_k`` unique images chosen at random.
 
 Stages (each resumable; every artefact in the run folder):
 
 1. ``dataset``: the FiftyOne dataset of the training images, with ``n_planted``
    images copied ``copies`` times each (separate files, as duplicates occur in
    scraped data; ``planted_group`` records them for the report only);
-2. ``train_baseline``: a U-Net trained on every training sample;
-3. ``score``: :func:`curate.brain.compute_score` of ``score.use`` (any registered kind) on every training sample;
-4. ``clean``: :func:`flag_high_risk` (top-k) and :func:`dedupe` of the flagged images
-   against the whole set, then :func:`export_clean` to ``export/``; only the scores and
-   the dedupe decide what goes -- never ``planted_group``;
-5. ``control``: the same *number* of training samples removed at random (seeded),
-   tagged ``control_removed``;
-6. ``train_cleaned`` (on the export, re-imported) and ``train_control``, with the
-   baseline's budget (steps, batch, seed);
-7. ``sample_<arm>``: samples from each of the three models (same seed);
-8. ``memorization``: each arm's samples against the original training set,
-   memorized by Carlini's and by Gu's criterion;
-9. report: a table, ``figures/``, ``results.json`` and ``report.md``.
+2. ``train_baseline_s<seeds[0]>``: the baseline of the first training seed, which scores;
+3. ``score``: :func:`curate.brain.compute_score` of ``score.use`` on every training sample;
+4. ``clean``: the tags that define the arms (:mod:`_clean_arms`; only the scores and the
+   dedupe decide what goes, never ``planted_group``), :func:`export_clean` of
+   ``dedupe_score`` to ``export/`` and its re-import (that arm trains on the export);
+5. per training seed: ``train_<arm>_s<seed>`` (one budget for all) and
+   ``sample_<arm>_s<seed>`` (every arm of a seed from the same noise);
+6. ``memorization``: every model's samples against the original training set (Carlini,
+   Gu), with bootstrap intervals (:mod:`_clean_measure`, :mod:`_clean_bootstrap`);
+7. ``analysis`` (when ``analysis.methods`` is set): other scores of the scoring baseline;
+8. report: a table, ``figures/``, ``results.json`` and ``report.md``.
+
+The data, the score and the removals use ``seed`` (one cleaning); ``seeds`` are the
+training seeds.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from pathlib import Path
@@ -30,12 +38,14 @@ from typing import Callable
 import torch
 
 from curate.recipes import _config
-from curate.recipes._clean_common import (ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT,  # noqa: F401 (re-exported)
-                                          fill_score_settings, random_flag_hit_probability,
-                                          score_kind_settings, score_settings)
+from curate.recipes._clean_arms import arm_view, tag_arms
+from curate.recipes._clean_common import ARM_LABEL, CRITERIA  # noqa: F401 (re-exported for callers)
+from curate.recipes._clean_common import (ARM_EXCLUDE, ARMS, EXPORTED_ARM, check_seeds, fill_score_settings, run_key,
+                                          sampling_seed, score_kind_settings)
+from curate.recipes._clean_data import dataset_name, plant_duplicates, view_images
 
 #: FiftyOne stages that live in the database (rerun if the dataset has vanished).
-DB_STAGES = ("dataset", "score", "clean", "control")
+DB_STAGES = ("dataset", "score", "clean")
 
 
 def log(msg: str) -> None:
@@ -80,14 +90,19 @@ def check_config(cfg: dict) -> None:
     d, c, s, m = cfg["data"], cfg["clean"], cfg["score"], cfg["memorization"]
     if d["n_planted"] < 0 or (d["n_planted"] > 0 and d["copies"] < 2):
         raise _config.ConfigError("data.n_planted must be >= 0 and data.copies >= 2 when planting")
-    if c["top_k"] < 1:
-        raise _config.ConfigError("clean.top_k must be >= 1")
-    if c["remove"] not in ("duplicates", "flagged"):
-        raise _config.ConfigError("clean.remove must be 'duplicates' (the extra copies dedupe finds) "
-                                  "or 'flagged' (those and every flagged image)")
+    check_seeds(cfg.get("seeds"))
+    if "remove" in c:
+        raise _config.ConfigError("clean.remove is gone: every run now trains the four arms "
+                                  f"{', '.join(ARMS)}; delete the key")
+    if isinstance(c["top_k"], bool) or not isinstance(c["top_k"], int) or c["top_k"] < 1:
+        raise _config.ConfigError(f"clean.top_k (the k unique images removed) must be an int >= 1, got {c['top_k']!r}")
+    if c["dedupe_threshold"] < 0:
+        raise _config.ConfigError("clean.dedupe_threshold must be >= 0")
     score_kind_settings(s)
     if m["samples"] < 2:
         raise _config.ConfigError("memorization.samples must be >= 2")
+    if m.get("bootstrap", 0) < 100:
+        raise _config.ConfigError("memorization.bootstrap (resamples of the interval) must be >= 100")
 
 
 # ------------------------------------------------------------------ helpers ---
@@ -111,57 +126,6 @@ def device_of(cfg: dict) -> torch.device:
     return torch.device(want)
 
 
-def dataset_name(cfg: dict, run) -> str:
-    """The FiftyOne dataset of this run: ``cfg['dataset_name']`` or one derived from the run folder."""
-    if cfg.get("dataset_name"):
-        return cfg["dataset_name"]
-    h = hashlib.sha256(str(run.path.resolve()).encode()).hexdigest()[:10]
-    return f"{run.path.name}-{h}"
-
-
-def view_images(view) -> tuple[list[str], torch.Tensor]:
-    """Every image of a FiftyOne view: ids (n,) and images (n, C, H, W) float32 in [-1, 1]."""
-    from curate.data.loader import load_images
-
-    ids, images, failed = load_images(view, batch_size=512, num_workers=2)
-    if failed:
-        sid, why = next(iter(failed.items()))
-        raise RuntimeError(f"{len(failed)} training image(s) could not be read, e.g. {sid}: {why}")
-    return ids, images
-
-
-def plant_duplicates(dataset, train, *, n_planted: int, copies: int, seed: int, folder: Path) -> dict:
-    """Copy ``n_planted`` training images (chosen at random, seeded) ``copies - 1`` more
-    times as new files and samples. Every member of a group (original and copies) gets
-    ``planted_group`` = the group number; other samples have None."""
-    import fiftyone as fo
-    import fiftyone.core.fields as fof
-
-    dataset.add_sample_field("planted_group", fof.IntField)
-    if n_planted == 0:
-        return {"n_planted": 0, "copies": 0, "n_copies_added": 0}
-    ids, paths, labels = train.values(["id", "filepath", "ground_truth.label"])
-    if n_planted > len(ids):
-        raise ValueError(f"data.n_planted = {n_planted} but only {len(ids)} training images")
-    g = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(len(ids), generator=g)[:n_planted].tolist()
-    folder.mkdir(parents=True, exist_ok=True)
-    new = []
-    for group, i in enumerate(pick):
-        src = Path(paths[i])
-        for c in range(1, copies):
-            dst = folder / f"planted{group:03d}_copy{c:03d}{src.suffix}"
-            tmp = dst.with_name(dst.name + ".tmp")
-            shutil.copyfile(src, tmp)
-            tmp.replace(dst)
-            new.append(fo.Sample(filepath=str(dst.resolve()), tags=["train"], planted_group=group,
-                                 ground_truth=fo.Classification(label=labels[i])))
-    dataset.add_samples(new, progress=False)
-    dataset.set_values("planted_group", {ids[i]: group for group, i in enumerate(pick)}, key_field="id")
-    return {"n_planted": n_planted, "copies": copies, "n_copies_added": len(new),
-            "planted_sources": [paths[i] for i in pick]}
-
-
 # ------------------------------------------------------------------- stages ---
 
 class Loop:
@@ -173,6 +137,9 @@ class Loop:
         self.name = dataset_name(cfg, run)
         self.dev = device_of(cfg)
         self.seed = int(cfg["seed"])
+        self.seeds = check_seeds(cfg["seeds"])
+        #: the baseline of the first training seed computes the score
+        self.score_seed = self.seeds[0]
         self.results: dict = {}
 
     # --- database-backed state
@@ -187,26 +154,30 @@ class Loop:
     def train_view(self):
         return self.dataset().match_tags("train")
 
+    def exported_name(self) -> str:
+        return self.name + "-cleaned"
+
     def _reset(self, fresh: bool) -> None:
-        """``--fresh`` or a vanished dataset: drop the database stages (and with
-        ``--fresh`` every artefact), so they are rebuilt."""
+        """``--fresh`` or a vanished dataset (or re-imported export): drop the database
+        stages (and with ``--fresh`` every artefact), so they are rebuilt."""
         fo = self._fo()
-        lost = any(self.run.done(s) for s in DB_STAGES) and not fo.dataset_exists(self.name)
+        lost = (any(self.run.done(s) for s in DB_STAGES) and not fo.dataset_exists(self.name)) or (
+            self.run.done("clean") and not fo.dataset_exists(self.exported_name()))
         if fresh or lost:
             if lost:
-                log(f"  the FiftyOne dataset {self.name!r} is gone; rebuilding it and its stages")
+                log(f"  the FiftyOne dataset {self.name!r} (or its export) is gone; rebuilding it and its stages")
             for s in DB_STAGES:
                 (self.run.path / f"{s}.done.json").unlink(missing_ok=True)
-            for n in (self.name, self.name + "-cleaned"):
+            for n in (self.name, self.exported_name()):
                 if fo.dataset_exists(n):
                     fo.delete_dataset(n)
         if fresh:
-            for sub in ("models", "export", "images", "figures"):
+            for sub in ("models", "export", "images", "figures", "samples", "memorization"):
                 shutil.rmtree(self.run.path / sub, ignore_errors=True)
 
     def stage_dataset(self) -> dict:
         fo = self._fo()
-        for n in (self.name, self.name + "-cleaned"):
+        for n in (self.name, self.exported_name()):
             if fo.dataset_exists(n):
                 fo.delete_dataset(n)
         info = self.build(self.name, self.run)
@@ -220,198 +191,140 @@ class Loop:
         return info
 
     # --- models
-    def _train(self, arm: str, view) -> dict:
+    def training_view(self, arm: str):
+        """What ``arm`` trains on: a view of the training samples, or for the exported arm
+        the export re-imported (so the export is what trains)."""
+        if arm == EXPORTED_ARM:
+            return self._fo().load_dataset(self.exported_name())
+        return arm_view(self.train_view(), arm)
+
+    def _train(self, arm: str, seed: int) -> dict:
         from curate.training import train
 
         m = self.cfg["model"]
-        ids, images = view_images(view)
+        ids, images = view_images(self.training_view(arm))
         kwargs = {k: v for k, v in m.items() if k not in ("preset",)}
-        train(images, self.run.path / "models" / arm, preset=m["preset"], seed=self.seed,
+        train(images, self.run.path / "models" / run_key(arm, seed), preset=m["preset"], seed=seed,
               device=self.dev, **kwargs)
-        return {"n_images": len(ids), "steps": int(m["steps"]), "batch_size": int(m["batch_size"])}
+        return {"arm": arm, "seed": seed, "n_images": len(ids), "steps": int(m["steps"]),
+                "batch_size": int(m["batch_size"])}
 
-    def model(self, arm: str):
+    def model(self, arm: str, seed: int):
         from curate.models.checkpoint import load_model
 
-        return load_model(self.run.path / "models" / arm, device=self.dev)
+        return load_model(self.run.path / "models" / run_key(arm, seed), device=self.dev)
 
     # --- scoring and cleaning
+    def score_field(self) -> str:
+        return score_kind_settings(self.cfg["score"])[0].field
+
     def stage_score(self) -> dict:
         from curate.brain import compute_score
 
         s = self.cfg["score"]
         kind, params = score_kind_settings(s)
-        summ = compute_score(self.train_view(), self.model("baseline"), kind.name, score_field=self.score_field(),
-                             batch_size=int(s["batch_size"]), seed=self.seed, device=self.dev, num_workers=2,
-                             overwrite=True, **params)
+        summ = compute_score(self.train_view(), self.model("baseline", self.score_seed), kind.name,
+                             score_field=self.score_field(), batch_size=int(s["batch_size"]), seed=self.seed,
+                             device=self.dev, num_workers=2, overwrite=True, **params)
         return {"scored": summ.scored, "failed": summ.failed, "skipped": summ.skipped,
-                "field": self.score_field(), "score": s["use"]}
-
-    def score_field(self) -> str:
-        return score_kind_settings(self.cfg["score"])[0].field
+                "field": self.score_field(), "score": s["use"], "model": run_key("baseline", self.score_seed)}
 
     def stage_clean(self) -> dict:
-        """Flag the top-k scores, dedupe them against everything, export the rest.
+        """Tag every arm's removals, export the recommended arm and re-import the export.
 
-        Uses nothing but the score field and pixel distances."""
-        from curate.brain import dedupe, export_clean, flag_high_risk
-
-        c = self.cfg["clean"]
-        train = self.train_view()
-        field = self.score_field()
-        flagged = flag_high_risk(train, field, top_k=int(c["top_k"]), tag="high_risk")
-        groups = dedupe(train, threshold=float(c["dedupe_threshold"]), query_tag="high_risk",
-                        tag="duplicate", keep="lowest_score", score_field=field)
-        exclude = ["duplicate"] if c["remove"] == "duplicates" else ["duplicate", "high_risk"]
-        export_dir = self.run.path / "export"
-        n_export = export_clean(train, export_dir, exclude_tags=exclude, overwrite=True, progress=False)
-        n_train = train.count()
-        removed = train.match_tags(exclude)
-        # Re-import the export: the cleaned model trains on exactly what was written.
+        Uses nothing but the score field and the dedupe."""
         import fiftyone.types as fot
 
-        fo = self._fo()
-        if fo.dataset_exists(self.name + "-cleaned"):
-            fo.delete_dataset(self.name + "-cleaned")
-        cleaned = fo.Dataset.from_dir(dataset_dir=str(export_dir), dataset_type=fot.ImageClassificationDirectoryTree,
-                                      name=self.name + "-cleaned", persistent=True, progress=False)
-        if cleaned.count() != n_export:
-            raise RuntimeError(f"the export holds {cleaned.count()} images but {n_export} were exported")
-        return {"n_train": n_train, "n_flagged": flagged.count(), "n_groups": len(groups),
-                "n_duplicates_tagged": train.match_tags("duplicate").count(),
-                "n_removed": removed.count(), "n_exported": n_export, "exclude_tags": exclude,
-                "cleaned_dataset": cleaned.name}
+        from curate.brain import export_clean
 
-    def stage_control(self, n_remove: int) -> dict:
         train = self.train_view()
-        train.untag_samples("control_removed")
-        ids = sorted(train.values("id"))  # a seeded choice independent of database order
-        g = torch.Generator().manual_seed(self.seed + 7919)
-        pick = [ids[i] for i in torch.randperm(len(ids), generator=g)[:n_remove].tolist()]
-        self.dataset().select(pick).tag_samples("control_removed")
-        return {"n_removed": len(pick), "n_kept": train.match_tags("control_removed", bool=False).count()}
-
-    def control_view(self):
-        return self.train_view().match_tags("control_removed", bool=False)
-
-    def cleaned_view(self):
-        return self._fo().load_dataset(self.name + "-cleaned")
+        out = tag_arms(train, self.cfg, self.score_field(), self.seed)
+        export_dir = self.run.path / "export"
+        excl = ARM_EXCLUDE[EXPORTED_ARM]
+        n_export = export_clean(train, export_dir, exclude_tags=excl, overwrite=True, progress=False)
+        fo = self._fo()
+        if fo.dataset_exists(self.exported_name()):
+            fo.delete_dataset(self.exported_name())
+        cleaned = fo.Dataset.from_dir(dataset_dir=str(export_dir), dataset_type=fot.ImageClassificationDirectoryTree,
+                                      name=self.exported_name(), persistent=True, progress=False)
+        if cleaned.count() != n_export or n_export != out["n_kept"][EXPORTED_ARM]:
+            raise RuntimeError(f"the export holds {cleaned.count()} images but {n_export} were exported "
+                               f"and the arm keeps {out['n_kept'][EXPORTED_ARM]}")
+        out.update({"exported_arm": EXPORTED_ARM, "exclude_tags": excl, "n_exported": n_export,
+                    "exported_dataset": cleaned.name})
+        return out
 
     # --- samples and memorization
-    def stage_sample(self, arm: str) -> dict:
+    def stage_sample(self, arm: str, seed: int) -> dict:
         from curate import plots
         from curate.sampling import sample
 
         mc = self.cfg["memorization"]
-        model = self.model(arm)
-        x = sample(model, int(mc["samples"]), method=mc["method"], steps=int(mc["steps"]), seed=self.seed + 1,
-                   progress=True)
-        _config.save_tensors(self.run.path / f"samples_{arm}.safetensors", samples=x)
+        key = run_key(arm, seed)
+        x = sample(self.model(arm, seed), int(mc["samples"]), method=mc["method"], steps=int(mc["steps"]),
+                   seed=sampling_seed(seed), progress=True)
+        (self.run.path / "samples").mkdir(exist_ok=True)
+        _config.save_tensors(self.samples_path(arm, seed), samples=x)
         zoom = 4 if x.shape[-1] <= 16 else 2
-        plots.image_grid(x[:64], self.run.path / "figures" / f"samples_{arm}.png", ncol=16, zoom=zoom)
-        return {"n_samples": x.shape[0]}
+        plots.image_grid(x[:64], self.run.path / "figures" / f"samples_{key}.png", ncol=16, zoom=zoom)
+        return {"n_samples": x.shape[0], "sampling_seed": sampling_seed(seed)}
+
+    def samples_path(self, arm: str, seed: int) -> Path:
+        return self.run.path / "samples" / f"{run_key(arm, seed)}.safetensors"
+
+    def memorization_path(self, arm: str, seed: int) -> Path:
+        """Where :meth:`Memorization.save` writes one model's result (``.safetensors`` + ``.json``)."""
+        return self.run.path / "memorization" / run_key(arm, seed)
 
     def reference(self) -> tuple[list[str], torch.Tensor]:
         """The original training set (ids, images): what memorization is measured against."""
         return view_images(self.train_view())
 
-    def stage_memorization(self) -> dict:
-        from curate.memorization import find_memorized
-
-        ids, ref = self.reference()
-        ref_dev = ref.to(self.dev)
-        group_of = dict(zip(*self.train_view().values(["id", "planted_group"])))
-        planted = torch.tensor([group_of.get(i) is not None for i in ids])
-        out = {}
-        for arm in ARMS:
-            x = _config.load_tensors(self.run.path / f"samples_{arm}.safetensors")["samples"].to(self.dev)
-            if self.cfg["memorization"].get("include_flips", False):
-                # A model trained with flips may reproduce a mirrored image.
-                res = _best_of_flips(x, ref_dev)
-            else:
-                res = find_memorized(x, ref_dev, progress=True)
-            res.save(self.run.path / f"memorization_{arm}")
-            nn1 = res.nn_index[:, 0].cpu()
-            row = {"n_samples": res.n_samples}
-            for crit in CRITERIA:
-                mem = (res.carlini if crit == "carlini" else res.gu).cpu()
-                row[crit] = {
-                    "memorized_samples": int(mem.sum()),
-                    "memorized_samples_planted": int((mem & planted[nn1]).sum()),
-                    "images_reproduced": int(res.group.cpu()[nn1[mem]].unique().numel()),
-                }
-            out[arm] = row
-        return out
-
-    def stage_analysis(self) -> dict:
-        """Other scores of the baseline on the unique training images: AUROC for the
-        planted images and for the images the baseline reproduces (Carlini)."""
-        from curate.evaluate import auroc, run_methods
-        from curate.memorization import Memorization, duplicate_groups
-
-        ids, ref = self.reference()
-        _, first = duplicate_groups(ref)
-        first = first.sort().values
-        group_of = dict(zip(*self.train_view().values(["id", "planted_group"])))
-        planted = torch.tensor([group_of.get(ids[i]) is not None for i in first.tolist()])
-        repro = Memorization.load(self.run.path / "memorization_baseline").counts("carlini")[first] > 0
-        specs = self.cfg["analysis"]["methods"]
-        res = run_methods(self.model("baseline"), ref[first].to(self.dev), specs, seed=self.seed, progress=True, log=log)
-        rows = []
-        for name, r in res.items():
-            sc = r.scores
-            row = {"name": name, "label": r.label, "settings": r.settings, "nfe": r.nfe, "seconds": r.seconds}
-            if planted.any():
-                row["auroc_planted"] = auroc(sc[planted], sc[~planted])
-            if repro.any() and (~repro).any():
-                row["auroc_reproduced"] = auroc(sc[repro], sc[~repro])
-            rows.append(row)
-            log(f"  {r.label:<28} AUROC planted {row.get('auroc_planted', float('nan')):.3f}  "
-                f"reproduced {row.get('auroc_reproduced', float('nan')):.3f}")
-        return {"methods": rows}
-
     # --- the whole loop
+    def stage_names(self) -> list[str]:
+        """Every stage in the order it runs (analysis only when configured)."""
+        names = ["dataset", f"train_{run_key('baseline', self.score_seed)}", "score", "clean"]
+        for seed in self.seeds:
+            names += [f"train_{run_key(a, seed)}" for a in ARMS if (a, seed) != ("baseline", self.score_seed)]
+            names += [f"sample_{run_key(a, seed)}" for a in ARMS]
+        names.append("memorization")
+        if self.cfg.get("analysis", {}).get("methods"):
+            names.append("analysis")
+        return names
+
     def run_all(self) -> dict:
+        from curate.recipes import _clean_measure
+
         t_all = time.perf_counter()
         if self.cfg.get("threads", 0):
             torch.set_num_threads(int(self.cfg["threads"]))
         self._reset(bool(getattr(self.args, "fresh", False)))
+
         def st(name, fn):
             return self.run.stage(name, timed(fn, name))
 
         data = st("dataset", self.stage_dataset)
         log(f"  dataset {self.name!r}: {data['n_train']} training samples "
             f"({data.get('n_planted', 0)} images planted {data.get('copies', 0)} times each)")
-        st("train_baseline", lambda: self._train("baseline", self.train_view()))
+        st(f"train_{run_key('baseline', self.score_seed)}", lambda: self._train("baseline", self.score_seed))
         sc = st("score", self.stage_score)
         log(f"  scored {sc['scored']} samples into {sc['field']!r} ({sc['failed']} failed)")
         cl = st("clean", self.stage_clean)
-        log(f"  flagged {cl['n_flagged']}, {cl['n_groups']} duplicate groups, removed {cl['n_removed']}, "
-            f"exported {cl['n_exported']} to {self.run.path / 'export'}")
-        st("control", lambda: self.stage_control(cl["n_removed"]))
-        st("train_cleaned", lambda: self._train("cleaned", self.cleaned_view()))
-        st("train_control", lambda: self._train("control", self.control_view()))
-        for arm in ARMS:
-            st(f"sample_{arm}", lambda arm=arm: self.stage_sample(arm))
-        st("memorization", self.stage_memorization)
-        if self.cfg.get("analysis", {}).get("methods"):
-            self.results["analysis"] = st("analysis", self.stage_analysis)
+        log(f"  dedupe: {cl['n_groups']} groups, {cl['n_duplicates_tagged']} extra copies; then top-{cl['top_k']} "
+            f"unique by score ({cl['n_score_removed']}) and {cl['n_random_removed']} at random; exported "
+            f"{cl['n_exported']} ({EXPORTED_ARM}) to {self.run.path / 'export'}")
+        for seed in self.seeds:
+            for arm in ARMS:
+                if (arm, seed) != ("baseline", self.score_seed):  # trained before the score
+                    st(f"train_{run_key(arm, seed)}", lambda arm=arm, seed=seed: self._train(arm, seed))
+            for arm in ARMS:
+                st(f"sample_{run_key(arm, seed)}", lambda arm=arm, seed=seed: self.stage_sample(arm, seed))
+        st("memorization", lambda: _clean_measure.stage_memorization(self))
+        if "analysis" in self.stage_names():
+            self.results["analysis"] = st("analysis", lambda: _clean_measure.stage_analysis(self))
         from curate.recipes._clean_report import write_report
 
         return write_report(self, wall_seconds=time.perf_counter() - t_all)
-
-
-def _best_of_flips(x: torch.Tensor, ref: torch.Tensor):
-    """Memorization against the reference and its mirror images (index mod n)."""
-    from curate.memorization import Memorization, find_memorized
-
-    n = ref.shape[0]
-    res = find_memorized(x, torch.cat([ref, ref.flip(-1)]), progress=True)
-    fold = lambda c: c[:n] + c[n:]  # noqa: E731 - a copy of the mirror counts for the image
-    return Memorization(
-        nn_dist=res.nn_dist, nn_index=res.nn_index % n, carlini_ratio=res.carlini_ratio, gu_ratio=res.gu_ratio,
-        carlini=res.carlini, gu=res.gu, counts_carlini=fold(res.counts_carlini), counts_gu=fold(res.counts_gu),
-        group=res.group[:n], settings=dict(res.settings, flips=True))
 
 
 def main(recipe: str, description: str, default_preset: str, argv, build, **start_kwargs) -> dict | None:

@@ -1,20 +1,75 @@
-"""What the clean-and-retrain loop (``_clean``) and its report (``_clean_report``) both
-need: the arms, the memorization criteria, the score settings line and the random-flag
-baseline. Imports neither of them, so the two stay free of a cycle."""
+"""What the clean-and-retrain loop's modules all need: the arms (one definition), the
+memorization criteria, the score settings line, the dedupe call's settings and the names
+of per-arm, per-seed stages and files. Imports none of the loop's modules, so they stay
+free of a cycle."""
 from __future__ import annotations
-
-import math
 
 from curate.recipes import _config
 
-ARMS = ("baseline", "cleaned", "control")
-ARM_LABEL = {"baseline": "baseline (all data)", "cleaned": "cleaned (score + dedupe)",
-             "control": "control (same number removed at random)"}
+#: The arms: what each model trains on. Only the scores and the dedupe decide what goes.
+ARMS = ("baseline", "dedupe", "dedupe_score", "dedupe_random")
+ARM_LABEL = {
+    "baseline": "baseline (every training sample)",
+    "dedupe": "dedupe (whole set de-duplicated)",
+    "dedupe_score": "dedupe + top-k unique by score",
+    "dedupe_random": "dedupe + k unique at random",
+}
+#: Tags whose samples an arm leaves out (set by the ``clean`` stage).
+ARM_EXCLUDE = {
+    "baseline": [],
+    "dedupe": ["duplicate"],
+    "dedupe_score": ["duplicate", "high_risk"],
+    "dedupe_random": ["duplicate", "random_removed"],
+}
+#: The arm whose training set is written to ``export/`` (and trains on the re-imported export).
+EXPORTED_ARM = "dedupe_score"
+#: The arms compared to ask what the score adds beyond de-duplication.
+BASE_ARM, SCORE_ARM, RANDOM_ARM = "dedupe", "dedupe_score", "dedupe_random"
+#: Score-ranked removal should cut memorized samples at least this many times as much as random removal.
+TARGET_FACTOR = 2.0
+
 CRITERIA = ("carlini", "gu")
 CRITERION_TEXT = {
     "carlini": "Carlini et al. 2023: |x - nn1| < 0.5 x mean distance to the 50 nearest training images",
     "gu": "Gu et al. 2023: |x - nn1| / |x - nn2| < 1/3",
 }
+
+
+def run_key(arm: str, seed: int) -> str:
+    """The name of one model: an arm trained with one training seed (``dedupe_score_s1``)."""
+    return f"{arm}_s{int(seed)}"
+
+
+def sampling_seed(train_seed: int) -> int:
+    """The sampling seed of every arm's model of one training seed: the arms start their
+    samples from the same noise, so their counts are compared sample by sample."""
+    return int(train_seed) + 1
+
+
+def bootstrap_seed(seed: int, train_seed: int) -> list[int]:
+    """numpy seed of the bootstrap resamples of one training seed (the same for every arm)."""
+    return [int(seed), int(train_seed)]
+
+
+def dedupe_kwargs(cfg: dict) -> dict:
+    """The keyword arguments of :func:`curate.brain.dedupe` for the ``dedupe`` arm: every pair
+    of the whole training set is searched, all but one member of each group tagged
+    ``duplicate``. ``keep="first"`` (the earliest sample, i.e. the original, not a planted
+    copy) keeps the arm free of the score, so the score's own effect is what the
+    ``dedupe_score`` arm adds. New dedupe options (e.g. ``method=``) go here."""
+    c = cfg["clean"]
+    return {"threshold": float(c["dedupe_threshold"]), "query_tag": None, "tag": "duplicate",
+            "keep": "first", "group_field": "duplicate_group"}
+
+
+def check_seeds(seeds) -> list[int]:
+    """``seeds`` as a list of distinct non-negative ints (ConfigError otherwise)."""
+    if (not isinstance(seeds, list) or not seeds
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
+        raise _config.ConfigError(f"seeds must be a non-empty list of non-negative ints, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise _config.ConfigError(f"seeds must be distinct, got {seeds!r}")
+    return [int(s) for s in seeds]
 
 
 def fill_score_settings(cfg: dict) -> None:
@@ -45,13 +100,3 @@ def score_settings(s: dict) -> str:
     """One line that says how the score was computed (for logs, plots and the report)."""
     kind, params = score_kind_settings(s)
     return f"{kind.name} ({kind.describe(params, 0)})"
-
-
-def random_flag_hit_probability(n: int, k: int, copies: int) -> float:
-    """P(at least one of ``copies`` identical images is among ``k`` of ``n`` chosen at random)."""
-    if k >= n - copies + 1:
-        return 1.0
-    # 1 - C(n - copies, k) / C(n, k), in logs
-    miss = (math.lgamma(n - copies + 1) - math.lgamma(n - copies - k + 1)
-            - math.lgamma(n + 1) + math.lgamma(n - k + 1))
-    return 1.0 - math.exp(miss)

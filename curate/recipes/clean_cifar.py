@@ -9,8 +9,9 @@ an image tree ``train/<class>/...`` such as ``../shared/data/cifar10``; ``--down
 fetches the batches there with torchvision when nothing is there (needs internet).
 The training images go into a FiftyOne dataset (PNGs in the run folder), optionally
 with planted duplicates, and the loop of :mod:`curate.recipes._clean` runs: baseline,
-score, flag + dedupe + export, cleaned retrain, random-removal control, samples,
-memorization (Carlini, Gu), ``report.md``.
+score, the four arms (baseline, dedupe, dedupe + top-k by score exported and retrained
+on, dedupe + k at random) per training seed, samples, memorization (Carlini, Gu, with
+bootstrap intervals), ``report.md``.
 """
 from __future__ import annotations
 

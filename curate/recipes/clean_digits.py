@@ -2,15 +2,17 @@
 
     python -m curate.recipes.clean_digits                       # preset "default"
     python -m curate.recipes.clean_digits --config smoke --out /tmp/cd
-    python -m curate.recipes.clean_digits --set clean.top_k=300 --dry-run
+    python -m curate.recipes.clean_digits --config seeds3      # every arm x 3 training seeds
+    python -m curate.recipes.clean_digits --set clean.top_k=150 --dry-run
 
 The training split of the 1,797 real 8x8 digits goes into a FiftyOne dataset (PNGs
 in the run folder) with a few images planted many times over; a tiny U-Net is
-trained on it, every sample is scored, the top-k are flagged and de-duplicated, the
-rest exported and retrained on; a control retrains after removing as many samples at
-random. Samples of all three models are checked for copies of training images
-(Carlini and Gu criteria) and ``report.md`` in the run folder says what changed.
-See :mod:`curate.recipes._clean` for the stages.
+trained on it and scores every sample. Four arms then train with one budget: every
+sample, the whole set de-duplicated, dedupe minus the top-k unique images by score
+(exported and retrained on), and dedupe minus k unique images at random. Samples of
+every model are checked for copies of training images (Carlini and Gu criteria, with
+bootstrap intervals) and ``report.md`` in the run folder says what the score adds
+beyond dedupe. See :mod:`curate.recipes._clean` for the stages.
 """
 from __future__ import annotations
 

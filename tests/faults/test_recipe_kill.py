@@ -1,6 +1,6 @@
-"""Kill a recipe (overfit_check, smoke preset) at random points; the rerun skips the
-finished stages, redoes the interrupted one, and ends with the results of an
-uninterrupted run."""
+"""Kill a recipe (overfit_check and clean_digits, smoke presets) at random points; the
+rerun skips the finished stages, redoes the interrupted one, and ends with the results
+of an uninterrupted run."""
 import json
 import random
 import subprocess
@@ -17,7 +17,7 @@ TIMING = {"seconds", "cpu_seconds", "time", "elapsed", "wall_seconds"}
 def _strip(obj):
     """The JSON without wall-clock figures (they differ between any two runs)."""
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in TIMING and not k.endswith("_seconds")}
+        return {k: _strip(v) for k, v in obj.items() if k not in TIMING and "seconds" not in k}
     if isinstance(obj, list):
         return [_strip(v) for v in obj]
     return obj
@@ -67,3 +67,56 @@ def test_sigkill_recipe_at_random_points_then_resume(tmp_path, child_env):
     for name in want_t:
         for k in want_t[name]:
             assert torch.equal(got_t[name][k], want_t[name][k]), (name, k, history)
+
+
+def _clean_results(folder) -> dict:
+    """A clean run's stage markers and results.json, its folder and dataset names written
+    as placeholders (two run folders differ in nothing else)."""
+    name = json.loads((folder / "dataset.done.json").read_text())["dataset_name"]
+
+    def load(p):
+        text = p.read_text().replace(str(folder.resolve()), "<run>").replace(str(folder), "<run>")
+        return _strip(json.loads(text.replace(name, "<dataset>")))
+
+    out = {p.name: load(p) for p in folder.glob("*.done.json")}
+    out["results.json"] = load(folder / "results.json")
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_clean_recipe_at_random_points_then_resume(tmp_path, child_env):
+    """clean_digits (smoke, four arms): killed anywhere, a rerun finishes the same run --
+    the same tags, exported arm, models, samples and memorized counts as a run never killed."""
+    from safetensors.torch import load_file
+
+    from curate.recipes import clean_digits
+
+    out = tmp_path / "killed"
+    args = ["--config", "smoke", "--out"]
+    cmd = [sys.executable, "-m", "curate.recipes.clean_digits", *args, str(out)]
+    history = []
+    for seed in (3, 4, 5):
+        rng = random.Random(seed)
+        target = len(_markers(out)) + rng.randint(1, 5)
+        jitter = rng.uniform(0.0, 2.0)  # lands inside a stage (training, dedupe, export) as often as between
+        child = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        killed = sigkill_when(child, lambda: len(_markers(out)) >= target, jitter, timeout=300)
+        history.append((seed, _markers(out), killed))
+    print("CLEAN RECIPE KILL HISTORY", history)
+    assert any(k for _, _, k in history), history
+    done_before = {m: (out / m).read_text() for m in _markers(out)}
+
+    clean_digits.main(args + [str(out)])  # resume in this process
+    for m, text in done_before.items():  # finished stages were not redone
+        assert (out / m).read_text() == text, m
+    names = ["dataset", "train_baseline_s0", "score", "clean", "memorization"] + [
+        f"{st}_{arm}_s0" for arm in ("dedupe", "dedupe_score", "dedupe_random") for st in ("train", "sample")
+    ] + ["sample_baseline_s0"]
+    assert _markers(out) == sorted(f"{n}.done.json" for n in names)
+    clean_digits.main(args + [str(tmp_path / "straight")])  # one uninterrupted run
+    got, want = _clean_results(out), _clean_results(tmp_path / "straight")
+    assert got.keys() == want.keys()
+    for name in want:
+        assert got[name] == want[name], (name, history)
+    for p in (tmp_path / "straight" / "samples").glob("*.safetensors"):
+        assert torch.equal(load_file(str(out / "samples" / p.name))["samples"], load_file(str(p))["samples"]), p.name

@@ -1,0 +1,101 @@
+"""The measuring stages of the clean-and-retrain loop: memorized samples of every model
+(arm x training seed) against the original training set, with bootstrap intervals, and
+the optional analysis of other scores on the scoring baseline."""
+from __future__ import annotations
+
+import torch
+
+from curate.recipes import _config
+from curate.recipes._clean_bootstrap import summarize
+from curate.recipes._clean_common import (ARMS, BASE_ARM, CRITERIA, RANDOM_ARM, SCORE_ARM, TARGET_FACTOR,
+                                          bootstrap_seed, run_key)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def memorized(x: torch.Tensor, ref: torch.Tensor, include_flips: bool):
+    """:func:`find_memorized` of samples ``x`` in ``ref``; with ``include_flips`` against the
+    reference and its mirror images too (a model trained with flips may reproduce a
+    mirrored image; it counts for the image, index mod n)."""
+    from curate.memorization import Memorization, find_memorized
+
+    if not include_flips:
+        return find_memorized(x, ref, progress=True)
+    n = ref.shape[0]
+    res = find_memorized(x, torch.cat([ref, ref.flip(-1)]), progress=True)
+    fold = lambda c: c[:n] + c[n:]  # noqa: E731
+    return Memorization(
+        nn_dist=res.nn_dist, nn_index=res.nn_index % n, carlini_ratio=res.carlini_ratio, gu_ratio=res.gu_ratio,
+        carlini=res.carlini, gu=res.gu, counts_carlini=fold(res.counts_carlini), counts_gu=fold(res.counts_gu),
+        group=res.group[:n], settings=dict(res.settings, flips=True))
+
+
+def stage_memorization(loop) -> dict:
+    """Every model's samples against the original training set (all samples, duplicates
+    included), by Carlini's and Gu's criterion; each result saved under ``memorization/``.
+
+    Returns per model the counts (memorized samples, of which copy a planted image,
+    distinct training images reproduced) and the bootstrap summary (:func:`summarize`)."""
+    mc = loop.cfg["memorization"]
+    ids, ref = loop.reference()
+    ref_dev = ref.to(loop.dev)
+    group_of = dict(zip(*loop.train_view().values(["id", "planted_group"])))
+    planted = torch.tensor([group_of.get(i) is not None for i in ids])
+    runs, flags = {}, {arm: {} for arm in ARMS}
+    for seed in loop.seeds:
+        for arm in ARMS:
+            key = run_key(arm, seed)
+            x = _config.load_tensors(loop.samples_path(arm, seed))["samples"].to(loop.dev)
+            res = memorized(x, ref_dev, bool(mc.get("include_flips", False)))
+            path = loop.memorization_path(arm, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            res.save(path)
+            nn1 = res.nn_index[:, 0].cpu()
+            row = {"arm": arm, "seed": seed, "n_samples": res.n_samples}
+            flags[arm][seed] = {}
+            for crit in CRITERIA:
+                mem = (res.carlini if crit == "carlini" else res.gu).cpu()
+                flags[arm][seed][crit] = mem.numpy()
+                row[crit] = {
+                    "memorized_samples": int(mem.sum()),
+                    "memorized_samples_planted": int((mem & planted[nn1]).sum()),
+                    "images_reproduced": int(res.group.cpu()[nn1[mem]].unique().numel()),
+                }
+            runs[key] = row
+            log(f"  {key}: Carlini {row['carlini']['memorized_samples']}, Gu {row['gu']['memorized_samples']} "
+                f"memorized of {res.n_samples}")
+    stats = summarize(flags, n_boot=int(mc["bootstrap"]), rng_seed=lambda s: bootstrap_seed(loop.seed, s),
+                      base=BASE_ARM, score=SCORE_ARM, random=RANDOM_ARM, factor=TARGET_FACTOR)
+    return {"runs": runs, **stats}
+
+
+def stage_analysis(loop) -> dict:
+    """Other scores of the scoring baseline on the unique training images: AUROC for the
+    planted images and for the images that baseline reproduces (Carlini)."""
+    from curate.evaluate import auroc, run_methods
+    from curate.memorization import Memorization, duplicate_groups
+
+    ids, ref = loop.reference()
+    _, first = duplicate_groups(ref)
+    first = first.sort().values
+    group_of = dict(zip(*loop.train_view().values(["id", "planted_group"])))
+    planted = torch.tensor([group_of.get(ids[i]) is not None for i in first.tolist()])
+    mem = Memorization.load(loop.memorization_path("baseline", loop.score_seed))
+    repro = mem.counts("carlini")[first] > 0
+    specs = loop.cfg["analysis"]["methods"]
+    res = run_methods(loop.model("baseline", loop.score_seed), ref[first].to(loop.dev), specs, seed=loop.seed,
+                      progress=True, log=log)
+    rows = []
+    for name, r in res.items():
+        sc = r.scores
+        row = {"name": name, "label": r.label, "settings": r.settings, "nfe": r.nfe, "seconds": r.seconds}
+        if planted.any():
+            row["auroc_planted"] = auroc(sc[planted], sc[~planted])
+        if repro.any() and (~repro).any():
+            row["auroc_reproduced"] = auroc(sc[repro], sc[~repro])
+        rows.append(row)
+        log(f"  {r.label:<28} AUROC planted {row.get('auroc_planted', float('nan')):.3f}  "
+            f"reproduced {row.get('auroc_reproduced', float('nan')):.3f}")
+    return {"methods": rows}
