@@ -91,7 +91,8 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
            tag: str = "duplicate", keep: str = "lowest_score", score_field: str = "volume_growth",
            group_field: str = "duplicate_group", size=None, channels=None, resize: bool = False,
            batch_size: int = 256, clear: bool = True, method: str = "descriptor", mirror: bool = True,
-           k: int = 10, index: str = "exact", brain_key: str | None = "dedupe",
+           k: int = 10, index: str = "exact", relative: float | None = 0.4,
+           brain_key: str | None = "dedupe",
            view_name: str | None = "duplicate_groups", spec=None, progress=False) -> list[list[str]]:
     """Find near-duplicate groups and tag all but one member of each.
 
@@ -117,6 +118,10 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
         k: descriptor: candidates per query image (more when all k are duplicates).
         index: descriptor: ``"exact"`` (chunked BLAS search) or a scikit-learn
             ``NearestNeighbors`` algorithm: ``"ball_tree"``, ``"kd_tree"``, ``"brute"``.
+        relative: descriptor: also cap the threshold at ``relative`` times the collection's
+            background distance (how close unrelated images come: the median over up to
+            512 of its images of the distance to their 3rd nearest candidate), so that
+            low-detail images (8x8 digits) are not grouped with their look-alikes; None: no cap.
         brain_key: descriptor: store the keys as a FiftyOne similarity index under this
             brain key (replacing an earlier dedupe index there); None stores nothing.
         view_name: save the view of all group members under this name; None: no view.
@@ -168,13 +173,13 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
 
         ids, keys, canvases, descriptor = _describe(samples, spec, size=size, channels=channels,
                                                     resize=resize, batch_size=batch_size, progress=progress)
-        qidx = [i for i, sid in enumerate(ids) if sid in query_ids]
         from curate.brain.progress import progress_bar
 
+        qidx = np.array([i for i, sid in enumerate(ids) if sid in query_ids], dtype=np.int64)
         with progress_bar(len(ids), "dedupe: verifying candidates", progress) as advance:
-            res = find_pairs(keys, canvases, np.array(qidx, dtype=np.int64), threshold,
-                             descriptor=descriptor, mirror=mirror, k=int(k), index=index,
-                             progress=advance) if qidx else None
+            res = find_pairs(keys, canvases, qidx, threshold, descriptor=descriptor, mirror=mirror,
+                             k=int(k), index=index, relative=relative, reference=_reference(ids),
+                             progress=advance) if len(qidx) else None
         pairs = res.pairs.tolist() if res is not None else []
         spec = descriptor.spec
 
@@ -204,10 +209,22 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
     if keys is not None and brain_key is not None:
         _store_index(samples, ids, keys, brain_key, {
             "spec": spec.to_dict(), "threshold": threshold, "mirror": bool(mirror), "k": int(k),
-            "index": index, "query_tag": query_tag, "tag": tag, "group_field": group_field})
+            "index": index, "relative": relative, "query_tag": query_tag, "tag": tag,
+            "group_field": group_field, "groups": len(groups),
+            "threshold_applied": res.threshold if res is not None else None,
+            "background": res.background if res is not None else None})
     if view_name is not None:
         _save_groups_view(samples, group_field, tag, view_name)
     return groups
+
+
+def _reference(ids: list[str], size: int = 512) -> np.ndarray:
+    """Indices of up to ``size`` samples chosen by a hash of their ids: the same sample
+    set whatever the order of the collection."""
+    import hashlib
+
+    h = [hashlib.sha1(s.encode()).hexdigest() for s in ids]
+    return np.array(sorted(sorted(range(len(ids)), key=h.__getitem__)[:size]), dtype=np.int64)
 
 
 def _pixel_pairs(samples, query_ids, threshold, **policy):

@@ -89,7 +89,9 @@ class Aligner:
             norm2 = norm2 + 2 * w * w * cc / (cc + floor2)
             scales.append(w / np.sqrt(cc + floor2))
             parts.append(c)
-        inv = 1 / np.maximum(np.sqrt(norm2 * v.shape[-1]), np.asarray(1e-12, dtype=v.dtype))  # flat: stays 0
+        # a flat thumbnail (contrast far below one grey level) is the zero vector, not
+        # rounding noise blown up to unit length
+        inv = np.where(norm2 > 1e-8, 1 / np.sqrt(np.maximum(norm2, 1e-8) * v.shape[-1]), 0).astype(v.dtype)
         out = np.concatenate([p * (sc * inv) for p, sc in zip(parts, scales)], -2)
         return out.reshape(lead + (-1,))
 
