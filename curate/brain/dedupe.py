@@ -154,6 +154,12 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
         raise ValueError(f"threshold must be >= 0, got {threshold}")
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    from curate.dedup.search import INDEXES
+
+    if index not in INDEXES:
+        raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
+    if relative is not None and not relative > 0:
+        raise ValueError(f"relative must be > 0 (or None), got {relative!r}")
     scores = {}
     if keep != "first":
         if score_field not in samples.get_field_schema():
