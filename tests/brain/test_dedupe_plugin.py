@@ -84,3 +84,27 @@ def test_panel_shows_any_score_field_and_its_top_images(foo, photos_ds):
     assert st["top_ids"] == by_value
     path = dict(zip(*ds.values(["id", "filepath"])))
     assert [st[f"top_{i}"] for i in range(8)] == [f"/media?filepath={quote(path[s], safe='')}" for s in by_value]
+
+
+def test_cli_dedupe_options(photos_ds, capsys):
+    from curate.cli import main as cli
+
+    ds = photos_ds
+    ds.persistent = True
+    try:
+        base = ["dedupe", "--dataset", ds.name, "--query-tag", "", "--keep", "first", "--no-progress"]
+        assert cli(base + ["--no-mirror", "--brain-key", "cli_idx"]) == 0
+        assert f"{len(EDITS) - 1} group(s); tagged {len(EDITS) - 1} sample(s)" in capsys.readouterr().out
+        ds.reload()
+        assert ds.list_brain_runs() == ["cli_idx"]
+        assert cli(base) == 0  # mirroring on by default
+        assert f"{len(EDITS)} group(s)" in capsys.readouterr().out
+        ds.reload()
+        assert [2, 32] in _items(ds, [[s for s in ds.match(__import__("fiftyone").ViewField("duplicate_group") == g)
+                                       .values("id")] for g in range(len(EDITS))])
+        assert cli(base + ["--method", "pixel", "--threshold", "0"]) == 0
+        assert "0 group(s)" in capsys.readouterr().out
+        with pytest.raises(SystemExit, match="k must"):
+            cli(base + ["--k", "0"])
+    finally:
+        ds.persistent = False
