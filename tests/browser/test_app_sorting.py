@@ -147,6 +147,13 @@ def _photos_with_copies(tmp_path):
     return np.concatenate([photos, np.stack(copies)])
 
 
+def _tile_values(driver, field):
+    """The values of ``field`` shown on the grid's tiles, in reading order."""
+    tiles = [t for t in driver.execute_script(_TILE_FIELD_JS, field) if t[2]]
+    tiles.sort(key=lambda t: (round(t[0]), t[1]))  # rows, then columns
+    return [float(t[2]) for t in tiles]
+
+
 def _show_field_on_tiles(driver, field):
     box = _wait(lambda: driver.find_elements("css selector", f'[data-cy="checkbox-{field}"]'))
     assert box, f"the App did not list the {field} field"
@@ -156,9 +163,7 @@ def _show_field_on_tiles(driver, field):
     time.sleep(0.5)
     box = driver.find_element("css selector", f'[data-cy="checkbox-{field}"] input')
     driver.execute_script("arguments[0].click();", box)
-    tiles = _wait(lambda: [t for t in driver.execute_script(_TILE_FIELD_JS, field) if t[2]])
-    tiles.sort(key=lambda t: (round(t[0]), t[1]))  # reading order
-    return [float(t[2]) for t in tiles]
+    return _wait(lambda: _tile_values(driver, field))
 
 
 def test_app_sorts_by_similarity_to_a_duplicated_image(tmp_path):
@@ -198,7 +203,10 @@ def test_app_sorts_by_similarity_to_a_duplicated_image(tmp_path):
         assert _wait(lambda: driver.find_elements("xpath", "//*[text()='SortBySimilarity']")), \
             "the App did not apply the similarity view"
         time.sleep(1.0)
-        shown = _show_field_on_tiles(driver, "item")
+        _show_field_on_tiles(driver, "item")
+        # the tiles of the whole dataset may still be on screen for a moment
+        shown = _wait(lambda: [v for v in [_tile_values(driver, "item")] if v and v[0] == want[0]])
+        shown = _tile_values(driver, "item")
         if len(shown) < 12:
             driver.save_screenshot(str(tmp_path / "debug.png"))  # kept by pytest for a look
         assert len(shown) >= 12, f"only {len(shown)} tiles show an item"
