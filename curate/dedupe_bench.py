@@ -289,7 +289,7 @@ def parse_args(argv=None):
                    help="key search of the descriptor")
     p.add_argument("--scale", type=int, default=0,
                    help="also time describe + all-pairs search over this many CIFAR-10 images (e.g. 60000)")
-    p.add_argument("--index-sample", type=int, default=1000,
+    p.add_argument("--index-sample", type=int, default=300,
                    help="queries timed for the ball-tree key search in --scale")
     p.add_argument("--out", type=Path, default=Path("dedupe-bench"), help="results folder")
     p.add_argument("--no-progress", action="store_true")

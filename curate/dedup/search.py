@@ -12,6 +12,8 @@
 3. **Expansion**: a query all of whose ``k`` candidates were duplicates is searched again
    with twice the ``k`` (so a photo with 50 copies gets all 50), until a candidate is not a
    duplicate or every image was a candidate.
+4. Optionally (``relative``) the threshold is first capped by the collection's
+   *background* distance, so that low-detail images are not grouped with look-alikes.
 
 Cost (n images, q queries, d key dims): the exact search is ``O(q n d)`` time and
 ``O(memory_mb)`` memory; a tree index is built in ``O(n log n)`` and answers each
@@ -20,15 +22,21 @@ query in sub-linear time when the keys have a low intrinsic dimension. Verificat
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import concurrent.futures as cf
 import os
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+
+try:  # installed with scikit-learn; without it BLAS keeps its own thread count
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    import contextlib
+
+    def threadpool_limits(*args, **kwargs):
+        return contextlib.nullcontext()
 
 from curate.dedup.align import Aligner
 from curate.dedup.descriptor import Descriptor
