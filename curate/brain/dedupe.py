@@ -160,37 +160,39 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
         raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
     if relative is not None and not relative > 0:
         raise ValueError(f"relative must be > 0 (or None), got {relative!r}")
-    scores = {}
-    if keep != "first":
-        if score_field not in samples.get_field_schema():
-            raise ValueError(f"keep={keep!r} needs the score field {score_field!r}")
+    if keep != "first" and score_field not in samples.get_field_schema():
+        raise ValueError(f"keep={keep!r} needs the score field {score_field!r}")
     dataset = samples._dataset
     if method == "descriptor" and brain_key is not None:
         _check_brain_key(dataset, brain_key)
 
+    policy = {"size": size, "channels": channels, "resize": resize, "batch_size": batch_size}
     ids = samples.values("id")
     query_ids = set(ids) if query_tag is None else set(samples.match_tags(query_tag).values("id"))
     if method == "pixel":
-        ids, pairs = _pixel_pairs(samples, query_ids, threshold, size=size, channels=channels,
-                                  resize=resize, batch_size=batch_size)
-        keys = None
+        ids, pairs = _pixel_pairs(samples, query_ids, threshold, **policy)
     else:
-        from curate.dedup import find_pairs
-
-        ids, keys, canvases, descriptor = _describe(samples, spec, size=size, channels=channels,
-                                                    resize=resize, batch_size=batch_size, progress=progress)
-        from curate.brain.progress import progress_bar
-
-        qidx = np.array([i for i, sid in enumerate(ids) if sid in query_ids], dtype=np.int64)
-        with progress_bar(len(ids), "dedupe: verifying candidates", progress) as advance:
-            res = find_pairs(keys, canvases, qidx, threshold, descriptor=descriptor, mirror=mirror,
-                             k=int(k), index=index, relative=relative, reference=_reference(ids),
-                             progress=advance) if len(qidx) else None
+        ids, keys, res, spec = _descriptor_pairs(samples, query_ids, threshold, spec=spec, mirror=mirror,
+                                                 k=int(k), index=index, relative=relative,
+                                                 progress=progress, **policy)
         pairs = res.pairs.tolist() if res is not None else []
-        spec = descriptor.spec
+    groups = _ranked_groups(samples, ids, pairs, keep, score_field)
+    _write_groups(samples, groups, tag, group_field, clear)
+    if method == "descriptor" and brain_key is not None:
+        _store_index(samples, ids, keys, brain_key, {
+            "spec": spec.to_dict(), "threshold": threshold, "mirror": bool(mirror), "k": int(k),
+            "index": index, "relative": relative, "query_tag": query_tag, "tag": tag,
+            "group_field": group_field, "groups": len(groups),
+            "threshold_applied": res.threshold if res is not None else None,
+            "background": res.background if res is not None else None})
+    if view_name is not None:
+        _save_groups_view(samples, group_field, tag, view_name)
+    return groups
 
-    if keep != "first":
-        scores = dict(zip(*samples.values(["id", score_field])))
+
+def _ranked_groups(samples, ids: list[str], pairs, keep: str, score_field: str) -> list[list[str]]:
+    """Components of ``pairs`` (indices into ``ids``) as sample ids, the kept one first."""
+    scores = {} if keep == "first" else dict(zip(*samples.values(["id", score_field])))
     sign = 1.0 if keep == "lowest_score" else -1.0
 
     def rank(i: int):
@@ -199,8 +201,13 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
             return (0, 0.0, i)
         return (s is None, sign * s if s is not None else 0.0, i)
 
-    groups = [[ids[i] for i in sorted(m, key=rank)] for m in components(len(ids), pairs)]
+    return [[ids[i] for i in sorted(m, key=rank)] for m in components(len(ids), pairs)]
 
+
+def _write_groups(samples, groups, tag: str, group_field: str, clear: bool) -> None:
+    import fiftyone.core.fields as fof
+
+    dataset = samples._dataset
     if clear:
         samples.untag_samples(tag)
         if group_field in dataset.get_field_schema():
@@ -212,16 +219,22 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
     numbers = {sid: n for n, g in enumerate(groups) for sid in g}
     if numbers:
         dataset.set_values(group_field, numbers, key_field="id")
-    if keys is not None and brain_key is not None:
-        _store_index(samples, ids, keys, brain_key, {
-            "spec": spec.to_dict(), "threshold": threshold, "mirror": bool(mirror), "k": int(k),
-            "index": index, "relative": relative, "query_tag": query_tag, "tag": tag,
-            "group_field": group_field, "groups": len(groups),
-            "threshold_applied": res.threshold if res is not None else None,
-            "background": res.background if res is not None else None})
-    if view_name is not None:
-        _save_groups_view(samples, group_field, tag, view_name)
-    return groups
+
+
+def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, relative, progress,
+                      **policy):
+    """Keys (n, d) of ``samples`` and the verified pairs (a PairResult, None without queries)."""
+    from curate.brain.progress import progress_bar
+    from curate.dedup import find_pairs
+
+    ids, keys, canvases, descriptor = _describe(samples, spec, progress=progress, **policy)
+    qidx = np.array([i for i, sid in enumerate(ids) if sid in query_ids], dtype=np.int64)
+    res = None
+    if len(qidx):
+        with progress_bar(len(ids), "dedupe: verifying candidates", progress) as advance:
+            res = find_pairs(keys, canvases, qidx, threshold, descriptor=descriptor, mirror=mirror, k=k,
+                             index=index, relative=relative, reference=_reference(ids), progress=advance)
+    return ids, keys, res, descriptor.spec
 
 
 def _reference(ids: list[str], size: int = 512) -> np.ndarray:
