@@ -1,14 +1,27 @@
 """Near-duplicate groups among flagged images and against the rest of the dataset.
 
-Distance: the normalised pixel L2 ``|x - y| / sqrt(D)`` of images in [-1, 1]
-(the root-mean-square pixel difference; 0 for identical images, 2 at most), found
-by an exact, chunked search in float64: every query image is compared with every
-image of the collection, never an approximation.
+Two distances (``method``):
+
+* ``"descriptor"`` (default): the aligned distance of :mod:`curate.dedup` -- thumbnails
+  standardised per image (blind to brightness, contrast, saturation, colour casts and
+  re-encoding noise) compared after the best zoom (crops up to ``max_crop`` of each side),
+  shift (up to ``max_shift``) and, with ``mirror``, left-right flip. Unit vectors: 0 for
+  identical images, 2 at most; :data:`DEFAULT_THRESHOLD` was chosen on planted edits of
+  CIFAR-10 (see the README). Candidates are each query's ``k`` nearest *keys* (a tiny
+  GIST, :mod:`curate.dedup.descriptor`), found by an exact chunked search or a
+  scikit-learn index (``index``). The keys are stored as a FiftyOne similarity index
+  under ``brain_key`` (the App's "sort by similarity"; ``dataset.delete_brain_run(key)``
+  removes it).
+* ``"pixel"``: the normalised pixel L2 ``|x - y| / sqrt(D)`` of images in [-1, 1] (the
+  root-mean-square pixel difference; the Carlini criterion's distance), found by an
+  exact, chunked search in float64: every query image is compared with every image of
+  the collection. Default threshold 0.1. Stores no index.
 
 Groups: pairs within ``threshold`` where at least one image is a query image are
 edges; groups are the connected components with two or more members. In each group
 one sample is kept by ``keep``; the others get ``tag``. Every member gets the group
-number in ``group_field``.
+number in ``group_field``; ``view_name`` saves the view of all members, group by group,
+the kept one first.
 """
 from __future__ import annotations
 
@@ -16,6 +29,9 @@ import numpy as np
 import torch
 
 KEEP_RULES = ("lowest_score", "highest_score", "first")
+METHODS = ("descriptor", "pixel")
+DEFAULT_THRESHOLD = {"descriptor": 0.2, "pixel": 0.1}
+RUN_MARK = "curate_dedupe"  # config entry that marks a similarity index this module made
 
 
 class _UnionFind:
@@ -59,16 +75,31 @@ def near_pairs(query: torch.Tensor, pool: torch.Tensor, threshold: float, *,
     return out
 
 
-def dedupe(samples, *, threshold: float = 0.1, query_tag: str | None = "high_risk",
+def components(n: int, pairs) -> list[list[int]]:
+    """Connected components with >= 2 members of the graph on 0..n-1 with edges
+    ``pairs``; each sorted, ordered by their first member."""
+    uf = _UnionFind(n)
+    for i, j in pairs:
+        uf.union(int(i), int(j))
+    members: dict[int, list[int]] = {}
+    for i in range(n):
+        members.setdefault(uf.find(i), []).append(i)
+    return sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0])
+
+
+def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "high_risk",
            tag: str = "duplicate", keep: str = "lowest_score", score_field: str = "volume_growth",
            group_field: str = "duplicate_group", size=None, channels=None, resize: bool = False,
-           batch_size: int = 256, clear: bool = True) -> list[list[str]]:
+           batch_size: int = 256, clear: bool = True, method: str = "descriptor", mirror: bool = True,
+           k: int = 10, index: str = "exact", relative: float | None = 0.4,
+           brain_key: str | None = "dedupe",
+           view_name: str | None = "duplicate_groups", spec=None, progress=False) -> list[list[str]]:
     """Find near-duplicate groups and tag all but one member of each.
 
     Args:
         samples: the collection to search (a dataset or view).
-        threshold: largest normalised pixel L2 distance of a duplicate pair
-            (0.1 = a 5% RMS pixel difference on the [-1, 1] scale).
+        threshold: largest distance of a duplicate pair; None: :data:`DEFAULT_THRESHOLD`
+            of ``method`` (descriptor 0.2, pixel 0.1 = a 5% RMS pixel difference).
         query_tag: the images whose duplicates are searched (default: those
             :func:`flag_high_risk` tagged); None searches all pairs.
         tag: put on every group member except the kept one.
@@ -78,8 +109,24 @@ def dedupe(samples, *, threshold: float = 0.1, query_tag: str | None = "high_ris
             Ties go to the member earlier in ``samples``' order.
         score_field: the score that ``keep`` reads.
         group_field: int field set to the group number (0, 1, ...) on members.
-        size, channels, resize: the image policy of :mod:`curate.data.loader`.
+        size, channels, resize: the image policy of :mod:`curate.data.loader`. The
+            descriptor resamples every image itself, so with ``size=None`` it reads
+            images of any size (``resize`` is then implied).
         clear: first remove ``tag`` and ``group_field`` from ``samples``.
+        method: ``"descriptor"`` or ``"pixel"`` (see the module docstring).
+        mirror: descriptor: a left-right mirrored copy counts as a duplicate.
+        k: descriptor: candidates per query image (more when all k are duplicates).
+        index: descriptor: ``"exact"`` (chunked BLAS search) or a scikit-learn
+            ``NearestNeighbors`` algorithm: ``"ball_tree"``, ``"kd_tree"``, ``"brute"``.
+        relative: descriptor: also cap the threshold at ``relative`` times the collection's
+            background distance (how close unrelated images come: the median over up to
+            512 of its images of the distance to their 3rd nearest candidate), so that
+            low-detail images (8x8 digits) are not grouped with their look-alikes; None: no cap.
+        brain_key: descriptor: store the keys as a FiftyOne similarity index under this
+            brain key (replacing an earlier dedupe index there); None stores nothing.
+        view_name: save the view of all group members under this name; None: no view.
+        spec: descriptor: a :class:`curate.dedup.DescriptorSpec` (default settings if None).
+        progress: True for a rich bar, or a callable ``f(fraction, label)``.
 
     Returns:
         the groups, each a list of sample ids with the kept sample first.
@@ -87,42 +134,65 @@ def dedupe(samples, *, threshold: float = 0.1, query_tag: str | None = "high_ris
     import fiftyone.core.fields as fof
 
     from curate.brain._names import check_field_name, check_tag
-    from curate.data.loader import load_images
 
     check_tag(tag, "tag")
     check_field_name(group_field, "group_field")
+    if view_name is not None:
+        check_tag(view_name, "view_name")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if brain_key is not None and (not isinstance(brain_key, str) or not brain_key.isidentifier()):
+        raise ValueError(f"brain_key must be a Python identifier (or None), got {brain_key!r}")
     old = samples._dataset.get_field_schema().get(group_field)
     if old is not None and not isinstance(old, fof.IntField):
         raise ValueError(f"group_field {group_field!r} already holds a {type(old).__name__}; "
                          "choose another name")
     if keep not in KEEP_RULES:
         raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
-    if threshold < 0:
+    threshold = DEFAULT_THRESHOLD[method] if threshold is None else float(threshold)
+    if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
-    ids, images, failed = load_images(samples, batch_size=batch_size, size=size, channels=channels,
-                                      resize=resize)
-    if failed:
-        raise ValueError(f"{len(failed)} image(s) could not be read for dedupe, e.g. "
-                         f"{next(iter(failed.items()))}; fix them or exclude them from the view")
-    flat = images.reshape(len(ids), -1)
-    pos = {sid: i for i, sid in enumerate(ids)}
-    if query_tag is None:
-        qidx = list(range(len(ids)))
-    else:
-        qidx = [pos[s] for s in samples.match_tags(query_tag).values("id") if s in pos]
-    uf = _UnionFind(len(ids))
-    for i, j, _ in near_pairs(flat[qidx], flat, threshold) if qidx else []:
-        uf.union(qidx[i], j)
-    members: dict[int, list[int]] = {}
-    for i in range(len(ids)):
-        members.setdefault(uf.find(i), []).append(i)
-    comps = sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0])
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    from curate.dedup.search import INDEXES
 
-    scores = {}
-    if keep != "first":
-        if score_field not in samples.get_field_schema():
-            raise ValueError(f"keep={keep!r} needs the score field {score_field!r}")
-        scores = dict(zip(*samples.values(["id", score_field])))
+    if index not in INDEXES:
+        raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
+    if relative is not None and not relative > 0:
+        raise ValueError(f"relative must be > 0 (or None), got {relative!r}")
+    if keep != "first" and score_field not in samples.get_field_schema():
+        raise ValueError(f"keep={keep!r} needs the score field {score_field!r}")
+    dataset = samples._dataset
+    if method == "descriptor" and brain_key is not None:
+        _check_brain_key(dataset, brain_key)
+
+    policy = {"size": size, "channels": channels, "resize": resize, "batch_size": batch_size}
+    ids = samples.values("id")
+    query_ids = set(ids) if query_tag is None else set(samples.match_tags(query_tag).values("id"))
+    if method == "pixel":
+        ids, pairs = _pixel_pairs(samples, query_ids, threshold, **policy)
+    else:
+        ids, keys, res, spec = _descriptor_pairs(samples, query_ids, threshold, spec=spec, mirror=mirror,
+                                                 k=int(k), index=index, relative=relative,
+                                                 progress=progress, **policy)
+        pairs = res.pairs.tolist() if res is not None else []
+    groups = _ranked_groups(samples, ids, pairs, keep, score_field)
+    _write_groups(samples, groups, tag, group_field, clear)
+    if method == "descriptor" and brain_key is not None:
+        _store_index(samples, ids, keys, brain_key, {
+            "spec": spec.to_dict(), "threshold": threshold, "mirror": bool(mirror), "k": int(k),
+            "index": index, "relative": relative, "query_tag": query_tag, "tag": tag,
+            "group_field": group_field, "groups": len(groups),
+            "threshold_applied": res.threshold if res is not None else None,
+            "background": res.background if res is not None else None})
+    if view_name is not None:
+        _save_groups_view(samples, group_field, tag, view_name)
+    return groups
+
+
+def _ranked_groups(samples, ids: list[str], pairs, keep: str, score_field: str) -> list[list[str]]:
+    """Components of ``pairs`` (indices into ``ids``) as sample ids, the kept one first."""
+    scores = {} if keep == "first" else dict(zip(*samples.values(["id", score_field])))
     sign = 1.0 if keep == "lowest_score" else -1.0
 
     def rank(i: int):
@@ -131,7 +201,11 @@ def dedupe(samples, *, threshold: float = 0.1, query_tag: str | None = "high_ris
             return (0, 0.0, i)
         return (s is None, sign * s if s is not None else 0.0, i)
 
-    groups = [[ids[i] for i in sorted(m, key=rank)] for m in comps]
+    return [[ids[i] for i in sorted(m, key=rank)] for m in components(len(ids), pairs)]
+
+
+def _write_groups(samples, groups, tag: str, group_field: str, clear: bool) -> None:
+    import fiftyone.core.fields as fof
 
     dataset = samples._dataset
     if clear:
@@ -145,4 +219,105 @@ def dedupe(samples, *, threshold: float = 0.1, query_tag: str | None = "high_ris
     numbers = {sid: n for n, g in enumerate(groups) for sid in g}
     if numbers:
         dataset.set_values(group_field, numbers, key_field="id")
-    return groups
+
+
+def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, relative, progress,
+                      **policy):
+    """Keys (n, d) of ``samples`` and the verified pairs (a PairResult, None without queries)."""
+    from curate.brain.progress import progress_bar
+    from curate.dedup import find_pairs
+
+    ids, keys, canvases, descriptor = _describe(samples, spec, progress=progress, **policy)
+    qidx = np.array([i for i, sid in enumerate(ids) if sid in query_ids], dtype=np.int64)
+    res = None
+    if len(qidx):
+        with progress_bar(len(ids), "dedupe: verifying candidates", progress) as advance:
+            res = find_pairs(keys, canvases, qidx, threshold, descriptor=descriptor, mirror=mirror, k=k,
+                             index=index, relative=relative, reference=_reference(ids), progress=advance)
+    return ids, keys, res, descriptor.spec
+
+
+def _reference(ids: list[str], size: int = 512) -> np.ndarray:
+    """Indices of up to ``size`` samples chosen by a hash of their ids: the same sample
+    set whatever the order of the collection."""
+    import hashlib
+
+    h = [hashlib.sha1(s.encode()).hexdigest() for s in ids]
+    return np.array(sorted(sorted(range(len(ids)), key=h.__getitem__)[:size]), dtype=np.int64)
+
+
+def _pixel_pairs(samples, query_ids, threshold, **policy):
+    from curate.data.loader import load_images
+
+    ids, images, failed = load_images(samples, **policy)
+    _refuse_failed(failed)
+    flat = images.reshape(len(ids), -1)
+    qidx = [i for i, sid in enumerate(ids) if sid in query_ids]
+    found = near_pairs(flat[qidx], flat, threshold) if qidx else []
+    return ids, [(qidx[i], j) for i, j, _ in found]
+
+
+def _describe(samples, spec, *, size, channels, resize, batch_size, progress):
+    """Stream the images batch by batch into keys (n, d) and canvases (n, C, h, h)."""
+    from curate.brain.progress import progress_bar
+    from curate.data.loader import iter_batches
+    from curate.dedup import Descriptor
+
+    from curate.dedup import DescriptorSpec
+
+    if isinstance(spec, dict):
+        spec = DescriptorSpec(**spec)
+    descriptor = Descriptor(spec)
+    if size is None:  # the descriptor resamples to its working size anyway
+        size, resize = (descriptor.spec.work,) * 2, True
+    ids, keys, canvases, failed = [], [], [], {}
+    with progress_bar(samples.count(), "dedupe: describing images", progress) as advance:
+        for b in iter_batches(samples, batch_size=batch_size, size=size, channels=channels, resize=resize):
+            failed.update(b.failed)
+            if len(b.ids):
+                kk, cc = descriptor.describe(b.images.numpy())
+                ids += b.ids
+                keys.append(kk)
+                canvases.append(cc)
+            advance(len(b.ids) + len(b.failed))
+    _refuse_failed(failed)
+    if not ids:
+        return [], np.zeros((0, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32), descriptor
+    return ids, np.concatenate(keys), np.concatenate(canvases), descriptor
+
+
+def _refuse_failed(failed: dict) -> None:
+    if failed:
+        raise ValueError(f"{len(failed)} image(s) could not be read for dedupe, e.g. "
+                         f"{next(iter(failed.items()))}; fix them or exclude them from the view")
+
+
+def _check_brain_key(dataset, brain_key: str) -> None:
+    """Refuse a brain key that holds another kind of run (nothing is replaced)."""
+    if brain_key in dataset.list_brain_runs():
+        config = dataset.get_brain_info(brain_key).config
+        if getattr(config, RUN_MARK, None) is None:
+            raise ValueError(f"brain key {brain_key!r} holds another run ({type(config).__name__}); "
+                             "pass another brain_key, or delete that run first")
+
+
+def _store_index(samples, ids, keys, brain_key: str, settings: dict) -> None:
+    """The keys as a FiftyOne similarity index (sklearn backend, Euclidean distance:
+    the App's "sort by similarity" ranks by the same key distance as the candidates)."""
+    import fiftyone.brain as fob
+
+    dataset = samples._root_dataset
+    if brain_key in dataset.list_brain_runs():
+        dataset.delete_brain_run(brain_key)
+    if samples.values("id") != ids:  # cannot happen: no image failed, loader order kept
+        raise RuntimeError("dedupe: sample order changed while describing; rerun")
+    fob.compute_similarity(samples, embeddings=keys, backend="sklearn", metric="euclidean",
+                           brain_key=brain_key, progress=False, **{RUN_MARK: settings})
+
+
+def _save_groups_view(samples, group_field: str, tag: str, view_name: str) -> None:
+    """Members of every group, group by group, the kept (untagged) one first."""
+    from fiftyone import ViewField as F
+
+    view = samples.exists(group_field).sort_by([(F(group_field), 1), (F("tags").contains(tag), 1)])
+    samples._dataset.save_view(view_name, view, overwrite=True)

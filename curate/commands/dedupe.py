@@ -9,18 +9,38 @@ from curate.commands._dataset import add_dataset_args
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "dedupe", help="tag near-duplicates of flagged images, keeping one per group",
-        description=("Runs curate.brain.dedupe: exact chunked search by normalised pixel L2 "
+        description=("Runs curate.brain.dedupe. --method descriptor (default): the aligned distance "
+                     "of standardised thumbnails after the best zoom/shift/mirror, which survives "
+                     "re-encoding, shifts, crops, brightness/colour changes and mirroring; candidates "
+                     "come from a similarity index of the images' keys, stored as a FiftyOne brain "
+                     "run (--brain-key). --method pixel: exact chunked search by normalised pixel L2 "
                      "(RMS difference on the [-1, 1] scale)."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_dataset_args(p)
-    p.add_argument("--threshold", type=float, default=0.1, help="largest distance of a duplicate pair")
+    p.add_argument("--method", choices=["descriptor", "pixel"], default="descriptor",
+                   help="distance that decides a duplicate pair")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="largest distance of a duplicate pair (default: 0.2 descriptor, 0.1 pixel)")
+    p.add_argument("--no-mirror", action="store_true",
+                   help="descriptor: a left-right mirrored copy is not a duplicate")
+    p.add_argument("--k", type=int, default=10, help="descriptor: candidates per searched image")
+    p.add_argument("--index", choices=["exact", "ball_tree", "kd_tree", "brute"], default="exact",
+                   help="descriptor: key search (exact chunked BLAS, or a scikit-learn index)")
+    p.add_argument("--relative", type=float, default=0.4,
+                   help="descriptor: cap the threshold at this times the collection's background "
+                        "distance (negative: no cap)")
+    p.add_argument("--brain-key", default="dedupe",
+                   help="descriptor: brain key of the similarity index ('' = do not store it)")
     p.add_argument("--query-tag", default="high_risk",
                    help="search duplicates of samples with this tag ('' = all pairs)")
     p.add_argument("--keep", choices=["lowest_score", "highest_score", "first"], default="lowest_score",
                    help="which member of a group stays untagged")
     p.add_argument("--field", default="volume_growth", help="score field read by --keep")
     p.add_argument("--tag", default="duplicate")
+    p.add_argument("--view-name", default="duplicate_groups",
+                   help="saved view of the groups ('' = none)")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
 
 
@@ -30,9 +50,15 @@ def _run(args) -> int:
 
     samples = open_samples(args)
     try:
-        groups = cb.dedupe(samples, threshold=args.threshold, query_tag=args.query_tag or None,
-                           keep=args.keep, score_field=args.field, tag=args.tag)
+        groups = cb.dedupe(samples, method=args.method, threshold=args.threshold,
+                           query_tag=args.query_tag or None, keep=args.keep, score_field=args.field,
+                           tag=args.tag, mirror=not args.no_mirror, k=args.k, index=args.index,
+                           relative=args.relative if args.relative >= 0 else None,
+                           brain_key=args.brain_key or None, view_name=args.view_name or None,
+                           progress=not args.no_progress)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"{len(groups)} group(s); tagged {sum(len(g) - 1 for g in groups)} sample(s) {args.tag!r}")
+    if groups and args.view_name:
+        print(f"saved view {args.view_name!r}: the groups, the kept sample first")
     return 0

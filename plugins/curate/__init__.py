@@ -189,10 +189,25 @@ class Dedupe(foo.Operator):
                                   dynamic=True, allow_delegated_execution=True)
 
     def resolve_input(self, ctx):
+        from curate.brain.dedupe import DEFAULT_THRESHOLD
+
         inputs = types.Object()
-        inputs.float("threshold", label="Distance threshold (RMS pixel difference, [-1,1] scale)",
-                     default=0.1, min=0)
-        inputs.str("query_tag", label="Search duplicates of images tagged", default="high_risk")
+        method = types.RadioGroup()
+        method.add_choice("descriptor", label="descriptor: survives re-encoding, shifts, crops, "
+                                              "brightness/colour changes and mirroring")
+        method.add_choice("pixel", label="pixel: RMS pixel difference (exact copies, the Carlini distance)")
+        inputs.enum("method", method.values(), view=method, default="descriptor")
+        m = ctx.params.get("method") or "descriptor"
+        if m == "descriptor":
+            inputs.float("threshold", label="Distance threshold (aligned descriptor distance, 0..2)",
+                         default=DEFAULT_THRESHOLD["descriptor"], min=0, max=2)
+            inputs.bool("mirror", label="A mirrored copy is a duplicate", default=True)
+            inputs.str("brain_key", label="Store the similarity index under brain key", default="dedupe")
+        else:
+            inputs.float("threshold", label="Distance threshold (RMS pixel difference, [-1,1] scale)",
+                         default=DEFAULT_THRESHOLD["pixel"], min=0)
+        inputs.str("query_tag", label="Search duplicates of images tagged (empty: all pairs)",
+                   default="high_risk")
         keep = types.RadioGroup()
         for k in ("lowest_score", "highest_score", "first"):
             keep.add_choice(k, label=k)
@@ -205,12 +220,22 @@ class Dedupe(foo.Operator):
         import curate.brain as cb
 
         p = ctx.params
-        groups = cb.dedupe(ctx.target_view(), threshold=float(p.get("threshold", 0.1)),
+        method = p.get("method") or "descriptor"
+        extra = {}
+        if method == "descriptor":
+            extra = {"mirror": bool(p.get("mirror", True)), "brain_key": p.get("brain_key", "dedupe") or None}
+        threshold = p.get("threshold")
+        groups = cb.dedupe(ctx.target_view(), method=method,
+                           threshold=float(threshold) if threshold is not None else None,
                            query_tag=p.get("query_tag") or None, keep=p.get("keep", "lowest_score"),
                            score_field=p.get("score_field", "volume_growth"),
-                           tag=p.get("tag", "duplicate"))
+                           tag=p.get("tag", "duplicate"),
+                           progress=lambda frac, label: ctx.set_progress(progress=frac, label=label),
+                           **extra)
         if not ctx.delegated:
             ctx.ops.reload_dataset()
+            if groups:  # show the groups, group by group, the kept member first
+                ctx.ops.set_view(name="duplicate_groups")
         return {"groups": len(groups), "tagged": sum(len(g) - 1 for g in groups)}
 
 
@@ -253,10 +278,16 @@ def histogram_data(samples, field, bins=30):
     return counts.tolist(), edges.tolist()
 
 
-class VolumeGrowthHistogram(foo.Panel):
+class ScoreHistogram(foo.Panel):
+    """Histogram of any float field of the current view, and its top images (click one
+    to open it; a button shows them all, highest first, in the grid)."""
+
+    TOP = 8
+
     @property
     def config(self):
-        return foo.PanelConfig(name="volume_growth_histogram", label="curate: volume growth")
+        # the name stays: App workspaces saved with the panel keep finding it
+        return foo.PanelConfig(name="volume_growth_histogram", label="curate: score histogram")
 
     def on_load(self, ctx):
         self._refresh(ctx)
@@ -264,7 +295,32 @@ class VolumeGrowthHistogram(foo.Panel):
     def on_change_view(self, ctx):
         self._refresh(ctx)
 
+    def on_change_field(self, ctx):
+        ctx.panel.state.score_field = ctx.params.get("value")
+        self._refresh(ctx)
+
+    def show_top(self, ctx):
+        field = ctx.panel.state.score_field
+        if field:
+            ctx.ops.set_view(view=ctx.view.exists(field).sort_by(field, reverse=True))
+
+    def open_sample(self, ctx):
+        sid = ctx.params.get("id")
+        if sid:
+            ctx.ops.set_view(view=ctx.dataset.select(sid))
+
+    @staticmethod
+    def top_images(samples, field, k):
+        """[(id, filepath, value)] of the k highest finite values of ``field``, highest first."""
+        import fiftyone as fo
+
+        top = samples.match(fo.ViewField(field).exists()).sort_by(field, reverse=True)
+        rows = [r for r in zip(*top.limit(4 * k).values(["id", "filepath", field])) if np.isfinite(r[2])]
+        return rows[:k]
+
     def _refresh(self, ctx):
+        from urllib.parse import quote
+
         fields = _float_fields(ctx)
         field = ctx.panel.state.score_field
         if field not in fields:
@@ -273,15 +329,36 @@ class VolumeGrowthHistogram(foo.Panel):
         counts, edges = histogram_data(ctx.view, field) if field else ([], [])
         centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
         ctx.panel.data.histogram = [{"type": "bar", "x": centers, "y": counts, "name": field}]
-        ctx.panel.state.summary = f"{sum(counts)} scored samples in this view" if field else \
-            "no float field yet: run 'curate: compute volume growth'"
+        ctx.panel.state.summary = f"{sum(counts)} samples with a finite {field} in this view" if field else \
+            "no float field yet: run 'curate: compute volume growth' (or another score)"
+        top = self.top_images(ctx.view, field, self.TOP) if field else []
+        ctx.panel.state.top_ids = [t[0] for t in top]
+        for i in range(self.TOP):
+            setattr(ctx.panel.state, f"top_{i}",
+                    f"/media?filepath={quote(top[i][1], safe='')}" if i < len(top) else None)
+        ctx.panel.state.top_caption = "highest: " + ", ".join(f"{t[2]:.3g}" for t in top) if top else ""
 
     def render(self, ctx):
         panel = types.Object()
+        fields = _float_fields(ctx)
+        field = ctx.panel.state.score_field
+        if fields:
+            choices = types.Dropdown()
+            for f in fields:
+                choices.add_choice(f, label=f)
+            panel.enum("score_field", choices.values(), view=choices, label="Score field", default=field,
+                       on_change=self.on_change_field)
         panel.md(ctx.panel.state.summary or "", name="summary")
-        panel.plot("histogram", layout={"title": "log volume growth (higher = easier to reproduce)",
-                                        "xaxis": {"title": ctx.panel.state.score_field},
-                                        "yaxis": {"title": "samples"}})
+        panel.plot("histogram", layout={"title": f"{field} (higher = more likely reproduced)" if field else "",
+                                        "xaxis": {"title": field or ""}, "yaxis": {"title": "samples"}})
+        ids = ctx.panel.state.top_ids or []
+        if ids:
+            panel.md(ctx.panel.state.top_caption or "", name="top_caption")
+            row = panel.h_stack("top", align_x="left", gap=1)
+            for i, sid in enumerate(ids):
+                row.img(f"top_{i}", height="72px", width="72px", alt_text=f"{field} rank {i + 1}",
+                        on_click=self.open_sample, params={"id": sid})
+            panel.btn("show_top", label=f"Show all by {field}, highest first", on_click=self.show_top)
         return types.Property(panel, view=types.GridView(height=100, width=100))
 
 
@@ -290,4 +367,4 @@ def register(p):
     p.register(FlagHighRisk)
     p.register(Dedupe)
     p.register(ExportClean)
-    p.register(VolumeGrowthHistogram)
+    p.register(ScoreHistogram)

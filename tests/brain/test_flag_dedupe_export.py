@@ -1,4 +1,5 @@
-"""flag_high_risk, dedupe and export_clean against independent numpy computations."""
+"""flag_high_risk, dedupe (method="pixel") and export_clean against independent numpy
+computations; the descriptor method is tested in test_dedupe_descriptor.py."""
 import hashlib
 import shutil
 
@@ -93,7 +94,8 @@ def test_dedupe_groups_and_keep_rule(fo, scored, tmp_path):
     ds.set_values("volume_growth", score, key_field="id")
     sources = ds.match_tags("test").limit(3).values("id")
     ds.select(sources).tag_samples("high_risk")
-    groups = dedupe(ds, threshold=0.1)
+    # method="pixel": today's exact pixel L2 (the default is now the descriptor)
+    groups = dedupe(ds, threshold=0.1, method="pixel")
     want, d = _brute_groups(ds, set(sources), 0.1)
     assert {frozenset(g) for g in groups} == want
     assert len(want) >= 2  # the exact and the slightly noisy copy; the far one is not a duplicate
@@ -104,7 +106,7 @@ def test_dedupe_groups_and_keep_rule(fo, scored, tmp_path):
     numbers = dict(zip(*ds.values(["id", "duplicate_group"])))
     assert {numbers[i] for g in groups for i in g} == set(range(len(groups)))
     # keep="highest_score" keeps the other end of every group
-    groups_hi = dedupe(ds, threshold=0.1, keep="highest_score")
+    groups_hi = dedupe(ds, threshold=0.1, keep="highest_score", method="pixel")
     for g in groups_hi:
         assert g[0] == max(g, key=lambda i: score[i])
     assert set(ds.match_tags("duplicate").values("id")) == {i for g in groups_hi for i in g[1:]}

@@ -1,9 +1,12 @@
-"""The FiftyOne App, in headless Chromium, shows the highest-scored samples first.
+"""The FiftyOne App, in headless Chromium, shows the highest-scored samples first, and
+sorts by similarity to a duplicated image through dedupe's similarity index.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and ``pip install selenium``;
 skipped (with the reason) when any is missing. Run alone with
 ``pytest -m browser tests/browser``; ``CURATE_SCREENSHOT=docs/app_sorted_by_volume_growth.png``
-refreshes the screenshot in docs/.
+refreshes the screenshot in docs/; ``CURATE_SCREENSHOT_SIMILARITY=docs/app_sorted_by_similarity.png
+CURATE_SCREENSHOT_GROUPS=docs/app_duplicate_groups.png`` refresh those of the similarity
+sort and of dedupe's groups view (with CIFAR-10 test images when ../shared has them).
 """
 import os
 import shutil
@@ -105,6 +108,121 @@ def test_app_grid_sorted_by_score_shows_highest_first(tmp_path):
         assert shown == sorted(shown, reverse=True)
         shot = os.environ.get("CURATE_SCREENSHOT")
         if shot:
+            time.sleep(1.0)
+            driver.save_screenshot(shot)
+    finally:
+        driver.quit()
+        getattr(session, "close", lambda: None)()
+        fo.delete_dataset(ds.name)
+
+
+_TILE_FIELD_JS = """
+const field = arguments[0];
+return Array.from(document.querySelectorAll('[data-cy="looker"]')).map(tile => {
+  const r = tile.getBoundingClientRect();
+  const tag = tile.querySelector('[data-cy="tag-' + field + '"]');
+  return [r.top, r.left, tag ? tag.textContent : null];
+});
+"""
+
+
+def _photos_with_copies(tmp_path):
+    """(images uint8, edits): 24 photos (CIFAR-10 test images when refreshing the docs'
+    screenshots and they are at ../shared, else synthetic ones) + 3 edited copies of photo 0."""
+    from pathlib import Path
+
+    from curate.dedup import edits as E
+
+    cifar = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10"
+    if os.environ.get("CURATE_SCREENSHOT_SIMILARITY") and (cifar / "order.csv").is_file():
+        from curate.dedupe_bench import cifar_rows, read_images
+
+        photos = read_images([str(cifar / r["path"]) for r in cifar_rows(cifar, "test")[:24]])
+    else:
+        photos = E.natural_like(24, seed=5)
+    edits = [[("shift", {"dx": 3, "dy": -2}), ("reencode", {"quality": 40})],
+             [("crop", E.edge_cases("crop")[2]), ("brightness_contrast", {"brightness": 1.2, "contrast": 0.85})],
+             [("mirror", {}), ("colour", E.edge_cases("colour")[1])]]
+    copies = [E.apply_all(photos[0], e) for e in edits]
+    return np.concatenate([photos, np.stack(copies)])
+
+
+def _tile_values(driver, field):
+    """The values of ``field`` shown on the grid's tiles, in reading order."""
+    tiles = [t for t in driver.execute_script(_TILE_FIELD_JS, field) if t[2]]
+    tiles.sort(key=lambda t: (round(t[0]), t[1]))  # rows, then columns
+    return [float(t[2]) for t in tiles]
+
+
+def _show_field_on_tiles(driver, field):
+    box = _wait(lambda: driver.find_elements("css selector", f'[data-cy="checkbox-{field}"]'))
+    assert box, f"the App did not list the {field} field"
+    _wait(lambda: driver.find_elements("xpath", "//*[text()='Dismiss']"), timeout=10)
+    for b in driver.find_elements("xpath", "//*[text()='Dismiss']"):
+        b.click()  # the App's promotion pop-up covers the sidebar
+    time.sleep(0.5)
+    box = driver.find_element("css selector", f'[data-cy="checkbox-{field}"] input')
+    driver.execute_script("arguments[0].click();", box)
+    return _wait(lambda: _tile_values(driver, field))
+
+
+def test_app_sorts_by_similarity_to_a_duplicated_image(tmp_path):
+    """dedupe's similarity index in the App: sorted by similarity to an edited copy, the
+    grid starts with that copy, its source and the other copies of the source."""
+    import fiftyone as fo
+    from fiftyone.core.utils import to_slug
+    from PIL import Image
+
+    import curate.brain as cb
+
+    images = _photos_with_copies(tmp_path)
+    samples = []
+    for i, img in enumerate(images):
+        path = tmp_path / f"img{i:02d}.png"
+        Image.fromarray(img).save(path)
+        samples.append(fo.Sample(filepath=str(path), item=float(i)))
+    ds = fo.Dataset("app-similarity-t", overwrite=True)
+    ds.add_samples(samples, progress=False)
+    groups = cb.dedupe(ds, query_tag=None, keep="first")
+    item = dict(zip(*ds.values(["id", "item"])))
+    family = {0.0, 24.0, 25.0, 26.0}  # photo 0 and its three copies
+    assert [sorted(item[s] for s in g) for g in groups] == [sorted(family)]
+    query = next(s for s, v in item.items() if v == 24.0)
+    want = [item[s] for s in ds.sort_by_similarity(query, brain_key="dedupe").values("id")]
+    assert want[0] == 24.0 and set(want[:3]) <= family  # the index itself ranks the family first
+
+    # What the App's "sort by similarity" applies, as a saved view opened by its URL
+    # (a view handed to launch_app with this stage did not reach the grid here).
+    ds.save_view("similar_to_copy", ds.sort_by_similarity(query, brain_key="dedupe", k=len(ds)))
+    driver = _driver(tmp_path / "chrome-profile")
+    port = _free_port()
+    session = fo.launch_app(ds, remote=True, port=port, auto=False)
+    try:
+        driver.get(f"http://127.0.0.1:{port}/datasets/{ds.name}?view={to_slug('similar_to_copy')}")
+        # the grid first shows the whole dataset; wait for the view's stage to be applied
+        assert _wait(lambda: driver.find_elements("xpath", "//*[text()='SortBySimilarity']")), \
+            "the App did not apply the similarity view"
+        time.sleep(1.0)
+        _show_field_on_tiles(driver, "item")
+        # the tiles of the whole dataset may still be on screen for a moment
+        shown = _wait(lambda: [v for v in [_tile_values(driver, "item")] if v and v[0] == want[0]])
+        shown = _tile_values(driver, "item")
+        if len(shown) < 12:
+            driver.save_screenshot(str(tmp_path / "debug.png"))  # kept by pytest for a look
+        assert len(shown) >= 12, f"only {len(shown)} tiles show an item"
+        assert shown[:len(want)] == want[:len(shown)]  # the App's order is the index's order
+        assert shown[0] == 24.0 and set(shown[:3]) <= family
+        shot = os.environ.get("CURATE_SCREENSHOT_SIMILARITY")
+        if shot:
+            time.sleep(1.0)
+            driver.save_screenshot(shot)
+        shot = os.environ.get("CURATE_SCREENSHOT_GROUPS")
+        if shot:  # the saved view of the groups, the kept copy first
+            driver.get("about:blank")
+            driver.get(f"http://127.0.0.1:{port}/datasets/{ds.name}?view={to_slug('duplicate_groups')}")
+            assert _wait(lambda: driver.find_elements("xpath", "//*[text()='Exists']")), "no groups view"
+            time.sleep(1.0)
+            _show_field_on_tiles(driver, "duplicate_group")
             time.sleep(1.0)
             driver.save_screenshot(shot)
     finally:

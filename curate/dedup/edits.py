@@ -1,0 +1,159 @@
+"""The everyday edits a near-duplicate goes through, with their ranges (the benchmark's
+planted copies and the tests' edge cases). Images are uint8 ``(H, W, 3)`` or ``(H, W)``.
+
+========================  ==============================================================
+kind                      edit (range)
+========================  ==============================================================
+``crop``                  keep ``side`` (0.8-1.0) of the width and of the height at a
+                          random position, resize back (bicubic): up to 20 % cut per side
+``shift``                 translate by (dx, dy), each -3..3 px of a 32 px side (not both
+                          0; scaled to the image side), borders filled by edge replication
+``mirror``                left-right flip
+``brightness_contrast``   PIL brightness then contrast, factors 0.8-1.2 each
+``colour``                per-channel gains 0.9-1.1 (a colour cast), then PIL saturation
+                          0.8-1.2
+``reencode``              JPEG at quality 30-90 (4:2:0)
+========================  ==============================================================
+
+A copy gets one to three different kinds, applied in the order above (geometry,
+then photometry, then the re-encode that publishing ends with).
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+KINDS = ("crop", "shift", "mirror", "brightness_contrast", "colour", "reencode")
+CROP_SIDE = (0.8, 1.0)
+SHIFT_PX = 3          # at a 32 px side
+FACTOR = (0.8, 1.2)   # brightness, contrast, saturation
+GAIN = (0.9, 1.1)
+QUALITY = (30, 90)
+
+
+def draw(kind: str, rng: np.random.Generator) -> dict:
+    """Random parameters of one edit of ``kind`` within its range."""
+    if kind == "crop":
+        side = float(rng.uniform(*CROP_SIDE))
+        return {"side": side, "x0": float(rng.uniform(0, 1 - side)), "y0": float(rng.uniform(0, 1 - side))}
+    if kind == "shift":
+        while True:
+            dx, dy = (int(v) for v in rng.integers(-SHIFT_PX, SHIFT_PX + 1, 2))
+            if dx or dy:
+                return {"dx": dx, "dy": dy}
+    if kind == "mirror":
+        return {}
+    if kind == "brightness_contrast":
+        return {"brightness": float(rng.uniform(*FACTOR)), "contrast": float(rng.uniform(*FACTOR))}
+    if kind == "colour":
+        return {"gains": [float(g) for g in rng.uniform(*GAIN, 3)], "saturation": float(rng.uniform(*FACTOR))}
+    if kind == "reencode":
+        return {"quality": int(rng.integers(QUALITY[0], QUALITY[1] + 1))}
+    raise ValueError(f"unknown edit kind {kind!r}; kinds are {KINDS}")
+
+
+def apply(img: np.ndarray, kind: str, p: dict) -> np.ndarray:
+    """One edit of ``img`` uint8 (H, W[, 3]) -> uint8 of the same shape."""
+    from PIL import Image, ImageEnhance
+
+    img = np.asarray(img, dtype=np.uint8)
+    h, w = img.shape[:2]
+    if kind == "crop":
+        s, x0, y0 = p["side"], p["x0"] * w, p["y0"] * h
+        box = (x0, y0, x0 + s * w, y0 + s * h)
+        return np.asarray(Image.fromarray(img).resize((w, h), Image.BICUBIC, box=box))
+    if kind == "shift":
+        dx, dy = (round(p[a] * n / 32) for a, n in (("dx", w), ("dy", h)))
+        r = max(abs(dx), abs(dy), 1)
+        pad = ((r, r), (r, r)) + (((0, 0),) if img.ndim == 3 else ())
+        big = np.pad(img, pad, mode="edge")
+        return big[r - dy:r - dy + h, r - dx:r - dx + w].copy()
+    if kind == "mirror":
+        return img[:, ::-1].copy()
+    if kind == "brightness_contrast":
+        im = ImageEnhance.Brightness(Image.fromarray(img)).enhance(p["brightness"])
+        return np.asarray(ImageEnhance.Contrast(im).enhance(p["contrast"]))
+    if kind == "colour":
+        if img.ndim == 2:  # a grey image has no colour to shift
+            return img.copy()
+        x = np.clip(np.rint(img.astype(np.float64) * np.asarray(p["gains"])), 0, 255).astype(np.uint8)
+        return np.asarray(ImageEnhance.Color(Image.fromarray(x)).enhance(p["saturation"]))
+    if kind == "reencode":
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=p["quality"])
+        buf.seek(0)
+        out = Image.open(buf)
+        return np.asarray(out.convert("RGB" if img.ndim == 3 else "L"))
+    raise ValueError(f"unknown edit kind {kind!r}; kinds are {KINDS}")
+
+
+def apply_all(img: np.ndarray, edits: list[tuple[str, dict]]) -> np.ndarray:
+    for kind, p in edits:
+        img = apply(img, kind, p)
+    return img
+
+
+def edge_cases(kind: str) -> list[dict]:
+    """Parameters at the edges of ``kind``'s range (what the tests check)."""
+    lo, hi = FACTOR
+    if kind == "crop":
+        s = CROP_SIDE[0]
+        return [{"side": s, "x0": 0.0, "y0": 0.0}, {"side": s, "x0": 1 - s, "y0": 1 - s},
+                {"side": s, "x0": (1 - s) / 2, "y0": (1 - s) / 2}]
+    if kind == "shift":
+        m = SHIFT_PX
+        return [{"dx": m, "dy": m}, {"dx": -m, "dy": 0}, {"dx": 0, "dy": -m}]
+    if kind == "mirror":
+        return [{}]
+    if kind == "brightness_contrast":
+        return [{"brightness": b, "contrast": c} for b in (lo, hi) for c in (lo, hi)]
+    if kind == "colour":
+        return [{"gains": [GAIN[1], GAIN[0], GAIN[1]], "saturation": lo},
+                {"gains": [GAIN[0], GAIN[1], GAIN[0]], "saturation": hi}]
+    if kind == "reencode":
+        return [{"quality": QUALITY[0]}]
+    raise ValueError(f"unknown edit kind {kind!r}; kinds are {KINDS}")
+
+
+def plant(originals: np.ndarray, n_copies: int, seed: int, *, max_kinds: int = 3):
+    """Edited copies of ``n_copies`` distinct originals (n, H, W[, 3]) uint8.
+
+    Returns copies (n_copies, H, W[, 3]) uint8, their sources (n_copies,) indices into
+    ``originals``, and each copy's edits [(kind, params), ...] (1 to ``max_kinds``
+    different kinds, in the order of :data:`KINDS`)."""
+    if n_copies > len(originals):
+        raise ValueError(f"cannot plant {n_copies} copies of {len(originals)} distinct originals")
+    rng = np.random.default_rng(seed)
+    sources = rng.choice(len(originals), n_copies, replace=False)
+    copies, edits = [], []
+    for s in sources:
+        k = int(rng.integers(1, max_kinds + 1))
+        kinds = [KINDS[i] for i in sorted(rng.choice(len(KINDS), k, replace=False))]
+        e = [(kind, draw(kind, rng)) for kind in kinds]
+        copies.append(apply_all(originals[s], e))
+        edits.append(e)
+    return np.stack(copies), sources.astype(np.int64), edits
+
+
+def natural_like(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """n synthetic colour images uint8 (n, size, size, 3) with a natural image's
+    statistics: a 1/f^2 power spectrum (random phases) plus a few flat shapes with
+    sharp edges. Different seeds and indices give unrelated images (tests' data)."""
+    rng = np.random.default_rng(seed)
+    f = np.fft.fftfreq(size)
+    radius = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    amp = 1.0 / np.maximum(radius, 1.0 / size) ** 2
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        field = np.fft.ifft2(amp * np.exp(2j * np.pi * rng.random((3, size, size)))).real
+        field = (field - field.mean((1, 2), keepdims=True)) / field.std((1, 2), keepdims=True)
+        img = 0.5 + 0.15 * field.transpose(1, 2, 0) + rng.normal(0, 0.08, 3)
+        for _ in range(int(rng.integers(2, 5))):  # shapes: an ellipse or a rectangle
+            cx, cy, rx, ry = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.08, 0.3), rng.uniform(0.08, 0.3)
+            inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1 if rng.random() < 0.5 else \
+                (np.abs(xx - cx) <= rx) & (np.abs(yy - cy) <= ry)
+            img[inside] = 0.3 * img[inside] + 0.7 * rng.uniform(0, 1, 3)
+        out[i] = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+    return out

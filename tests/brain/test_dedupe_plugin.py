@@ -1,0 +1,110 @@
+"""The App plugin's dedupe operator (descriptor and pixel) and the score histogram panel
+(any float field, its top images), through fiftyone.operators.execute_operator."""
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+from test_dedupe_descriptor import EDITS, _items, photos_ds  # noqa: F401 (the fixture)
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+URI = "@curate/curate/"
+
+
+@pytest.fixture
+def foo(fo, monkeypatch):
+    monkeypatch.setattr(fo.config, "plugins_dir", str(PLUGINS))
+    import fiftyone.operators as foo
+
+    return foo
+
+
+def _run(foo, name, ds, **params):
+    res = foo.execute_operator(URI + name, ctx=dict(dataset=ds, params=params))
+    assert res.error is None, res.error
+    return res
+
+
+def test_dedupe_operator_descriptor_and_pixel(foo, photos_ds):
+    ds = photos_ds
+    res = _run(foo, "dedupe", ds, method="descriptor", threshold=0.2, mirror=False, brain_key="dd_op",
+               query_tag="", keep="first", score_field="volume_growth", tag="duplicate")
+    assert res.result == {"groups": len(EDITS) - 1, "tagged": len(EDITS) - 1}  # the mirrored copy stays
+    assert ds.list_brain_runs() == ["dd_op"] and ds.get_brain_info("dd_op").config.curate_dedupe["mirror"] is False
+    res = _run(foo, "dedupe", ds, query_tag="", keep="first", score_field="volume_growth")  # defaults
+    assert res.result == {"groups": len(EDITS), "tagged": len(EDITS)}
+    assert sorted(ds.list_brain_runs()) == ["dd_op", "dedupe"]
+    res = _run(foo, "dedupe", ds, method="pixel", threshold=0.0, query_tag="", keep="first",
+               score_field="volume_growth")
+    assert res.result == {"groups": 0, "tagged": 0}  # no exact copies among them
+
+
+def test_dedupe_form_follows_the_method(foo, photos_ds):
+    ops = foo.list_operators()
+    op = next(o for o in ops if o.uri == URI + "dedupe")
+    from fiftyone.operators.executor import ExecutionContext
+
+    for method, want, absent in (("descriptor", {"mirror", "brain_key"}, set()), ("pixel", set(), {"mirror", "brain_key"})):
+        ctx = ExecutionContext(request_params={"dataset_name": photos_ds.name, "params": {"method": method}})
+        props = op.resolve_input(ctx).type.properties
+        assert want <= set(props) and not (absent & set(props))
+        assert props["threshold"].default == {"descriptor": 0.2, "pixel": 0.1}[method]
+
+
+def _panel(foo, ds, method, state, **params):
+    res = foo.execute_operator(URI + "volume_growth_histogram", ctx=dict(
+        dataset=ds, params=dict(__method__=method, panel_id="p1", state=state, **params)))
+    assert res.error is None, res.error
+    reqs = res.to_json()["executor"]["requests"]
+    data = [r["params"]["data"] for r in reqs if r["operator_uri"] == "patch_panel_data"]
+    st = {}
+    for r in reqs:
+        if r["operator_uri"] == "patch_panel_state":
+            st.update(r["params"]["state"])
+    return data, st
+
+
+def test_panel_shows_any_score_field_and_its_top_images(foo, photos_ds):
+    ds = photos_ds
+    rng = np.random.default_rng(4)
+    other = {sid: float(v) for sid, v in zip(ds.values("id"), rng.normal(size=len(ds)))}
+    ds.set_values("other_score", other, key_field="id")
+    data, st = _panel(foo, ds, "on_load", {})
+    vg = np.array(ds.values("volume_growth"))
+    assert st["score_field"] == "volume_growth"
+    assert data[0]["histogram"][0]["y"] == np.histogram(vg, bins=30)[0].tolist()
+    # pick another field: its histogram and its top images
+    data, st = _panel(foo, ds, "on_change_field", {"score_field": "volume_growth"}, value="other_score")
+    vals = np.array(list(other.values()))
+    counts, edges = np.histogram(vals, bins=30)
+    assert st["score_field"] == "other_score"
+    assert data[0]["histogram"][0]["y"] == counts.tolist()
+    np.testing.assert_allclose(data[0]["histogram"][0]["x"], (edges[1:] + edges[:-1]) / 2)
+    by_value = sorted(other, key=other.get, reverse=True)[:8]
+    assert st["top_ids"] == by_value
+    path = dict(zip(*ds.values(["id", "filepath"])))
+    assert [st[f"top_{i}"] for i in range(8)] == [f"/media?filepath={quote(path[s], safe='')}" for s in by_value]
+
+
+def test_cli_dedupe_options(photos_ds, capsys):
+    from curate.cli import main as cli
+
+    ds = photos_ds
+    ds.persistent = True
+    try:
+        base = ["dedupe", "--dataset", ds.name, "--query-tag", "", "--keep", "first", "--no-progress"]
+        assert cli(base + ["--no-mirror", "--brain-key", "cli_idx"]) == 0
+        assert f"{len(EDITS) - 1} group(s); tagged {len(EDITS) - 1} sample(s)" in capsys.readouterr().out
+        ds.reload()
+        assert ds.list_brain_runs() == ["cli_idx"]
+        assert cli(base) == 0  # mirroring on by default
+        assert f"{len(EDITS)} group(s)" in capsys.readouterr().out
+        ds.reload()
+        assert [2, 32] in _items(ds, [[s for s in ds.match(__import__("fiftyone").ViewField("duplicate_group") == g)
+                                       .values("id")] for g in range(len(EDITS))])
+        assert cli(base + ["--method", "pixel", "--threshold", "0"]) == 0
+        assert "0 group(s)" in capsys.readouterr().out
+        with pytest.raises(SystemExit, match="k must"):
+            cli(base + ["--k", "0"])
+    finally:
+        ds.persistent = False
