@@ -171,9 +171,9 @@ class Memorization:
     counts_carlini: torch.Tensor  # (n,) long
     counts_gu: torch.Tensor      # (n,) long
     group: torch.Tensor          # (n,) long
+    rms: torch.Tensor            # (m,) bool: nn_1 RMS distance < rms_threshold
+    counts_rms: torch.Tensor     # (n,) long
     settings: dict = field(default_factory=dict)
-    rms: torch.Tensor | None = None         # (m,) bool: nn_1 RMS distance < rms_threshold
-    counts_rms: torch.Tensor | None = None  # (n,) long
 
     @property
     def n_samples(self) -> int:

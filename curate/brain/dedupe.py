@@ -224,7 +224,7 @@ def _write_groups(samples, groups, tag: str, group_field: str, clear: bool) -> N
 def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, relative, progress,
                       **policy):
     """Keys (n, d) of ``samples`` and the verified pairs (a PairResult, None without queries)."""
-    from curate.brain.progress import progress_bar
+    from curate._progress import progress as progress_bar
     from curate.dedup import find_pairs
 
     ids, keys, canvases, descriptor = _describe(samples, spec, progress=progress, **policy)
@@ -259,7 +259,7 @@ def _pixel_pairs(samples, query_ids, threshold, **policy):
 
 def _describe(samples, spec, *, size, channels, resize, batch_size, progress):
     """Stream the images batch by batch into keys (n, d) and canvases (n, C, h, h)."""
-    from curate.brain.progress import progress_bar
+    from curate._progress import progress as progress_bar
     from curate.data.loader import iter_batches
     from curate.dedup import Descriptor
 

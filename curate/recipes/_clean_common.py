@@ -4,6 +4,7 @@ of per-arm, per-seed stages and files. Imports none of the loop's modules, so th
 free of a cycle."""
 from __future__ import annotations
 
+from curate.memorization import CRITERIA, RMS_THRESHOLD  # noqa: F401 (the loop reads every criterion)
 from curate.recipes import _config
 
 #: The arms: what each model trains on. Only the scores and the dedupe decide what goes.
@@ -28,11 +29,17 @@ BASE_ARM, SCORE_ARM, RANDOM_ARM = "dedupe", "dedupe_score", "dedupe_random"
 #: Score-ranked removal should cut memorized samples at least this many times as much as random removal.
 TARGET_FACTOR = 2.0
 
-CRITERIA = ("carlini", "gu")
 CRITERION_TEXT = {
     "carlini": "Carlini et al. 2023: |x - nn1| < 0.5 x mean distance to the 50 nearest training images",
     "gu": "Gu et al. 2023: |x - nn1| / |x - nn2| < 1/3",
+    "rms": f"RMS distance to nn1 < {RMS_THRESHOLD} on the [-1, 1] scale (no false positives on held-out CIFAR-10)",
 }
+assert set(CRITERION_TEXT) == set(CRITERIA), "one sentence per memorization criterion"
+
+
+def criterion_name(crit: str) -> str:
+    """A criterion's name in prose: Carlini, Gu, RMS."""
+    return crit.upper() if crit == "rms" else crit.capitalize()
 
 
 def run_key(arm: str, seed: int) -> str:

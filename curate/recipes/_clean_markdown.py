@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from curate.recipes._clean_common import ARM_LABEL, CRITERIA, CRITERION_TEXT, score_settings
+from curate.recipes._clean_common import ARM_LABEL, CRITERIA, CRITERION_TEXT, criterion_name, score_settings
 
 
 def _f(x, spec=".3f"):
@@ -52,12 +52,13 @@ def markdown(r: dict) -> str:
               "is memorized when it copies an image of the original training set"
               + (" or its mirror image" if mc.get("include_flips") else "") + ":", ""]
     for crit in CRITERIA:
-        lines.append(f"* **{crit.capitalize()}**: {CRITERION_TEXT[crit]}")
+        lines.append(f"* **{criterion_name(crit)}**: {CRITERION_TEXT[crit]}")
     lines += ["", f"Intervals: 95 % bootstrap over the generated samples ({mem['n_boot']} resamples per training "
               "seed, the same resamples for every arm); across seeds the interval of the mean (sampling noise "
               "only: the spread between training seeds is the min-max).", "",
-              "| arm | training images | removed | memorized (Carlini) | memorized (Gu) | images reproduced (Carlini) |",
-              "|---|---:|---:|---:|---:|---:|"]
+              "| arm | training images | removed | " + " | ".join(f"memorized ({criterion_name(c)})" for c in CRITERIA)
+              + " | images reproduced (Carlini) |",
+              "|---|---:|---:|" + "---:|" * len(CRITERIA) + "---:|"]
     arms = mem["arms"]
     for row in r["rows"]:
         a = arms[row["model"]]
@@ -66,16 +67,17 @@ def markdown(r: dict) -> str:
             e = a[crit]
             spread = f" ({e['min']}-{e['max']})" if len(seeds) > 1 else ""
             cells.append(f"{e['mean']:.4g}{spread} {_ci(e['ci'])}")
-        lines.append(f"| {ARM_LABEL[row['model']]} | {row['training_images']} | {row['removed']} | {cells[0]} "
-                     f"| {cells[1]} | {row['images_reproduced_carlini']:.4g} |")
+        lines.append(f"| {ARM_LABEL[row['model']]} | {row['training_images']} | {row['removed']} | "
+                     + " | ".join(cells) + f" | {row['images_reproduced_carlini']:.4g} |")
     lines += ["", "Per model (arm x training seed):", "",
-              "| model | Carlini [95% CI] | of which planted | Gu [95% CI] | of which planted | images reproduced (Carlini) |",
-              "|---|---:|---:|---:|---:|---:|"]
+              "| model | " + " | ".join(f"{criterion_name(c)} [95% CI] | of which planted" for c in CRITERIA)
+              + " | images reproduced (Carlini) |",
+              "|---|" + "---:|---:|" * len(CRITERIA) + "---:|"]
     for key, run in mem["runs"].items():
         arm, seed = run["arm"], str(run["seed"])
         cells = [f"{run[crit]['memorized_samples']} {_ci(arms[arm][crit]['per_seed'][seed]['ci'])} "
                  f"| {run[crit]['memorized_samples_planted']}" for crit in CRITERIA]
-        lines.append(f"| {key} | {cells[0]} | {cells[1]} | {run['carlini']['images_reproduced']} |")
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {run['carlini']['images_reproduced']} |")
     lines += ["", "## What the score adds beyond dedupe", "",
               f"Reduction = memorized samples of the dedupe arm minus those of the arm that also removed k = {k} "
               f"unique images (mean over training seeds); target: removal by score cuts at least "
@@ -83,7 +85,7 @@ def markdown(r: dict) -> str:
     for crit in CRITERIA:
         a = r["score_adds"][crit]
         ratio = "undefined (random removal cut none)" if a["ratio"] is None else f"{a['ratio']:.2f}"
-        lines.append(f"* **{crit.capitalize()}**: by score {a['reduction_score']:.4g} {_ci(a['reduction_score_ci'])}, "
+        lines.append(f"* **{criterion_name(crit)}**: by score {a['reduction_score']:.4g} {_ci(a['reduction_score_ci'])}, "
                      f"at random {a['reduction_random']:.4g} {_ci(a['reduction_random_ci'])}, ratio {ratio}; "
                      f"dedupe_random - dedupe_score = {a['random_minus_score']:.4g} {_ci(a['random_minus_score_ci'])} "
                      f"(paired by seed and resample); score - {a['factor']:g} x random = {a['margin']:.4g} "
@@ -99,7 +101,7 @@ def markdown(r: dict) -> str:
     for crit in CRITERIA:
         e = sa[f"reproduced_{crit}"]
         if "auroc" in e:
-            txt = (f"* Images the scoring baseline reproduces ({crit.capitalize()}): {e['n_reproduced']}; AUROC "
+            txt = (f"* Images the scoring baseline reproduces ({criterion_name(crit)}): {e['n_reproduced']}; AUROC "
                    f"{_f(e['auroc'])}, Spearman with reproduction count {_f(e['spearman'])}")
             if "auroc_not_planted" in e:
                 txt += (f"; among images that were not planted ({e['n_reproduced_not_planted']} reproduced): "
@@ -128,3 +130,4 @@ def markdown(r: dict) -> str:
     lines.append(f"| **all stages** | {r['stage_seconds_total']:.1f} | |")
     lines += ["", "Configuration: `config.toml`; everything in JSON: `results.json`.", ""]
     return "\n".join(lines)
+

@@ -29,7 +29,7 @@ def memorized(x: torch.Tensor, ref: torch.Tensor, include_flips: bool):
     return Memorization(
         nn_dist=res.nn_dist, nn_index=res.nn_index % n, carlini_ratio=res.carlini_ratio, gu_ratio=res.gu_ratio,
         carlini=res.carlini, gu=res.gu, counts_carlini=fold(res.counts_carlini), counts_gu=fold(res.counts_gu),
-        group=res.group[:n], settings=dict(res.settings, flips=True))
+        rms=res.rms, counts_rms=fold(res.counts_rms), group=res.group[:n], settings=dict(res.settings, flips=True))
 
 
 def stage_memorization(loop) -> dict:
@@ -56,7 +56,7 @@ def stage_memorization(loop) -> dict:
             row = {"arm": arm, "seed": seed, "n_samples": res.n_samples}
             flags[arm][seed] = {}
             for crit in CRITERIA:
-                mem = (res.carlini if crit == "carlini" else res.gu).cpu()
+                mem = res.memorized(crit).cpu()
                 flags[arm][seed][crit] = mem.numpy()
                 row[crit] = {
                     "memorized_samples": int(mem.sum()),
@@ -64,8 +64,8 @@ def stage_memorization(loop) -> dict:
                     "images_reproduced": int(res.group.cpu()[nn1[mem]].unique().numel()),
                 }
             runs[key] = row
-            log(f"  {key}: Carlini {row['carlini']['memorized_samples']}, Gu {row['gu']['memorized_samples']} "
-                f"memorized of {res.n_samples}")
+            log(f"  {key}: " + ", ".join(f"{c} {row[c]['memorized_samples']}" for c in CRITERIA)
+                + f" memorized of {res.n_samples}")
     stats = summarize(flags, n_boot=int(mc["bootstrap"]), rng_seed=lambda s: bootstrap_seed(loop.seed, s),
                       base=BASE_ARM, score=SCORE_ARM, random=RANDOM_ARM, factor=TARGET_FACTOR)
     return {"runs": runs, **stats}

@@ -13,7 +13,8 @@ import torch
 
 from curate.recipes import _config
 from curate.recipes._clean_arms import arm_view
-from curate.recipes._clean_common import (ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT, EXPORTED_ARM, score_settings)
+from curate.recipes._clean_common import (ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT, EXPORTED_ARM, criterion_name,
+                                          score_settings)
 
 
 def _stage(run, name: str) -> dict:
@@ -89,15 +90,15 @@ def _bar_chart(arms_stats: dict, n_samples: int, n_seeds: int, path: Path) -> Pa
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [4, 3]})
-    width = 0.38
+    width = 0.8 / len(CRITERIA)
     for ax, arms in zip(axes, (ARMS, [a for a in ARMS if a != "baseline"])):
         x = np.arange(len(arms))
         for j, crit in enumerate(CRITERIA):
             e = [arms_stats[a][crit] for a in arms]
             mean = np.array([v["mean"] for v in e])
             err = np.stack([mean - [v["ci"][0] for v in e], np.array([v["ci"][1] for v in e]) - mean])
-            pos = x + (j - 0.5) * width
-            ax.bar(pos, mean, width, yerr=np.maximum(err, 0), capsize=3, label=f"{crit.capitalize()} criterion")
+            pos = x + (j - (len(CRITERIA) - 1) / 2) * width
+            ax.bar(pos, mean, width, yerr=np.maximum(err, 0), capsize=3, label=f"{criterion_name(crit)} criterion")
             if n_seeds > 1:
                 for p, v in zip(pos, e):
                     pts = [s["count"] for s in v["per_seed"].values()]
@@ -129,7 +130,7 @@ def adds_line(crit: str, a: dict) -> str:
 
     ratio = "undefined (random removal cut none)" if a["ratio"] is None else f"{a['ratio']:.2f}"
     verdict = "MET" if a["target_met"] else "NOT MET"
-    return (f"{crit.capitalize()}: after dedupe, removal by score cut {a['reduction_score']:.3g} {ci('reduction_score_ci')} "
+    return (f"{criterion_name(crit)}: after dedupe, removal by score cut {a['reduction_score']:.3g} {ci('reduction_score_ci')} "
             f"memorized samples, random removal {a['reduction_random']:.3g} {ci('reduction_random_ci')}; ratio {ratio}; "
             f"random - score {a['random_minus_score']:.3g} {ci('random_minus_score_ci')}; target (score >= "
             f"{a['factor']:g} x random) {verdict} (margin {a['margin']:.3g} {ci('margin_ci')})")
@@ -168,7 +169,7 @@ def write_report(loop, *, wall_seconds: float) -> dict:
     seeds_txt = f"training seed {loop.seeds[0]}" if n_seeds == 1 else f"mean (min-max) of training seeds {loop.seeds}"
     table = Table(title=f"what the score adds beyond dedupe ({loop.recipe}): memorized samples of {n_samples}, "
                         f"{seeds_txt}, [95% bootstrap interval]")
-    for col in ("arm", "training images", "removed", "Carlini memorized", "Gu memorized",
+    for col in ("arm", "training images", "removed", *(f"{criterion_name(c)} memorized" for c in CRITERIA),
                 "images reproduced (Carlini)"):
         table.add_column(col, justify="left" if col == "arm" else "right")
     rows = []
@@ -176,12 +177,12 @@ def write_report(loop, *, wall_seconds: float) -> dict:
         m = mem["arms"][arm]
         repro = [mem["runs"][f"{arm}_s{s}"]["carlini"]["images_reproduced"] for s in loop.seeds]
         row = {"model": arm, "training_images": clean["n_kept"][arm], "removed": clean["n_removed"][arm],
-               "carlini": m["carlini"]["mean"], "carlini_ci": m["carlini"]["ci"], "gu": m["gu"]["mean"],
-               "gu_ci": m["gu"]["ci"], "images_reproduced_carlini": float(np.mean(repro)), "n_samples": n_samples,
+               **{c: m[c]["mean"] for c in CRITERIA}, **{f"{c}_ci": m[c]["ci"] for c in CRITERIA},
+               "images_reproduced_carlini": float(np.mean(repro)), "n_samples": n_samples,
                "per_seed": {str(s): {c: m[c]["per_seed"][str(s)]["count"] for c in CRITERIA} for s in loop.seeds}}
         rows.append(row)
         table.add_row(ARM_LABEL[arm], str(row["training_images"]), str(row["removed"]),
-                      fmt_count(m["carlini"], n_seeds), fmt_count(m["gu"], n_seeds),
+                      *(fmt_count(m[c], n_seeds) for c in CRITERIA),
                       f"{row['images_reproduced_carlini']:.3g}")
     console = Console(width=max(140, Console().width))
     console.print(table)
