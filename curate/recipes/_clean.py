@@ -96,8 +96,7 @@ def check_config(cfg: dict) -> None:
                                   f"{', '.join(ARMS)}; delete the key")
     if isinstance(c["top_k"], bool) or not isinstance(c["top_k"], int) or c["top_k"] < 1:
         raise _config.ConfigError(f"clean.top_k (the k unique images removed) must be an int >= 1, got {c['top_k']!r}")
-    if c["dedupe_threshold"] < 0:
-        raise _config.ConfigError("clean.dedupe_threshold must be >= 0")
+    check_dedupe(cfg)
     score_kind_settings(s)
     if m["samples"] < 2:
         raise _config.ConfigError("memorization.samples must be >= 2")

@@ -63,10 +63,34 @@ def dedupe_kwargs(cfg: dict) -> dict:
     of the whole training set is searched, all but one member of each group tagged
     ``duplicate``. ``keep="first"`` (the earliest sample, i.e. the original, not a planted
     copy) keeps the arm free of the score, so the score's own effect is what the
-    ``dedupe_score`` arm adds. New dedupe options (e.g. ``method=``) go here."""
+    ``dedupe_score`` arm adds.
+
+    ``clean.dedupe_method`` (default the descriptor), ``clean.dedupe_threshold`` (absent:
+    the method's default) and ``clean.dedupe_mirror`` (absent: ``model.flip`` -- a model
+    trained with flips sees a mirrored copy as the same image)."""
     c = cfg["clean"]
-    return {"threshold": float(c["dedupe_threshold"]), "query_tag": None, "tag": "duplicate",
-            "keep": "first", "group_field": "duplicate_group"}
+    method = c.get("dedupe_method", "descriptor")
+    kw = {"method": method, "query_tag": None, "tag": "duplicate", "keep": "first",
+          "group_field": "duplicate_group", "threshold": c.get("dedupe_threshold")}
+    if kw["threshold"] is not None:
+        kw["threshold"] = float(kw["threshold"])
+    if method == "descriptor":
+        kw["mirror"] = bool(c.get("dedupe_mirror", cfg["model"].get("flip", False)))
+    return kw
+
+
+def check_dedupe(cfg: dict) -> None:
+    """ConfigError unless the ``clean.dedupe_*`` settings are ones :func:`dedupe_kwargs` can use."""
+    from curate.brain.dedupe import METHODS
+
+    c = cfg["clean"]
+    if c.get("dedupe_method", "descriptor") not in METHODS:
+        raise _config.ConfigError(f"clean.dedupe_method must be one of {METHODS}, got {c['dedupe_method']!r}")
+    t = c.get("dedupe_threshold")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0):
+        raise _config.ConfigError(f"clean.dedupe_threshold must be a number >= 0, got {t!r}")
+    if not isinstance(c.get("dedupe_mirror", False), bool):
+        raise _config.ConfigError(f"clean.dedupe_mirror must be true or false, got {c['dedupe_mirror']!r}")
 
 
 def check_seeds(seeds) -> list[int]:
