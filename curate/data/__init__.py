@@ -9,10 +9,16 @@ _EXPORTS = {
     "from_model_range": "curate.data.tensors",
     "load_digits": "curate.data.datasets",
     "load_cifar10": "curate.data.datasets",
+    "load_image_tree": "curate.data.datasets",
 }
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'curate.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

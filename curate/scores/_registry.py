@@ -221,4 +221,5 @@ def names() -> tuple[str, ...]:
 
 
 def kinds() -> tuple[ScoreKind, ...]:
+    """Every registered kind, in the order of :func:`names`."""
     return tuple(_KINDS.values())
