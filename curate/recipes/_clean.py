@@ -40,8 +40,8 @@ import torch
 from curate.recipes import _config
 from curate.recipes._clean_arms import arm_view, tag_arms
 from curate.recipes._clean_common import ARM_LABEL, CRITERIA  # noqa: F401 (re-exported for callers)
-from curate.recipes._clean_common import (ARM_EXCLUDE, ARMS, EXPORTED_ARM, check_seeds, fill_score_settings, run_key,
-                                          sampling_seed, score_kind_settings)
+from curate.recipes._clean_common import (ARM_EXCLUDE, ARMS, EXPORTED_ARM, check_dedupe, check_seeds,
+                                          fill_score_settings, run_key, sampling_seed, score_kind_settings)
 from curate.recipes._clean_data import dataset_name, plant_duplicates, view_images
 
 #: FiftyOne stages that live in the database (rerun if the dataset has vanished).
