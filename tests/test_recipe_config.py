@@ -111,8 +111,13 @@ def test_stages_resume(presets, tmp_path):
     run2 = RunDir(tmp_path / "run", cfg, log=lambda s: None)  # a rerun, same config
     assert run2.stage("a", work) == {"value": 1} and len(calls) == 1  # skipped
     assert run2.stage("b", work) == {"value": 2}
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match="different config .*differs in: seed"):
         RunDir(tmp_path / "run", apply_overrides(cfg, ["seed=1"]))
+    # a speed-only setting resumes, keeping the finished stages
+    said = []
+    run_t = RunDir(tmp_path / "run", dict(cfg, threads=int(cfg.get("threads", 1)) + 1), log=said.append)
+    assert run_t.done("a") and run_t.done("b") and "do not change results" in said[0]
+    RunDir(tmp_path / "run", cfg, log=lambda s: None)
     run3 = RunDir(tmp_path / "run", apply_overrides(cfg, ["seed=1"]), fresh=True, log=lambda s: None)
     assert run3.stage("a", work) == {"value": 3}
     assert not list(run3.path.glob(".*.tmp"))  # no temporary files left behind

@@ -170,6 +170,15 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
+#: Top-level settings that change how fast a run goes, not what it computes: a run may
+#: resume with other values.
+RUNTIME_KEYS = ("threads",)
+
+
+def _results_part(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS}
+
+
 class RunDir:
     """A run folder holding every artefact of one recipe run, with resumable stages."""
 
@@ -181,11 +190,15 @@ class RunDir:
         saved = self.path / "config.json"
         if saved.exists() and not fresh:
             old = json.loads(saved.read_text())
-            if old != json.loads(json.dumps(cfg)):
+            new = json.loads(json.dumps(cfg))
+            if _results_part(old) != _results_part(new):
+                changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
                 raise ConfigError(
-                    f"{self.path} holds a run with a different config; use another --out or --fresh "
-                    "(which discards its finished stages)"
+                    f"{self.path} holds a run with a different config (differs in: {', '.join(changed)}); "
+                    "use another --out or --fresh (which discards its finished stages)"
                 )
+            if old != new:
+                log(f"resuming {self.path} with other {', '.join(RUNTIME_KEYS)} (they do not change results)")
         if fresh:
             for marker in self.path.glob("*.done.json"):
                 marker.unlink()
