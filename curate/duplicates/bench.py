@@ -25,6 +25,9 @@ Scores (per method):
 * per kind: the copies whose edits include that kind (a copy counts under each of its
   kinds), and per number of edits.
 
+``--compare`` also compares the distances the descriptor was chosen from, without a
+threshold (:mod:`curate.duplicates._bench_compare`).
+
 ``--scale 60000`` also times the descriptor over that many CIFAR-10 images (train, then
 test) and an all-pairs duplicate search over them, at the array level (decode,
 describe, key search, verification), and the key search alone through scikit-learn's
@@ -120,6 +123,11 @@ def run(args) -> dict:
               "planted": [{"copy": n + j, "source": int(s), "source_index": int(files[s][0]),
                            "edits": e} for j, (s, e) in enumerate(zip(sources, edits))],
               "methods": {}}
+    if args.compare:
+        from curate.duplicates._bench_compare import compare
+
+        console.print("[bold]compare[/]: pixel, thumbnail, GIST key and aligned distances")
+        result["compare"] = compare(orig, copies, sources, k=args.k)
     ds = build_dataset(f"curate-dedupe-bench-{args.seed}-{args.first}", paths, copy_paths)
     try:
         for method in args.methods:
@@ -145,6 +153,10 @@ def run(args) -> dict:
     result["environment"] = environment()
     (out / "results.json").write_text(json.dumps(result, indent=1))
     console.print(results_table(result))
+    if "compare" in result:
+        from curate.duplicates._bench_compare import compare_table
+
+        console.print(compare_table(result))
     for line in summary_lines(result):
         console.print(line)
     console.print(f"results: {(out / 'results.json').resolve()}; grids in {(out / 'grids').resolve()}")
