@@ -80,7 +80,9 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
     from curate.duplicates import Descriptor, find_pairs
     from curate.duplicates.search import KeySearch
 
-    paths = [p for _, p in cifar_paths(root, "train") + cifar_paths(root, "test")][:n]
+    from curate.data.cifar import tree_files
+
+    paths = [p for _, _, p in tree_files(Path(root), "train") + tree_files(Path(root), "test")][:n]
     threshold = DEFAULT_THRESHOLD["descriptor"] if threshold is None else threshold
     out = {"images": len(paths), "load_average_before": os.getloadavg()}
     d = Descriptor()

@@ -30,7 +30,8 @@ def test_curate_bench_dedupe_scores_planted_copies(fo, tmp_path, capsys):
     photos = _tree(tmp_path / "cifar")
     out = tmp_path / "bench"
     assert cli(["bench", "dedupe", "--cifar-root", str(tmp_path / "cifar"), "--originals", str(N),
-                "--copies", str(COPIES), "--seed", str(SEED), "--out", str(out), "--no-progress"]) == 0
+                "--copies", str(COPIES), "--seed", str(SEED), "--out", str(out), "--no-progress",
+                "--scale", str(N + 4), "--index-sample", "5"]) == 0
     r = json.loads((out / "results.json").read_text())
     copies, sources, edits = E.plant(photos, COPIES, SEED)  # what the benchmark planted
     assert [p["source"] for p in r["planted"]] == sources.tolist()
@@ -49,6 +50,9 @@ def test_curate_bench_dedupe_scores_planted_copies(fo, tmp_path, capsys):
     assert p["all"]["recall"] == within.mean() and 0 < within.sum() < COPIES
     mirrored = np.array([any(k == "mirror" for k, _ in e) for e in edits])
     assert mirrored.any() and p["by_kind"]["mirror"]["found"] == 0  # pixels do not see a flip
+    # --scale: every image of the tree (train only here), timed; unrelated photos, no pairs
+    s = r["scale"]
+    assert s["images"] == N and s["pairs"] == 0 and s["total_s"] > 0 and s["key_search_ball_tree"]["queries_timed"] == 5
     # the per-kind counts add up and the table was printed
     assert sum(b["copies"] for b in d["by_number_of_edits"].values()) == COPIES
     shown = capsys.readouterr().out
