@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--index-sample", type=int, default=300,
                    help="queries timed for the ball-tree key search in --scale")
     p.add_argument("--compare", action="store_true",
-                   help="also compare pixel, thumbnail, GIST-key and aligned distances without a threshold")
+                   help="also compare pixel, thumbnail, GIST-key and aligned distances without a threshold "
+                        "(slow: every candidate pair is aligned exactly; 9 minutes at 10,000 images)")
     p.add_argument("--out", type=Path, default=Path("dedupe-bench"), help="results folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
