@@ -95,7 +95,7 @@ def results_table(result: dict):
     from rich.table import Table
 
     t = Table(title="dedupe on CIFAR-10 with planted edited copies (all pairs)")
-    for c in ("method", "edits", "copies", "recall", "precision", "strict", "time s", "peak MB"):
+    for c in ("method", "edits", "copies", "recall", "precision", "strict", "time s (CPU s)", "peak MB"):
         t.add_column(c, justify="right" if c not in ("method", "edits") else "left")
 
     def f(v):
@@ -107,7 +107,7 @@ def results_table(result: dict):
                [(f"{k} edit{'s' if k != '1' else ''}", v) for k, v in sc["by_number_of_edits"].items()]
         for i, (name, b) in enumerate(rows):
             t.add_row(method if i == 0 else "", name, str(b["copies"]), f(b["recall"]), f(b["precision"]),
-                      f(b["precision_strict"]), f"{r['seconds']:.1f}" if i == 0 else "",
+                      f(b["precision_strict"]), f"{r['seconds']:.1f} ({r['cpu_s']:.1f})" if i == 0 else "",
                       f"{r['peak_mb']:.0f}" if i == 0 else "")
     return t
 
@@ -124,7 +124,8 @@ def summary_lines(result: dict) -> list[str]:
     if "scale" in result:
         s = result["scale"]
         lines.append(f"scale: {s['images']} images: decode + describe {s['decode_describe_s']:.0f} s, "
-                     f"key search + verification {s['search_verify_s']:.0f} s, total {s['total_s']:.0f} s, "
+                     f"key search + verification {s['search_verify_s']:.0f} s, total {s['total_s']:.0f} s "
+                     f"({s['total_cpu_s']:.0f} CPU-s), "
                      f"peak +{s['peak_mb']:.0f} MB; {s['pairs']} pairs in {s['groups']} groups; load average "
                      f"{s['load_average_before'][0]:.2f} before, {s['load_average_after'][0]:.2f} after")
         for index in ("exact", "ball_tree"):
