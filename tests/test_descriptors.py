@@ -1,4 +1,4 @@
-"""The near-duplicate descriptor (curate.dedup) without FiftyOne: edits at the edges of
+"""The near-duplicate descriptor (curate.duplicates) without FiftyOne: edits at the edges of
 their ranges are found, different images are not, mirroring obeys the switch, and the
 numbers do not depend on batches or order. Data: synthetic natural-like images the
 tests make, scikit-learn's real digits, and CIFAR-10 from ../shared when present."""
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from curate.brain.dedupe import DEFAULT_THRESHOLD
-from curate.dedup import Aligner, Descriptor, DescriptorSpec, find_pairs
-from curate.dedup import edits as E
-from curate.dedup.search import KeySearch, _Verifier, mirror_basis
+from curate.duplicates import Aligner, Descriptor, DescriptorSpec, find_pairs
+from curate.duplicates import edits as E
+from curate.duplicates.search import KeySearch, _Verifier, mirror_basis
 
 THRESHOLD = DEFAULT_THRESHOLD["descriptor"]
 CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
@@ -49,10 +49,11 @@ def _cifar(n: int, split="train", label=None):
     """The first n CIFAR-10 images of ``split`` (of one class), uint8, or skip."""
     if not (CIFAR / "order.csv").is_file():
         pytest.skip(f"CIFAR-10 image tree not found at {CIFAR}")
-    from curate.dedupe_bench import cifar_rows, read_images
+    from curate.data.cifar import CLASSES, tree_files
+    from curate.duplicates._bench_measure import read_images
 
-    rows = [r for r in cifar_rows(CIFAR, split) if label is None or int(r["label"]) == label][:n]
-    return read_images([str(CIFAR / r["path"]) for r in rows])
+    files = [p for _, c, p in tree_files(CIFAR, split) if label is None or c == CLASSES[label]][:n]
+    return read_images(files)
 
 
 # ------------------------------------------------------------ found / not found ---
@@ -271,7 +272,23 @@ def test_flat_images_do_not_break_the_distance():
 
 
 def test_the_dedup_package_imports_neither_fiftyone_nor_curate_brain():
-    code = ("import sys, curate.dedup, curate.dedup.edits; "
+    code = ("import sys, curate.duplicates, curate.duplicates.edits; "
             "bad = [m for m in sys.modules if m.startswith(('fiftyone', 'curate.brain'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_bench_compare_puts_the_aligned_distance_ahead_of_pixels(photos):
+    """The benchmark's threshold-free comparison (--compare): on mirrored and shifted
+    copies the aligned distance finds every source, plain pixels miss the mirrored ones."""
+    from curate.duplicates._bench_compare import compare
+
+    orig = photos[:60]
+    sources = np.arange(10)
+    copies = np.stack([E.apply(orig[i], "mirror", {}) if i < 5 else E.apply(orig[i], "shift", {"dx": 3, "dy": -3})
+                       for i in sources])
+    r = compare(orig, copies, sources, k=5)
+    assert set(r) == {"pixel", "thumbnail", "gist", "aligned"}
+    assert r["aligned"]["nearest"] == 1.0 and r["aligned"]["recall_at_1pct"] == 1.0
+    assert r["pixel"]["recall_at_1pct"] <= 0.5  # the five mirrored copies are far in pixels
+    assert r["aligned"]["median_copy"] < r["aligned"]["t"]

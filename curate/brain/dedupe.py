@@ -2,13 +2,13 @@
 
 Two distances (``method``):
 
-* ``"descriptor"`` (default): the aligned distance of :mod:`curate.dedup` -- thumbnails
+* ``"descriptor"`` (default): the aligned distance of :mod:`curate.duplicates` -- thumbnails
   standardised per image (blind to brightness, contrast, saturation, colour casts and
   re-encoding noise) compared after the best zoom (crops up to ``max_crop`` of each side),
   shift (up to ``max_shift``) and, with ``mirror``, left-right flip. Unit vectors: 0 for
   identical images, 2 at most; :data:`DEFAULT_THRESHOLD` was chosen on planted edits of
   CIFAR-10 (see the README). Candidates are each query's ``k`` nearest *keys* (a tiny
-  GIST, :mod:`curate.dedup.descriptor`), found by an exact chunked search or a
+  GIST, :mod:`curate.duplicates.descriptor`), found by an exact chunked search or a
   scikit-learn index (``index``). The keys are stored as a FiftyOne similarity index
   under ``brain_key`` (the App's "sort by similarity"; ``dataset.delete_brain_run(key)``
   removes it).
@@ -125,7 +125,7 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
         brain_key: descriptor: store the keys as a FiftyOne similarity index under this
             brain key (replacing an earlier dedupe index there); None stores nothing.
         view_name: save the view of all group members under this name; None: no view.
-        spec: descriptor: a :class:`curate.dedup.DescriptorSpec` (default settings if None).
+        spec: descriptor: a :class:`curate.duplicates.DescriptorSpec` (default settings if None).
         progress: True for a rich bar, or a callable ``f(fraction, label)``.
 
     Returns:
@@ -154,7 +154,7 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
         raise ValueError(f"threshold must be >= 0, got {threshold}")
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    from curate.dedup.search import INDEXES
+    from curate.duplicates.search import INDEXES
 
     if index not in INDEXES:
         raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
@@ -225,7 +225,7 @@ def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, 
                       **policy):
     """Keys (n, d) of ``samples`` and the verified pairs (a PairResult, None without queries)."""
     from curate._progress import progress as progress_bar
-    from curate.dedup import find_pairs
+    from curate.duplicates import find_pairs
 
     ids, keys, canvases, descriptor = _describe(samples, spec, progress=progress, **policy)
     qidx = np.array([i for i, sid in enumerate(ids) if sid in query_ids], dtype=np.int64)
@@ -261,9 +261,9 @@ def _describe(samples, spec, *, size, channels, resize, batch_size, progress):
     """Stream the images batch by batch into keys (n, d) and canvases (n, C, h, h)."""
     from curate._progress import progress as progress_bar
     from curate.data.loader import iter_batches
-    from curate.dedup import Descriptor
+    from curate.duplicates import Descriptor
 
-    from curate.dedup import DescriptorSpec
+    from curate.duplicates import DescriptorSpec
 
     if isinstance(spec, dict):
         spec = DescriptorSpec(**spec)

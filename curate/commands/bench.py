@@ -1,5 +1,6 @@
 """`curate bench tracker`: the tracker against forward passes and a per-image loop;
-`curate bench suite`: the issue's figures for one device in one command."""
+`curate bench suite`: the issue's figures for one device in one command;
+`curate bench dedupe`: near-duplicate search on CIFAR-10 with planted edited copies."""
 from __future__ import annotations
 
 import argparse
@@ -50,6 +51,20 @@ def register(sub) -> None:
     u.add_argument("--fast", default=None, choices=["on", "off"],
                    help="also run channels-last + torch.compile (default: on for CUDA, off for CPU)")
     u.set_defaults(func=_suite)
+
+    from curate.duplicates.bench_options import DESCRIPTION, add_arguments
+
+    d = bsub.add_parser("dedupe", help=DESCRIPTION, description=DESCRIPTION + ". See curate.duplicates.bench.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(d)
+    d.set_defaults(func=_dedupe)
+
+
+def _dedupe(args) -> int:
+    from curate.duplicates.bench import run
+
+    run(args)
+    return 0
 
 
 def _random_images(args, n: int, *, seed: int, device):

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from curate.brain import dedupe
-from curate.dedup import Descriptor
-from curate.dedup import edits as E
+from curate.duplicates import Descriptor
+from curate.duplicates import edits as E
 
 EDITS = [("crop", E.edge_cases("crop")[2]), ("shift", {"dx": 3, "dy": -3}), ("mirror", {}),
          ("brightness_contrast", {"brightness": 1.2, "contrast": 0.8}),

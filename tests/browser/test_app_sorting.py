@@ -131,13 +131,14 @@ def _photos_with_copies(tmp_path):
     screenshots and they are at ../shared, else synthetic ones) + 3 edited copies of photo 0."""
     from pathlib import Path
 
-    from curate.dedup import edits as E
+    from curate.duplicates import edits as E
 
     cifar = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10"
     if os.environ.get("CURATE_SCREENSHOT_SIMILARITY") and (cifar / "order.csv").is_file():
-        from curate.dedupe_bench import cifar_rows, read_images
+        from curate.data.cifar import tree_files
+        from curate.duplicates._bench_measure import read_images
 
-        photos = read_images([str(cifar / r["path"]) for r in cifar_rows(cifar, "test")[:24]])
+        photos = read_images([p for _, _, p in tree_files(cifar.resolve(), "test")[:24]])
     else:
         photos = E.natural_like(24, seed=5)
     edits = [[("shift", {"dx": 3, "dy": -2}), ("reencode", {"quality": 40})],

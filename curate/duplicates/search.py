@@ -7,7 +7,7 @@
    With mirroring the exact search is no dearer than without: keys are split into a
    mirror-symmetric part S and an antisymmetric part A (an orthonormal change of basis),
    and ``max(<q, x>, <mirror q, x>) = <q_S, x_S> + |<q_A, x_A>|``.
-2. **Verification**: the aligned distance (:mod:`curate.dedup.align`) of every candidate
+2. **Verification**: the aligned distance (:mod:`curate.duplicates.align`) of every candidate
    pair; pairs within ``threshold`` are duplicates.
 3. **Expansion**: a query all of whose ``k`` candidates were duplicates is searched again
    with twice the ``k`` (so a photo with 50 copies gets all 50), until a candidate is not a
@@ -38,8 +38,8 @@ except ImportError:  # pragma: no cover
     def threadpool_limits(*args, **kwargs):
         return contextlib.nullcontext()
 
-from curate.dedup.align import Aligner
-from curate.dedup.descriptor import Descriptor
+from curate.duplicates.align import Aligner
+from curate.duplicates.descriptor import Descriptor
 
 INDEXES = ("exact", "ball_tree", "kd_tree", "brute")
 

@@ -9,7 +9,7 @@ Every image is resampled to ``work x work`` and turned into
   nearest keys (measured: see the README section on dedupe). The FiftyOne similarity
   index holds the keys.
 * a **canvas** ``(C, work/2, work/2)``: the image in YCbCr (or grey), blurred and
-  halved; :mod:`curate.dedup.align` compares canvases under zooms, shifts and mirroring.
+  halved; :mod:`curate.duplicates.align` compares canvases under zooms, shifts and mirroring.
 
 Per-image standardisation (luma to mean 0 / RMS 1, chroma centred and scaled jointly)
 makes both blind to brightness, contrast, saturation and colour casts; a floor keeps

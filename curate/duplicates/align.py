@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.dedup.descriptor import FLOOR, DescriptorSpec, cell_centres, gauss_matrix
+from curate.duplicates.descriptor import FLOOR, DescriptorSpec, cell_centres, gauss_matrix
 
 
 class Aligner:

@@ -1,0 +1,46 @@
+"""The options of the near-duplicate benchmark, one definition for both entry points:
+``curate bench dedupe`` and ``python -m curate.duplicates.bench`` (see
+:mod:`curate.duplicates.bench`). Light on purpose: ``curate --help`` imports it."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+METHODS = ("descriptor", "pixel")
+DESCRIPTION = ("dedupe on CIFAR-10 training images plus planted edited copies (known answers): "
+               "precision and recall per kind of edit, time and peak memory, for each method")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the benchmark's options to ``p`` (use ArgumentDefaultsHelpFormatter to show them)."""
+    p.add_argument("--cifar-root", required=True, type=Path,
+                   help="CIFAR-10 as an image tree <root>/{train,test}/<class>/<file> "
+                        "(order.csv gives the official order; without it, sorted order)")
+    p.add_argument("--originals", type=int, default=10000, help="training images used")
+    p.add_argument("--first", type=int, default=0, help="position (official order) of the first training image")
+    p.add_argument("--copies", type=int, default=200, help="planted edited copies")
+    p.add_argument("--seed", type=int, default=0, help="seed of the edits")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods compared")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="descriptor threshold; unset: dedupe's default")
+    p.add_argument("--pixel-threshold", type=float, default=None, help="pixel threshold; unset: dedupe's default")
+    p.add_argument("--k", type=int, default=10, help="candidates per image")
+    p.add_argument("--index", default="exact",
+                   help="key search of the descriptor: one of curate.duplicates.search.INDEXES")
+    p.add_argument("--scale", type=int, default=0,
+                   help="also time describe + all-pairs search over this many CIFAR-10 images "
+                        "(train, then test; e.g. 60000); 0: skip")
+    p.add_argument("--index-sample", type=int, default=300,
+                   help="queries timed for the ball-tree key search in --scale")
+    p.add_argument("--compare", action="store_true",
+                   help="also compare pixel, thumbnail, GIST-key and aligned distances without a threshold "
+                        "(slow: every candidate pair is aligned exactly; 9 minutes at 10,000 images)")
+    p.add_argument("--out", type=Path, default=Path("dedupe-bench"), help="results folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m curate.duplicates.bench", description=DESCRIPTION,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return add_arguments(p).parse_args(argv)
