@@ -225,7 +225,7 @@ def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, 
                       **policy):
     """Keys (n, d) of ``samples`` and the verified pairs (a PairResult, None without queries)."""
     from curate._progress import progress as progress_bar
-    from curate.duplicates import find_pairs
+    from curate.duplicates.search import find_pairs, reference_sample
 
     ids, keys, canvases, descriptor = _describe(samples, spec, progress=progress, **policy)
     qidx = np.array([i for i, sid in enumerate(ids) if sid in query_ids], dtype=np.int64)
@@ -233,17 +233,8 @@ def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, 
     if len(qidx):
         with progress_bar(len(ids), "dedupe: verifying candidates", progress) as advance:
             res = find_pairs(keys, canvases, qidx, threshold, descriptor=descriptor, mirror=mirror, k=k,
-                             index=index, relative=relative, reference=_reference(ids), progress=advance)
+                             index=index, relative=relative, reference=reference_sample(ids), progress=advance)
     return ids, keys, res, descriptor.spec
-
-
-def _reference(ids: list[str], size: int = 512) -> np.ndarray:
-    """Indices of up to ``size`` samples chosen by a hash of their ids: the same sample
-    set whatever the order of the collection."""
-    import hashlib
-
-    h = [hashlib.sha1(s.encode()).hexdigest() for s in ids]
-    return np.array(sorted(sorted(range(len(ids)), key=h.__getitem__)[:size]), dtype=np.int64)
 
 
 def _pixel_pairs(samples, query_ids, threshold, **policy):

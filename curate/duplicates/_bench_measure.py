@@ -76,7 +76,8 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
     test), without FiftyOne; and the key search alone by a ball tree on a query sample."""
     import inspect
 
-    from curate.brain.dedupe import DEFAULT_THRESHOLD, _reference, components, dedupe
+    from curate.brain.dedupe import DEFAULT_THRESHOLD, components, dedupe
+    from curate.duplicates.search import reference_sample
     from curate.duplicates import Descriptor, find_pairs
     from curate.duplicates.search import KeySearch
 
@@ -100,7 +101,7 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
         t1, c1 = time.perf_counter(), time.process_time()
         relative = inspect.signature(dedupe).parameters["relative"].default  # as dedupe does
         res = find_pairs(keys, canvases, np.arange(len(keys)), threshold, descriptor=d, k=k,
-                         relative=relative, reference=_reference([str(p) for p in paths]), progress=progress)
+                         relative=relative, reference=reference_sample([str(p) for p in paths]), progress=progress)
         out["search_verify_s"] = time.perf_counter() - t1
         out["search_verify_cpu_s"] = time.process_time() - c1
     out.update(total_s=out["decode_describe_s"] + out["search_verify_s"],

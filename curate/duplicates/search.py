@@ -315,3 +315,12 @@ class _Verifier:
                 r, _ = al.refine(self.canvases[moved], target, (bool(j >= W), z, tx, ty))
                 out[p] = min(out[p], r)
         return out
+
+
+def reference_sample(ids: list[str], size: int = 512) -> np.ndarray:
+    """Indices of up to ``size`` samples chosen by a hash of their ids: the same sample
+    set whatever the order of the collection."""
+    import hashlib
+
+    h = [hashlib.sha1(s.encode()).hexdigest() for s in ids]
+    return np.array(sorted(sorted(range(len(ids)), key=h.__getitem__)[:size]), dtype=np.int64)
