@@ -30,7 +30,7 @@ BRAIN = {
 SCORES = {
     "Param": "class", "Scored": "class", "ScoreKind": "class", "get": "function", "kinds": "function",
     "names": "function", "register": "function", "unregister": "function", "table": "function",
-    "markdown_table": "function",
+    "markdown_table": "function", "DEFAULT_KIND": "constant",
 }
 DATA = {
     "digits_images": "function", "to_model_range": "function", "from_model_range": "function",
@@ -56,6 +56,9 @@ def test_exports_are_pinned_and_are_what_they_say(module, expected):
     for name, kind in expected.items():
         obj = getattr(mod, name)
         assert not isinstance(obj, types.ModuleType), f"{module}.{name} is a module"
+        if kind == "constant":  # a registered kind's name
+            assert obj in mod.names(), f"{module}.{name} = {obj!r} is no registered kind"
+            continue
         if kind == "class":
             assert inspect.isclass(obj), f"{module}.{name} should be a class, is {type(obj)}"
         else:

@@ -24,3 +24,10 @@ def open_samples(args):
     if args.tags:
         samples = samples.match_tags(args.tags)
     return samples
+
+
+def default_score_field() -> str:
+    """The field of the score ``curate score`` computes by default (flag and dedupe read it)."""
+    from curate import scores
+
+    return scores.get(scores.DEFAULT_KIND).field

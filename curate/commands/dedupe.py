@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from curate.commands._dataset import add_dataset_args
+from curate.commands._dataset import add_dataset_args, default_score_field
 
 
 def register(subparsers) -> None:
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
                    help="search duplicates of samples with this tag ('' = all pairs)")
     p.add_argument("--keep", choices=["lowest_score", "highest_score", "first"], default="lowest_score",
                    help="which member of a group stays untagged")
-    p.add_argument("--field", default="volume_growth", help="score field read by --keep")
+    p.add_argument("--field", default=default_score_field(), help="score field read by --keep")
     p.add_argument("--tag", default="duplicate")
     p.add_argument("--view-name", default="duplicate_groups",
                    help="saved view of the groups ('' = none)")
@@ -62,3 +62,4 @@ def _run(args) -> int:
     if groups and args.view_name:
         print(f"saved view {args.view_name!r}: the groups, the kept sample first")
     return 0
+

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from curate.commands._dataset import add_dataset_args
+from curate.commands._dataset import add_dataset_args, default_score_field
 
 
 def register(subparsers) -> None:
@@ -13,7 +13,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_dataset_args(p)
-    p.add_argument("--field", default="volume_growth", help="score field")
+    p.add_argument("--field", default=default_score_field(), help="score field")
     r = p.add_mutually_exclusive_group(required=True)
     r.add_argument("--top-k", type=int, help="the k highest scores")
     r.add_argument("--percentile", type=float, help="scores >= this percentile (95 = top 5%%)")
@@ -39,3 +39,4 @@ def _run(args) -> int:
         raise SystemExit(f"error: {e}") from None
     print(f"tagged {view.count()} sample(s) {args.tag!r}; saved view {args.view_name or args.tag!r}")
     return 0
+

@@ -36,6 +36,7 @@ def _setting_options(p, kinds) -> list[str]:
 
 def register(subparsers) -> None:
     from curate import scores
+    from curate.scores import DEFAULT_KIND
 
     kinds = scores.kinds()
     p = subparsers.add_parser(
@@ -56,8 +57,8 @@ def register(subparsers) -> None:
                    help="use the exact score of the dataset's samples tagged --train-tag")
     p.add_argument("--train-tag", default="train", help="tag of the training split for --exact-score "
                    "(default: train)")
-    p.add_argument("--score", default="log_growth", choices=[k.name for k in kinds],
-                   help="the score kind (default: log_growth, the paper's Algorithm 1)")
+    p.add_argument("--score", default=DEFAULT_KIND, choices=[k.name for k in kinds],
+                   help=f"the score kind (default: {DEFAULT_KIND}; log_growth is the paper's Algorithm 1)")
     p.add_argument("--field", default=None, help="score field, also the brain key (default: the kind's: "
                    + ", ".join(f"{k.name} -> {k.field}" for k in kinds) + ")")
     p.add_argument("--logp-field", default=None,

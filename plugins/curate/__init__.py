@@ -2,7 +2,7 @@
 
 Operators: compute_score (any registered score kind; its form is generated from
 curate.scores; delegation allowed, progress reported), flag_high_risk, dedupe,
-export_clean. Panel: volume_growth_histogram.
+export_clean. Panel: score_histogram.
 Each operator only builds its form and calls the library; nothing is computed here.
 """
 import numpy as np
@@ -18,7 +18,15 @@ def _float_fields(ctx):
     return sorted(schema)
 
 
-def _choose_field(inputs, ctx, name="score_field", default="volume_growth", label="Score field"):
+def _default_field() -> str:
+    """The field compute_score offers first (the default score kind's)."""
+    from curate import scores
+
+    return scores.get(scores.DEFAULT_KIND).field
+
+
+def _choose_field(inputs, ctx, name="score_field", default=None, label="Score field"):
+    default = default or _default_field()
     fields = _float_fields(ctx)
     if fields:
         choices = types.Dropdown()
@@ -97,9 +105,9 @@ class ComputeScore(_ScoreOperator):
         choice = types.Dropdown()
         for k in scores.kinds():
             choice.add_choice(k.name, label=k.name, description=k.summary)
-        inputs.enum("score", choice.values(), view=choice, default="log_growth", required=True,
+        inputs.enum("score", choice.values(), view=choice, default=scores.DEFAULT_KIND, required=True,
                     label="Score")
-        kind = scores.get(ctx.params.get("score") or "log_growth")
+        kind = scores.get(ctx.params.get("score") or scores.DEFAULT_KIND)
         inputs.str("score_field", label="Score field", default=kind.field, required=True)
         _model_inputs(inputs, ctx)
         for prm in kind.params:
@@ -176,7 +184,7 @@ class FlagHighRisk(foo.Operator):
         rule = p.get("rule", "top_k")
         value = p["value"]
         kwargs = {rule: int(value) if rule == "top_k" else float(value)}
-        view = cb.flag_high_risk(ctx.target_view(), p.get("score_field", "volume_growth"),
+        view = cb.flag_high_risk(ctx.target_view(), p.get("score_field") or _default_field(),
                                  tag=p.get("tag", "high_risk"), unique=bool(p.get("unique", False)), **kwargs)
         ctx.ops.reload_dataset()
         return {"flagged": view.count()}
@@ -228,7 +236,7 @@ class Dedupe(foo.Operator):
         groups = cb.dedupe(ctx.target_view(), method=method,
                            threshold=float(threshold) if threshold is not None else None,
                            query_tag=p.get("query_tag") or None, keep=p.get("keep", "lowest_score"),
-                           score_field=p.get("score_field", "volume_growth"),
+                           score_field=p.get("score_field") or _default_field(),
                            tag=p.get("tag", "duplicate"),
                            progress=lambda frac, label: ctx.set_progress(progress=frac, label=label),
                            **extra)
@@ -287,7 +295,7 @@ class ScoreHistogram(foo.Panel):
     @property
     def config(self):
         # the name stays: App workspaces saved with the panel keep finding it
-        return foo.PanelConfig(name="volume_growth_histogram", label="curate: score histogram")
+        return foo.PanelConfig(name="score_histogram", label="curate: score histogram")
 
     def on_load(self, ctx):
         self._refresh(ctx)
@@ -324,13 +332,13 @@ class ScoreHistogram(foo.Panel):
         fields = _float_fields(ctx)
         field = ctx.panel.state.score_field
         if field not in fields:
-            field = "volume_growth" if "volume_growth" in fields else (fields[0] if fields else None)
+            field = _default_field() if _default_field() in fields else (fields[0] if fields else None)
         ctx.panel.state.score_field = field
         counts, edges = histogram_data(ctx.view, field) if field else ([], [])
         centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
         ctx.panel.data.histogram = [{"type": "bar", "x": centers, "y": counts, "name": field}]
         ctx.panel.state.summary = f"{sum(counts)} samples with a finite {field} in this view" if field else \
-            "no float field yet: run 'curate: compute volume growth' (or another score)"
+            "no float field yet: run 'curate: compute a risk score'"
         top = self.top_images(ctx.view, field, self.TOP) if field else []
         ctx.panel.state.top_ids = [t[0] for t in top]
         for i in range(self.TOP):

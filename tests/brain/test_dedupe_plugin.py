@@ -52,7 +52,7 @@ def test_dedupe_form_follows_the_method(foo, photos_ds):
 
 
 def _panel(foo, ds, method, state, **params):
-    res = foo.execute_operator(URI + "volume_growth_histogram", ctx=dict(
+    res = foo.execute_operator(URI + "score_histogram", ctx=dict(
         dataset=ds, params=dict(__method__=method, panel_id="p1", state=state, **params)))
     assert res.error is None, res.error
     reqs = res.to_json()["executor"]["requests"]
@@ -69,10 +69,14 @@ def test_panel_shows_any_score_field_and_its_top_images(foo, photos_ds):
     rng = np.random.default_rng(4)
     other = {sid: float(v) for sid, v in zip(ds.values("id"), rng.normal(size=len(ds)))}
     ds.set_values("other_score", other, key_field="id")
+    # without the default kind's field (denoising_score) it opens on the first float field
     data, st = _panel(foo, ds, "on_load", {})
-    vg = np.array(ds.values("volume_growth"))
-    assert st["score_field"] == "volume_growth"
-    assert data[0]["histogram"][0]["y"] == np.histogram(vg, bins=30)[0].tolist()
+    assert st["score_field"] == "other_score"
+    ds.set_values("denoising_score", [-v for v in ds.values("volume_growth")])
+    data, st = _panel(foo, ds, "on_load", {})
+    dn = np.array(ds.values("denoising_score"))
+    assert st["score_field"] == "denoising_score"
+    assert data[0]["histogram"][0]["y"] == np.histogram(dn, bins=30)[0].tolist()
     # pick another field: its histogram and its top images
     data, st = _panel(foo, ds, "on_change_field", {"score_field": "volume_growth"}, value="other_score")
     vals = np.array(list(other.values()))

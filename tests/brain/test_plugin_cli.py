@@ -70,7 +70,7 @@ def test_operators_on_a_real_dataset(plugins, digits_ds, train_model, tmp_path):
     assert len(list((tmp_path / "out").rglob("*.png"))) == 74
 
     # The panel's histogram is numpy's histogram of the stored scores.
-    res = foo.execute_operator(URI + "volume_growth_histogram", ctx=dict(
+    res = foo.execute_operator(URI + "score_histogram", ctx=dict(
         dataset=ds, params=dict(__method__="on_load", panel_id="p1", state={})))
     data = [r for r in res.to_json()["executor"]["requests"] if r["operator_uri"] == "patch_panel_data"]
     hist = data[0]["params"]["data"]["histogram"][0]
@@ -140,7 +140,8 @@ def test_cli_score_flag_dedupe_export(fo, digits_ds, train_model, tmp_path, caps
     name = digits_ds.name
     digits_ds.persistent = True
     try:
-        assert cli(["score", "--dataset", name, "--exact-score", "--steps", "2", "--no-progress"]) == 0
+        assert cli(["score", "--dataset", name, "--exact-score", "--score", "log_growth", "--steps", "2",
+                    "--no-progress"]) == 0
         assert "scored 80, failed 0" in capsys.readouterr().out
         digits_ds.reload()
         ids, images, _ = load_images(digits_ds, num_workers=0)
@@ -149,11 +150,11 @@ def test_cli_score_flag_dedupe_export(fo, digits_ds, train_model, tmp_path, caps
         got = dict(zip(*digits_ds.values(["id", "volume_growth"])))
         np.testing.assert_allclose([got[i] for i in ids], want, rtol=1e-12, atol=1e-12)
         with pytest.raises(SystemExit, match="other settings"):
-            cli(["score", "--dataset", name, "--exact-score", "--steps", "3", "--no-progress"])
-        assert cli(["flag", "--dataset", name, "--percentile", "90"]) == 0
+            cli(["score", "--dataset", name, "--exact-score", "--score", "log_growth", "--steps", "3", "--no-progress"])
+        assert cli(["flag", "--dataset", name, "--field", "volume_growth", "--percentile", "90"]) == 0
         n_flag = int((want >= np.percentile(want, 90)).sum())
         assert f"tagged {n_flag} sample(s)" in capsys.readouterr().out
-        assert cli(["dedupe", "--dataset", name, "--threshold", "0.05"]) == 0
+        assert cli(["dedupe", "--dataset", name, "--field", "volume_growth", "--threshold", "0.05"]) == 0
         out = tmp_path / "clean"
         assert cli(["export", "--dataset", name, "--export-dir", str(out),
                     "--exclude-tags", "high_risk", "duplicate"]) == 0
@@ -179,7 +180,7 @@ def test_plugin_install_is_found_by_fiftyone(fo, tmp_path, monkeypatch, capsys):
     assert "@curate/curate" in names
     defn = fop.get_plugin("@curate/curate")
     assert set(defn.operators) == {"compute_score", "flag_high_risk", "dedupe",
-                                   "export_clean", "volume_growth_histogram"}  # panels included
+                                   "export_clean", "score_histogram"}  # panels included
 
 
 def test_a_toy_score_registered_in_one_place_runs_through_the_cli(fo, digits_ds, capsys):
