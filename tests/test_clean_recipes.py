@@ -132,12 +132,13 @@ def test_bootstrap_matches_a_direct_recomputation():
 # ------------------------------------------------------------------ checks ---
 
 def _independent_memorization(samples: torch.Tensor, reference: torch.Tensor) -> dict:
-    """Carlini and Gu flags from torch.cdist over the unique reference images."""
+    """Carlini, Gu and RMS flags from torch.cdist over the unique reference images."""
     uniq = torch.unique(reference.flatten(1).double(), dim=0)
     d = torch.cdist(samples.flatten(1).double(), uniq).sort(1).values
     carlini = d[:, 0] < 0.5 * d[:, :50].mean(1)
     gu = d[:, 0] / d[:, 1] < 1 / 3
-    return {"carlini": carlini.numpy(), "gu": gu.numpy()}
+    rms = d[:, 0] / uniq.shape[1] ** 0.5 < 0.10  # root-mean-square pixel difference on [-1, 1]
+    return {"carlini": carlini.numpy(), "gu": gu.numpy(), "rms": rms.numpy()}
 
 
 def _pixels(view) -> dict:
