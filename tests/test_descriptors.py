@@ -188,6 +188,23 @@ def test_pairs_do_not_depend_on_order(photos):
     assert {(i, 60 + i) for i in range(6)} <= base and (60, 66) in base and (61, 67) in base
 
 
+def test_background_reference_is_chosen_by_the_images_alone():
+    """The reference images of the background (hence the threshold cap, hence the groups)
+    are a function of the keys: the same images in any order -- and whatever sample ids or
+    paths a collection gives them (a first version hashed the ids: two datasets of the
+    same images grouped 280 and 278 copies)."""
+    from curate.duplicates.search import reference_sample
+
+    keys = np.random.default_rng(5).normal(size=(200, 16)).astype(np.float32)
+    ref = reference_sample(keys, size=50)
+    assert len(ref) == 50 and np.all(np.diff(ref) > 0)
+    order = np.random.default_rng(6).permutation(200)
+    ref_shuffled = reference_sample(keys[order], size=50)
+    assert sorted(order[ref_shuffled].tolist()) == ref.tolist()
+    np.testing.assert_array_equal(reference_sample(keys, size=500), np.arange(200))  # all when few
+    assert not np.array_equal(reference_sample(keys + 1, size=50), ref)  # other images, other choice
+
+
 def test_identical_images_are_at_distance_zero_and_threshold_zero_finds_only_them(photos):
     images = np.concatenate([photos[:30], photos[[4, 9]], E.apply(photos[5:6][0], "reencode", {"quality": 90})[None]])
     assert _groups(images, threshold=0.0) == {(4, 30), (9, 31)}

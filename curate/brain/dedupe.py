@@ -233,7 +233,7 @@ def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, 
     if len(qidx):
         with progress_bar(len(ids), "dedupe: verifying candidates", progress) as advance:
             res = find_pairs(keys, canvases, qidx, threshold, descriptor=descriptor, mirror=mirror, k=k,
-                             index=index, relative=relative, reference=reference_sample(ids), progress=advance)
+                             index=index, relative=relative, reference=reference_sample(keys), progress=advance)
     return ids, keys, res, descriptor.spec
 
 

@@ -101,7 +101,7 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
         t1, c1 = time.perf_counter(), time.process_time()
         relative = inspect.signature(dedupe).parameters["relative"].default  # as dedupe does
         res = find_pairs(keys, canvases, np.arange(len(keys)), threshold, descriptor=d, k=k,
-                         relative=relative, reference=reference_sample([str(p) for p in paths]), progress=progress)
+                         relative=relative, reference=reference_sample(keys), progress=progress)
         out["search_verify_s"] = time.perf_counter() - t1
         out["search_verify_cpu_s"] = time.process_time() - c1
     out.update(total_s=out["decode_describe_s"] + out["search_verify_s"],

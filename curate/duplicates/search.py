@@ -317,10 +317,12 @@ class _Verifier:
         return out
 
 
-def reference_sample(ids: list[str], size: int = 512) -> np.ndarray:
-    """Indices of up to ``size`` samples chosen by a hash of their ids: the same sample
-    set whatever the order of the collection."""
+def reference_sample(keys: np.ndarray, size: int = 512) -> np.ndarray:
+    """Indices (sorted) of up to ``size`` images chosen by a hash of their keys (n, d): the
+    same images whatever the order of the collection, its sample ids or its file paths,
+    so the background -- and so the groups -- depend on the images alone."""
     import hashlib
 
-    h = [hashlib.sha1(s.encode()).hexdigest() for s in ids]
-    return np.array(sorted(sorted(range(len(ids)), key=h.__getitem__)[:size]), dtype=np.int64)
+    keys = np.ascontiguousarray(keys)
+    h = [hashlib.sha1(k.tobytes()).hexdigest() for k in keys]
+    return np.array(sorted(sorted(range(len(h)), key=lambda i: (h[i], i))[:size]), dtype=np.int64)
