@@ -17,9 +17,9 @@ from curate.scores import denoising as _denoising  # noqa: E402,F401
 from curate.scores import pia as _pia, flipd as _flipd, noise_norm as _noise_norm  # noqa: E402,F401
 
 #: The kind the CLI and the App offer first: minus the denoising loss, the strongest cheap
-#: score measured (digits: AUROC 0.976 for planted images against 0.31 for the paper's fast
-#: log growth; CIFAR-10 8x8 tuning subset: 0.68 at 8 network evaluations per image, where
-#: the best, generation log p, reaches 0.70 at 3,000). See README, "What we found".
+#: score measured on duplicated images (digits: AUROC 0.976 for planted images against 0.31
+#: for the paper's fast log growth). On CIFAR-10 at 8x8 without duplicates every score is
+#: weak (evaluation AUROC 0.49-0.62; denoising 0.59): see README, "What we found".
 DEFAULT_KIND = "denoising_score"
 
 __all__ = ["Param", "Scored", "ScoreKind", "get", "kinds", "names", "register", "unregister", "table",
