@@ -18,6 +18,17 @@ def fo():
 
 
 @pytest.fixture
+def foo(fo, monkeypatch):
+    """fiftyone.operators, with FiftyOne finding this repository's plugin."""
+    from _plugin import PLUGINS
+
+    monkeypatch.setattr(fo.config, "plugins_dir", str(PLUGINS))
+    import fiftyone.operators as foo
+
+    return foo
+
+
+@pytest.fixture
 def digits_ds(fo, tmp_path, request):
     """A fresh digits dataset: 40 train + 40 test PNGs written into tmp_path."""
     from curate.data.datasets import load_digits

@@ -1,28 +1,12 @@
 """The App plugin's dedupe operator (descriptor and pixel) and the score histogram panel
 (any float field, its top images), through fiftyone.operators.execute_operator."""
-from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pytest
 from test_dedupe_descriptor import EDITS, _items, photos_ds  # noqa: F401 (the fixture)
 
-PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
-URI = "@curate/curate/"
-
-
-@pytest.fixture
-def foo(fo, monkeypatch):
-    monkeypatch.setattr(fo.config, "plugins_dir", str(PLUGINS))
-    import fiftyone.operators as foo
-
-    return foo
-
-
-def _run(foo, name, ds, **params):
-    res = foo.execute_operator(URI + name, ctx=dict(dataset=ds, params=params))
-    assert res.error is None, res.error
-    return res
+from _plugin import URI, run_operator as _run
 
 
 def test_dedupe_operator_descriptor_and_pixel(foo, photos_ds):

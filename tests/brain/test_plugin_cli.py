@@ -1,5 +1,4 @@
 """The App plugin through fiftyone.operators.execute_operator, and the CLI, on real datasets."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,22 +10,7 @@ import curate.scores
 from curate.cli import main as cli
 from curate.data.loader import load_images
 
-PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
-URI = "@curate/curate/"
-
-
-@pytest.fixture
-def plugins(fo, monkeypatch):
-    monkeypatch.setattr(fo.config, "plugins_dir", str(PLUGINS))
-    import fiftyone.operators as foo
-
-    return foo
-
-
-def _run(foo, name, ds, **params):
-    res = foo.execute_operator(URI + name, ctx=dict(dataset=ds, params=params))
-    assert res.error is None, res.error
-    return res
+from _plugin import URI, run_operator as _run
 
 
 def _form(foo, name, ds, **params) -> dict:
@@ -40,8 +24,8 @@ def _form(foo, name, ds, **params) -> dict:
     return prop.to_json()
 
 
-def test_operators_on_a_real_dataset(plugins, digits_ds, train_model, tmp_path):
-    foo, ds = plugins, digits_ds
+def test_operators_on_a_real_dataset(foo, digits_ds, train_model, tmp_path):
+    ds = digits_ds
     res = _run(foo, "compute_score", ds, score="log_growth", score_field="volume_growth", model="exact",
                train_tag="train", steps=2, batch_size=32)
     assert res.result == {"scored": 80, "failed": 0, "skipped": 0}
@@ -80,12 +64,12 @@ def test_operators_on_a_real_dataset(plugins, digits_ds, train_model, tmp_path):
 
 
 @pytest.mark.parametrize("kind", curate.scores.names())
-def test_every_registered_score_from_the_operator_equals_the_python_api(plugins, digits_ds, train_model, kind):
+def test_every_registered_score_from_the_operator_equals_the_python_api(foo, digits_ds, train_model, kind):
     """compute_score's form and execute() are generated from the registry: each kind's
     operator run stores exactly what curate.brain.compute_score stores."""
     import curate.brain as cb
 
-    foo, ds = plugins, digits_ds.match_tags("test").limit(12)
+    ds = digits_ds.match_tags("test").limit(12)
     k = curate.scores.get(kind)
     settings = {"steps": 2} if "steps" in k.defaults() else {}
     # The form offers every setting of the chosen kind, with its default.
@@ -104,11 +88,11 @@ def test_every_registered_score_from_the_operator_equals_the_python_api(plugins,
     assert digits_ds.get_brain_info("by_op").config.score == kind
 
 
-def test_denoising_score_from_operator_and_cli(plugins, fo, digits_ds, train_model, capsys):
+def test_denoising_score_from_operator_and_cli(foo, fo, digits_ds, train_model, capsys):
     """The operator and `curate score --score denoising_score` store -denoising_loss of the loader's images."""
     from curate.evaluate import denoising_loss
 
-    foo, ds = plugins, digits_ds
+    ds = digits_ds
     res = _run(foo, "compute_score", ds, score="denoising_score", score_field="dn", model="exact",
                train_tag="train", t=0.02, draws=2, batch_size=16)
     assert res.result == {"scored": 80, "failed": 0, "skipped": 0}
