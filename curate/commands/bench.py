@@ -14,10 +14,10 @@ def register(sub) -> None:
     t = bsub.add_parser("tracker", help="batched tracker vs forward passes vs the paper-style per-image loop",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--preset", default="tiny", help="U-Net preset (tiny, small, paper)")
-    t.add_argument("--image-size", type=int, default=16)
-    t.add_argument("--channels", type=int, default=1)
+    t.add_argument("--image-size", type=int, default=16, help="image side in pixels")
+    t.add_argument("--channels", type=int, default=1, help="image channels")
     t.add_argument("--images", type=int, default=None,
-                   help="images per setting (default: 2 at N=100, 256 at N=1)")
+                   help="images per setting; None: 2 at N=100, 256 at N=1")
     t.add_argument("--settings", default="100x1000,1x1",
                    help="comma-separated NxT settings (axes x steps)")
     t.add_argument("--max-steps", type=int, default=10,
@@ -25,7 +25,7 @@ def register(sub) -> None:
     t.add_argument("--loop-steps", type=int, default=3, help="steps timed for the per-image loop")
     t.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     t.add_argument("--device", default="auto", help="cpu, cuda, or auto")
-    t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    t.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="network dtype")
     t.add_argument("--autocast", default=None, choices=["bf16", "fp16"],
                    help="also time the network under autocast and report its error in log growth vs float32")
     t.add_argument("--channels-last", action="store_true", help="run the network channels-last (NHWC)")
@@ -44,8 +44,8 @@ def register(sub) -> None:
                     "torch.compile's first compilations dominate). On a 2-core CPU without --fast "
                     "it took 1.5 minutes. Writes one JSON per run into --out.")
     u.add_argument("--preset", default="paper", help="U-Net preset")
-    u.add_argument("--image-size", type=int, default=32)
-    u.add_argument("--channels", type=int, default=3)
+    u.add_argument("--image-size", type=int, default=32, help="image side in pixels")
+    u.add_argument("--channels", type=int, default=3, help="image channels")
     u.add_argument("--device", default="auto", help="cpu, cuda, or auto")
     u.add_argument("--out", default="bench-results", help="folder for the JSON files")
     u.add_argument("--fast", default=None, choices=["on", "off"],
