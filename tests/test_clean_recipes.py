@@ -243,6 +243,7 @@ def _check_run(out: Path, result: dict, *, n_source: int, n_planted: int, copies
 # ----------------------------------------------------------------- recipes ---
 
 @pytest.mark.slow
+@pytest.mark.heavy(minutes=2)
 def test_clean_digits_smoke_end_to_end(tmp_path, capsys):
     import fiftyone as fo
 

@@ -116,6 +116,7 @@ def test_cli_train_and_python_module_entry(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy(minutes=5)  # ~290 CPU-seconds
 def test_tiny_model_memorizes_64_digits_and_flips(tmp_path):
     """Acceptance: PF-ODE samples of a tiny U-Net trained on 64 digits (+ flips) are copies of them.
 

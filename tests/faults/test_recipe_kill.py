@@ -84,6 +84,7 @@ def _clean_results(folder) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy(minutes=2)
 def test_sigkill_clean_recipe_at_random_points_then_resume(tmp_path, child_env):
     """clean_digits (smoke, four arms): killed anywhere, a rerun finishes the same run --
     the same tags, exported arm, models, samples and memorized counts as a run never killed."""
