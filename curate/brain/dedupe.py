@@ -28,9 +28,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from curate.duplicates.choices import DEFAULT_THRESHOLD, INDEXES, METHODS  # noqa: F401 (the plugin reads them here)
+
 KEEP_RULES = ("lowest_score", "highest_score", "first")
-METHODS = ("descriptor", "pixel")
-DEFAULT_THRESHOLD = {"descriptor": 0.2, "pixel": 0.1}
 RUN_MARK = "curate_dedupe"  # config entry that marks a similarity index this module made
 
 
@@ -154,7 +154,6 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
         raise ValueError(f"threshold must be >= 0, got {threshold}")
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    from curate.duplicates.search import INDEXES
 
     if index not in INDEXES:
         raise ValueError(f"index must be one of {INDEXES}, got {index!r}")

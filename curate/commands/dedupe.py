@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from curate.commands._dataset import add_dataset_args, default_score_field
+from curate.duplicates.choices import DEFAULT_THRESHOLD, INDEXES, METHODS
 
 
 def register(subparsers) -> None:
@@ -18,14 +19,15 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_dataset_args(p)
-    p.add_argument("--method", choices=["descriptor", "pixel"], default="descriptor",
+    p.add_argument("--method", choices=METHODS, default="descriptor",
                    help="distance that decides a duplicate pair")
     p.add_argument("--threshold", type=float, default=None,
-                   help="largest distance of a duplicate pair (default: 0.2 descriptor, 0.1 pixel)")
+                   help="largest distance of a duplicate pair; None: "
+                        + ", ".join(f"{v} {m}" for m, v in DEFAULT_THRESHOLD.items()))
     p.add_argument("--no-mirror", action="store_true",
                    help="descriptor: a left-right mirrored copy is not a duplicate")
     p.add_argument("--k", type=int, default=10, help="descriptor: candidates per searched image")
-    p.add_argument("--index", choices=["exact", "ball_tree", "kd_tree", "brute"], default="exact",
+    p.add_argument("--index", choices=INDEXES, default="exact",
                    help="descriptor: key search (exact chunked BLAS, or a scikit-learn index)")
     p.add_argument("--relative", type=float, default=0.4,
                    help="descriptor: cap the threshold at this times the collection's background "

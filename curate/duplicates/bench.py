@@ -105,10 +105,6 @@ def run(args) -> dict:
     import fiftyone as fo
     from rich.console import Console
 
-    from curate.duplicates.search import INDEXES
-
-    if args.index not in INDEXES:
-        raise SystemExit(f"error: --index must be one of {INDEXES}, got {args.index!r}")
     console = Console(width=max(110, Console().width))
     progress = not args.no_progress
     out = Path(args.out)

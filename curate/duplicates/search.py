@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover
 from curate.duplicates.align import Aligner
 from curate.duplicates.descriptor import Descriptor
 
-INDEXES = ("exact", "ball_tree", "kd_tree", "brute")
+from curate.duplicates.choices import INDEXES
 
 
 @dataclass

@@ -81,7 +81,7 @@ def dedupe_kwargs(cfg: dict) -> dict:
 
 def check_dedupe(cfg: dict) -> None:
     """ConfigError unless the ``clean.dedupe_*`` settings are ones :func:`dedupe_kwargs` can use."""
-    from curate.brain.dedupe import METHODS
+    from curate.duplicates.choices import METHODS
 
     c = cfg["clean"]
     if c.get("dedupe_method", "descriptor") not in METHODS:
