@@ -288,6 +288,21 @@ def test_flat_images_do_not_break_the_distance():
     assert np.isfinite(d).all() and (d == 0).all()  # all flat images look alike
 
 
+def test_flat_images_have_finite_keys_and_find_each_other():
+    """A blank image's key is finite (a NaN key would rank first for every query in the
+    key search), and two blank images are each other's nearest keys and one group."""
+    imgs = np.concatenate([E.natural_like(30, seed=4), np.full((2, 32, 32, 3), 200, np.uint8)])
+    imgs[-1] = 40  # another flat grey
+    d = Descriptor()
+    keys, _ = d.describe(_model_range(imgs))
+    assert np.isfinite(keys).all()
+    assert np.allclose(np.linalg.norm(keys, axis=1), 1, atol=1e-6)
+    nb = KeySearch(keys, d.mirror_permutation(3)).neighbours(np.array([30, 31]), 1)
+    assert nb[:, 0].tolist() == [31, 30]
+    groups = _groups(imgs)
+    assert (30, 31) in groups and not any(30 in p or 31 in p for p in groups - {(30, 31)})
+
+
 def test_the_dedup_package_imports_neither_fiftyone_nor_curate_brain():
     code = ("import sys, curate.duplicates, curate.duplicates.edits; "
             "bad = [m for m in sys.modules if m.startswith(('fiftyone', 'curate.brain'))]; "

@@ -43,7 +43,7 @@ class DescriptorSpec:
     pool: float = 0.5                # key: Gaussian sigma of a cell, in cell widths
     orientations: int = 6            # key: gradient orientation bins over [0, pi)
     key_blurs: tuple = (1.0, 2.0)    # key: gradient scales (Gaussian sigma, px)
-    chroma_key: float = 0.5          # key: weight of the chroma block
+    chroma_key: float = 2.0          # key: weight of the chroma block (chosen on tuning splits, README)
     thumb: int = 8                   # aligned distance: thumbnail side
     blur: float = 2.0                # aligned distance: thumbnail blur (Gaussian sigma, px)
     coarse_blur: float = 2.0         # aligned distance: blur of the coarse search's thumbnails
@@ -180,7 +180,13 @@ class Descriptor:
             c *= s.chroma_key / (np.linalg.norm(c, axis=1, keepdims=True) + FLOOR * sqrt(c.shape[1]))
             parts.append(c)
         v = np.concatenate(parts, 1)
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
+        norm = np.linalg.norm(v, axis=1, keepdims=True)
+        # a flat image has nothing to describe: one fixed unit key (mirror-invariant), so
+        # flat images are each other's nearest keys and no key is NaN
+        flat = norm[:, 0] < 1e-9
+        v[flat] = 1.0 / sqrt(v.shape[1])
+        norm[flat] = 1.0
+        return v / norm
 
     def mirror_permutation(self, channels: int) -> np.ndarray:
         """(key_dim,) indices: ``keys[:, perm]`` are the keys of the mirrored images
