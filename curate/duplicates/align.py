@@ -47,6 +47,7 @@ class Aligner:
         self._blocks32 = [(r.astype(np.float32), k) for r, k in self._blocks]
         self.params = np.array(params)  # (n_windows, 3): zoom, x shift, y shift (canvas px)
         self.n_windows = len(params)
+        self._fine_maps: dict = {}  # (zoom, shift) -> (t, h), see _fine_map
         self._identity = self._map(1.0, 0.0)
         self._identity_coarse = self._map(1.0, 0.0, s.coarse_blur)
 
@@ -63,10 +64,20 @@ class Aligner:
 
     def _maps3(self, z: float, offs) -> np.ndarray:
         """(len(offs) * t, h): :meth:`_map` for several shifts at one zoom, stacked."""
-        c = (self.h - 1) / 2
-        cen = c + (cell_centres(self.h, self.t) - c) / z
-        return gauss_matrix(self.h, (cen[None, :] + np.asarray(offs)[:, None]).ravel(),
-                            self.spec.blur / 2 / z)
+        return np.concatenate([self._fine_map(z, o) for o in offs])
+
+    def _fine_map(self, z: float, off: float) -> np.ndarray:
+        """(t, h): :meth:`_map` at the fine blur, kept: the local search revisits the
+        same lattice of zooms and shifts for every pair."""
+        key = (round(z, 9), round(off, 9))
+        m = self._fine_maps.get(key)
+        if m is None:
+            if len(self._fine_maps) > 100_000:  # bounded, whatever the lattice
+                self._fine_maps.clear()
+            c = (self.h - 1) / 2
+            m = self._fine_maps[key] = gauss_matrix(self.h, c + (cell_centres(self.h, self.t) - c) / z + off,
+                                                    self.spec.blur / 2 / z)
+        return m
 
     def normalise(self, th: np.ndarray) -> np.ndarray:
         """thumbnails (..., C, t, t) -> unit vectors (..., C*t*t); a flat one stays 0."""
