@@ -262,6 +262,9 @@ def test_clean_digits_smoke_end_to_end(tmp_path, capsys):
     assert result["clean"]["n_groups"] == sum(n > 1 for n in copies.values()) >= 2
     sa = result["score_analysis"]
     assert sa["planted_groups_gone"]["dedupe"] == 0 and sa["planted_samples_removed"]["dedupe"] == 14
+    # the report says which distance decided, at the threshold the run applied
+    assert result["clean"]["dedupe"]["threshold_applied"] == 0.0
+    assert "every pair, aligned descriptor distance <= 0.0, mirroring off, keep `first`" in (out / "report.md").read_text()
     # A rerun resumes: every stage is skipped and the answer is the same.
     again = clean_digits.main(argv)
     text = capsys.readouterr().out
@@ -324,6 +327,18 @@ def test_clean_cifar_smoke_end_to_end(tmp_path, capsys):
     assert set(ds.default_classes) == set(CLASSES)
     # The export is a class-folder tree of the kept images.
     assert {p.parent.name for p in (out / "export").rglob("*.png")} <= set(CLASSES)
+
+
+def test_the_report_names_the_dedupe_distance_and_its_cap():
+    from curate.recipes._clean_markdown import dedupe_rule
+
+    assert dedupe_rule({"method": "pixel", "threshold": None}) == "normalised pixel L2 <= 0.1"
+    capped = dedupe_rule({"method": "descriptor", "threshold": 0.2, "threshold_applied": 0.0764,
+                          "background": 0.191, "mirror": True})
+    assert capped == ("aligned descriptor distance <= 0.2, capped at 0.076 by the collection's background "
+                      "distance (0.191), mirrored copies included")
+    assert dedupe_rule({"threshold": 0.2, "threshold_applied": 0.2, "background": 0.6}) == (
+        "aligned descriptor distance <= 0.2, mirroring off")
 
 
 def test_clean_cifar_without_data_says_how_to_get_it(tmp_path):

@@ -15,6 +15,22 @@ def _ci(pair) -> str:
     return f"[{pair[0]:.3g}, {pair[1]:.3g}]"
 
 
+def dedupe_rule(dd: dict) -> str:
+    """How the dedupe arm's pairs were decided, from the clean stage's ``dedupe`` settings."""
+    from curate.duplicates.choices import DEFAULT_THRESHOLD
+
+    method = dd.get("method", "descriptor")
+    thr = dd.get("threshold")
+    thr = DEFAULT_THRESHOLD[method] if thr is None else thr
+    if method == "pixel":
+        return f"normalised pixel L2 <= {thr}"
+    text = f"aligned descriptor distance <= {thr}"
+    applied = dd.get("threshold_applied")
+    if applied is not None and applied < thr:
+        text += f", capped at {applied:.3f} by the collection's background distance ({dd['background']:.3f})"
+    return text + (", mirrored copies included" if dd.get("mirror") else ", mirroring off")
+
+
 def markdown(r: dict) -> str:
     cfg, d, c, sa, mem = r["config"], r["data"], r["clean"], r["score_analysis"], r["memorization"]
     s, m, mc = cfg["score"], cfg["model"], cfg["memorization"]
@@ -33,8 +49,8 @@ def markdown(r: dict) -> str:
     dd = c["dedupe"]
     lines += ["## Arms", "",
               f"* **baseline**: every training sample ({c['n_train']}).",
-              f"* **dedupe**: the whole set de-duplicated (`curate.brain.dedupe`, every pair, normalised pixel L2 "
-              f"<= {dd['threshold']}, keep `{dd['keep']}`): {c['n_groups']} groups, {c['n_duplicates_tagged']} "
+              f"* **dedupe**: the whole set de-duplicated (`curate.brain.dedupe`, every pair, {dedupe_rule(dd)}, "
+              f"keep `{dd['keep']}`): {c['n_groups']} groups, {c['n_duplicates_tagged']} "
               f"extra copies tagged `duplicate` and removed; {c['n_unique']} images left.",
               f"* **dedupe_score**: the dedupe arm minus its top-{k} unique images by `{sa['field']}` "
               f"({score_settings(s)}, computed once by the `{r['score_model']}` model on every training sample; "
