@@ -121,3 +121,43 @@ def test_stages_resume(presets, tmp_path):
     run3 = RunDir(tmp_path / "run", apply_overrides(cfg, ["seed=1"]), fresh=True, log=lambda s: None)
     assert run3.stage("a", work) == {"value": 3}
     assert not list(run3.path.glob(".*.tmp"))  # no temporary files left behind
+
+
+RECIPES = ("overfit_check", "memorized_vs_not", "clean_digits", "clean_cifar")
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_shipped_preset_resolves(recipe, capsys):
+    """Each preset a recipe ships passes the recipe's own checks and prints a config that
+    reads back as TOML (a broken preset fails here, not an hour into a run)."""
+    import importlib
+
+    mod = importlib.import_module(f"curate.recipes.{recipe}")
+    names = _config.available_presets(recipe)
+    assert names
+    for name in names:
+        assert mod.main(["--config", name, "--dry-run"]) is None
+        text = capsys.readouterr().out
+        assert text.startswith(f"# resolved config of {recipe} (preset {name})\n")
+        assert "seed" in tomllib.loads(text)
+
+
+def _resolved(recipe: str, preset: str, capsys) -> dict:
+    import importlib
+
+    assert importlib.import_module(f"curate.recipes.{recipe}").main(["--config", preset, "--dry-run"]) is None
+    return tomllib.loads(capsys.readouterr().out)
+
+
+def test_the_planted_cifar_run_is_the_evaluation_run_plus_planting(capsys):
+    """cifar_cpu_planted reports on cifar_cpu's evaluation images with every setting chosen
+    on cifar_cpu_tune: only the planting and the generation log-likelihood's T differ."""
+    planted = _resolved("memorized_vs_not", "cifar_cpu_planted", capsys)
+    evaluation = _resolved("memorized_vs_not", "cifar_cpu", capsys)
+    assert (planted["data"]["n_planted"], planted["data"]["copies"]) == (4, 8)
+    assert planted["methods"]["genlogp"]["steps"] == 100
+    for d in (planted, evaluation):
+        d["data"].pop("n_planted"), d["data"].pop("copies")
+        d["methods"]["genlogp"].pop("steps"), d["methods"]["genlogp"].pop("label")
+    assert planted == evaluation
+    assert evaluation["data"]["subset_seed"] == 1
