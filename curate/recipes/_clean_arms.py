@@ -59,7 +59,7 @@ def tag_arms(train, cfg: dict, score_field: str, seed: int) -> dict:
     kept = {arm: arm_view(train, arm).count() for arm in ARM_EXCLUDE}
     dd = dict(kw)
     if kw["method"] == "descriptor":  # the threshold after the background cap, as the run stored it
-        info = train._dataset.get_brain_info("dedupe").config.curate_dedupe
+        info = train._dataset.get_brain_info(kw["brain_key"]).config.curate_dedupe
         dd.update(threshold_applied=info["threshold_applied"], background=info["background"])
     return {"n_train": n_train, "n_groups": len(groups), "n_duplicates_tagged": train.match_tags("duplicate").count(),
             "n_unique": n_unique, "top_k": k, "n_score_removed": flagged.count(), "n_random_removed": len(pick),

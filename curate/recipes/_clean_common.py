@@ -76,6 +76,7 @@ def dedupe_kwargs(cfg: dict) -> dict:
         kw["threshold"] = float(kw["threshold"])
     if method == "descriptor":
         kw["mirror"] = bool(c.get("dedupe_mirror", cfg["model"].get("flip", False)))
+        kw["brain_key"] = "dedupe"  # the keys' similarity index; the run also records the applied threshold
     return kw
 
 
