@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from curate.duplicates.choices import DEFAULT_THRESHOLD, INDEXES, METHODS  # noqa: F401 (the plugin reads them here)
+from curate.duplicates.choices import DEFAULT_THRESHOLD, INDEXES, METHODS
 
 KEEP_RULES = ("lowest_score", "highest_score", "first")
 RUN_MARK = "curate_dedupe"  # config entry that marks a similarity index this module made

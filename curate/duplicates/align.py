@@ -74,9 +74,7 @@ class Aligner:
         if m is None:
             if len(self._fine_maps) > 100_000:  # bounded, whatever the lattice
                 self._fine_maps.clear()
-            c = (self.h - 1) / 2
-            m = self._fine_maps[key] = gauss_matrix(self.h, c + (cell_centres(self.h, self.t) - c) / z + off,
-                                                    self.spec.blur / 2 / z)
+            m = self._fine_maps[key] = self._map(z, off)
         return m
 
     def normalise(self, th: np.ndarray) -> np.ndarray:

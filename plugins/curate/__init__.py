@@ -197,7 +197,7 @@ class Dedupe(foo.Operator):
                                   dynamic=True, allow_delegated_execution=True)
 
     def resolve_input(self, ctx):
-        from curate.brain.dedupe import DEFAULT_THRESHOLD
+        from curate.duplicates.choices import DEFAULT_THRESHOLD
 
         inputs = types.Object()
         method = types.RadioGroup()
