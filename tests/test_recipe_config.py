@@ -126,27 +126,28 @@ def test_stages_resume(presets, tmp_path):
 RECIPES = ("overfit_check", "memorized_vs_not", "clean_digits", "clean_cifar")
 
 
+def _dry_run(recipe: str, preset: str, capsys) -> str:
+    """What ``python -m curate.recipes.<recipe> --config <preset> --dry-run`` prints."""
+    import importlib
+
+    assert importlib.import_module(f"curate.recipes.{recipe}").main(["--config", preset, "--dry-run"]) is None
+    return capsys.readouterr().out
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_shipped_preset_resolves(recipe, capsys):
     """Each preset a recipe ships passes the recipe's own checks and prints a config that
     reads back as TOML (a broken preset fails here, not an hour into a run)."""
-    import importlib
-
-    mod = importlib.import_module(f"curate.recipes.{recipe}")
     names = _config.available_presets(recipe)
     assert names
     for name in names:
-        assert mod.main(["--config", name, "--dry-run"]) is None
-        text = capsys.readouterr().out
+        text = _dry_run(recipe, name, capsys)
         assert text.startswith(f"# resolved config of {recipe} (preset {name})\n")
         assert "seed" in tomllib.loads(text)
 
 
 def _resolved(recipe: str, preset: str, capsys) -> dict:
-    import importlib
-
-    assert importlib.import_module(f"curate.recipes.{recipe}").main(["--config", preset, "--dry-run"]) is None
-    return tomllib.loads(capsys.readouterr().out)
+    return tomllib.loads(_dry_run(recipe, preset, capsys))
 
 
 def test_the_planted_cifar_run_is_the_evaluation_run_plus_planting(capsys):
