@@ -23,7 +23,20 @@ from curate.scores import pia as _pia, flipd as _flipd, noise_norm as _noise_nor
 DEFAULT_KIND = "denoising_score"
 
 __all__ = ["Param", "Scored", "ScoreKind", "get", "kinds", "names", "register", "unregister", "table",
-           "markdown_table", "DEFAULT_KIND"]
+           "markdown_table", "DEFAULT_KIND", "resolve_kind", "field_of"]
+
+
+def resolve_kind(kind: str | None = None) -> str:
+    """``kind``, or :data:`DEFAULT_KIND` when None: the one place every function, command and
+    App form that takes a score kind resolves its default."""
+    return get(DEFAULT_KIND if kind is None else kind).name
+
+
+def field_of(kind: str | None = None) -> str:
+    """The score field a kind writes by default (:data:`DEFAULT_KIND`'s when None): every
+    function that reads a score field (flag, dedupe's score-based keep rules, export,
+    evaluation) defaults to this."""
+    return get(resolve_kind(kind)).field
 
 
 def table() -> list[dict]:
