@@ -50,7 +50,7 @@ def _cifar(n: int, split="train", label=None):
     if not (CIFAR / "order.csv").is_file():
         pytest.skip(f"CIFAR-10 image tree not found at {CIFAR}")
     from curate.data.cifar import CLASSES, tree_files
-    from curate.duplicates._bench_measure import read_images
+    from curate.bench._dedupe_measure import read_images
 
     files = [p for _, c, p in tree_files(CIFAR, split) if label is None or c == CLASSES[label]][:n]
     return read_images(files)
@@ -313,7 +313,7 @@ def test_the_dedup_package_imports_neither_fiftyone_nor_curate_brain():
 def test_bench_compare_puts_the_aligned_distance_ahead_of_pixels(photos):
     """The benchmark's threshold-free comparison (--compare): on mirrored and shifted
     copies the aligned distance finds every source, plain pixels miss the mirrored ones."""
-    from curate.duplicates._bench_compare import compare
+    from curate.bench._dedupe_compare import compare
 
     orig = photos[:60]
     sources = np.arange(10)

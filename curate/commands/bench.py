@@ -52,16 +52,16 @@ def register(sub) -> None:
                    help="also run channels-last + torch.compile (default: on for CUDA, off for CPU)")
     u.set_defaults(func=_suite)
 
-    from curate.duplicates.bench_options import DESCRIPTION, add_arguments
+    from curate.bench.dedupe_options import DESCRIPTION, add_arguments
 
-    d = bsub.add_parser("dedupe", help=DESCRIPTION, description=DESCRIPTION + ". See curate.duplicates.bench.",
+    d = bsub.add_parser("dedupe", help=DESCRIPTION, description=DESCRIPTION + ". See curate.bench.dedupe.",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_arguments(d)
     d.set_defaults(func=_dedupe)
 
 
 def _dedupe(args) -> int:
-    from curate.duplicates.bench import run
+    from curate.bench.dedupe import run
 
     run(args)
     return 0
@@ -79,7 +79,7 @@ def _tracker(args) -> int:
     import torch
     from rich.console import Console
 
-    from curate.bench import as_dict, bench_tracker, describe_environment, results_table
+    from curate.bench.tracker import as_dict, bench_tracker, describe_environment, results_table
     from curate.models.unet import build_unet
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
@@ -120,7 +120,7 @@ def _tracker(args) -> int:
     extra = {}
     n_check = min(8, args.images or 8)  # images for the numeric checks
     if args.autocast:
-        from curate.bench import autocast_error
+        from curate.bench.tracker import autocast_error
 
         ac = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.autocast]
         for setting in args.settings.split(","):
@@ -132,7 +132,7 @@ def _tracker(args) -> int:
                           f"max |error| {err['max_abs']:.3g}, relative {err['max_rel']:.3g}; "
                           f"Spearman with float32 {err['spearman']:.4f}; speed {err['speedup']:.2f}x")
     if args.channels_last or args.compile or args.tf32:
-        from curate.bench import fast_error
+        from curate.bench.tracker import fast_error
 
         x = _random_images(args, n_check, seed=2, device=device)
         n, t = (int(v) for v in args.settings.split(",")[0].lower().split("x"))

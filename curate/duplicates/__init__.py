@@ -4,7 +4,7 @@
 * :mod:`curate.duplicates.align`: the aligned distance of two images (best zoom, shift, mirror);
 * :mod:`curate.duplicates.search`: nearest keys as candidates, verified by the aligned distance;
 * :mod:`curate.duplicates.edits`: the edits a duplicate goes through (benchmark and tests);
-* :mod:`curate.duplicates.bench`: the benchmark with known answers (``curate bench dedupe``).
+* the benchmark with known answers lives in :mod:`curate.bench.dedupe` (``curate bench dedupe``).
 
 :func:`curate.brain.dedupe` runs this on a FiftyOne collection. The names below are
 imported on first use, so that ``curate --help`` (which reads the benchmark's options)

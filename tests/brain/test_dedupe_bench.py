@@ -62,7 +62,7 @@ def test_curate_bench_dedupe_scores_planted_copies(fo, tmp_path, capsys):
 
 def test_both_entry_points_share_one_definition():
     from curate.cli import build_parser
-    from curate.duplicates.bench_options import parse_args
+    from curate.bench.dedupe_options import parse_args
 
     argv = ["--cifar-root", "x", "--copies", "3", "--methods", "pixel"]
     via_cli = vars(build_parser().parse_args(["bench", "dedupe", *argv]))

@@ -142,7 +142,7 @@ def _photos_with_copies(tmp_path):
     cifar = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10"
     if os.environ.get("CURATE_SCREENSHOT_SIMILARITY") and (cifar / "order.csv").is_file():
         from curate.data.cifar import tree_files
-        from curate.duplicates._bench_measure import read_images
+        from curate.bench._dedupe_measure import read_images
 
         photos = read_images([p for _, _, p in tree_files(cifar.resolve(), "test")[:24]])
     else:

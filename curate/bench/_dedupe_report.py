@@ -1,5 +1,5 @@
 """Scores, tables and image grids of the near-duplicate benchmark
-(:mod:`curate.duplicates.bench`); the scores are defined in its docstring."""
+(:mod:`curate.bench.dedupe`); the scores are defined in its docstring."""
 from __future__ import annotations
 
 from pathlib import Path

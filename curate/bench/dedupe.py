@@ -1,8 +1,8 @@
 """Benchmark of :func:`curate.brain.dedupe` with known answers: CIFAR-10 images plus
 planted edited copies.
 
-``curate bench dedupe --cifar-root CIFAR`` (or ``python -m curate.duplicates.bench``; options in
-:mod:`curate.duplicates.bench_options`):
+``curate bench dedupe --cifar-root CIFAR`` (or ``python -m curate.bench.dedupe``; options in
+:mod:`curate.bench.dedupe_options`):
 
 1. ``--originals`` CIFAR-10 training images (official indices ``--first`` ..), read
    from an image tree (``ImageClassificationDirectoryTree``; ``order.csv`` gives the official
@@ -26,7 +26,7 @@ Scores (per method):
   kinds), and per number of edits.
 
 ``--compare`` also compares the distances the descriptor was chosen from, without a
-threshold (:mod:`curate.duplicates._bench_compare`).
+threshold (:mod:`curate.bench._dedupe_compare`).
 
 ``--scale 60000`` also times the descriptor over that many CIFAR-10 images (train, then
 test) and an all-pairs duplicate search over them, at the array level (decode,
@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 
 from curate.duplicates import edits as E
-from curate.duplicates._bench_measure import PeakRSS, cifar_paths, environment, read_images, scale_timing
-from curate.duplicates._bench_report import method_grids, results_table, score, summary_lines
-from curate.duplicates.bench_options import parse_args
+from curate.bench._dedupe_measure import PeakRSS, cifar_paths, environment, read_images, scale_timing
+from curate.bench._dedupe_report import method_grids, results_table, score, summary_lines
+from curate.bench.dedupe_options import parse_args
 
 
 def build_dataset(name: str, orig_paths: list, copy_paths: list):
@@ -101,7 +101,7 @@ def plant_copies(orig: np.ndarray, n_copies: int, seed: int, folder: Path):
 
 
 def run(args) -> dict:
-    """The benchmark for parsed options (:func:`curate.duplicates.bench_options.add_arguments`)."""
+    """The benchmark for parsed options (:func:`curate.bench.dedupe_options.add_arguments`)."""
     import fiftyone as fo
     from rich.console import Console
 
@@ -121,7 +121,7 @@ def run(args) -> dict:
                            "edits": e} for j, (s, e) in enumerate(zip(sources, edits))],
               "methods": {}}
     if args.compare:
-        from curate.duplicates._bench_compare import compare
+        from curate.bench._dedupe_compare import compare
 
         console.print("[bold]compare[/]: pixel, thumbnail, GIST key and aligned distances")
         result["compare"] = compare(orig, copies, sources, k=args.k)
@@ -152,7 +152,7 @@ def run(args) -> dict:
     (out / "results.json").write_text(json.dumps(result, indent=1))
     console.print(results_table(result))
     if "compare" in result:
-        from curate.duplicates._bench_compare import compare_table
+        from curate.bench._dedupe_compare import compare_table
 
         console.print(compare_table(result))
     for line in summary_lines(result):

@@ -1,6 +1,6 @@
 """The options of the near-duplicate benchmark, one definition for both entry points:
-``curate bench dedupe`` and ``python -m curate.duplicates.bench`` (see
-:mod:`curate.duplicates.bench`). Light on purpose: ``curate --help`` imports it."""
+``curate bench dedupe`` and ``python -m curate.bench.dedupe`` (see
+:mod:`curate.bench.dedupe`). Light on purpose: ``curate --help`` imports it."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m curate.duplicates.bench", description=DESCRIPTION,
+    p = argparse.ArgumentParser(prog="python -m curate.bench.dedupe", description=DESCRIPTION,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     return add_arguments(p).parse_args(argv)
