@@ -157,3 +157,97 @@ def natural_like(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
             img[inside] = 0.3 * img[inside] + 0.7 * rng.uniform(0, 1, 3)
         out[i] = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
     return out
+
+
+# ------------------------------------------------------------ realistic edits ---
+# Real near-duplicates (CIFAR-10's own, judged by eye: curate/bench/data/cifar10_pairs.csv)
+# differ by several *mild* edits at once. The ranges below are the middle ~90 % of what
+# `python -m curate.bench.real_pairs measure --fit` fitted on the tuning half's positive
+# pairs (curate/bench/data/README.md has the table).
+
+#: PIL resampling filters a crop is resized back with (one drawn per copy)
+FILTERS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
+REAL = {
+    "crop_side": (0.86, 1.0),     # side of the kept window (fraction of each side)
+    "shift_px": 2,                # integer shift, each axis -2..2 at a 32 px side
+    "mirror": 0.1,                # probability of a left-right flip
+    "gain": (0.85, 1.15),         # common gain of the three channels
+    "gain_spread": 0.04,          # per-channel log-gain SD around it (a colour cast)
+    "offset": (-12.0, 12.0),      # common offset, grey levels
+    "gamma": (0.85, 1.2),
+    "blur": (-0.6, 0.8),          # Gaussian sigma px; negative: unsharp mask of that strength
+    "quality": (50, 95),          # JPEG re-encode (4:2:0); None in the draw: no re-encode
+    "reencode": 0.7,              # probability of a re-encode
+}
+
+
+def identity_real() -> dict:
+    """The parameters of :func:`apply_real` that leave an image exactly as it is."""
+    return {"crop": {"side": 1.0, "x0": 0.0, "y0": 0.0}, "filter": "bicubic", "dx": 0, "dy": 0,
+            "mirror": False, "blur": 0.0, "gains": [1.0, 1.0, 1.0], "offsets": [0.0, 0.0, 0.0],
+            "gamma": 1.0, "quality": None}
+
+
+def draw_real(rng: np.random.Generator, ranges: dict | None = None) -> dict:
+    """Parameters of one realistic edit: all of crop + resample (a random filter), shift,
+    (sometimes) mirror, blur or sharpening, per-channel affine colour + gamma, and
+    (sometimes) a JPEG re-encode, each drawn uniformly within ``ranges`` (default :data:`REAL`)."""
+    r = {**REAL, **(ranges or {})}
+    side = float(rng.uniform(*r["crop_side"]))
+    g = float(rng.uniform(*r["gain"]))
+    gains = g * np.exp(rng.normal(0.0, r["gain_spread"], 3))
+    off = float(rng.uniform(*r["offset"]))
+    return {"crop": {"side": side, "x0": float(rng.uniform(0, 1 - side)), "y0": float(rng.uniform(0, 1 - side))},
+            "filter": FILTERS[int(rng.integers(len(FILTERS)))],
+            "dx": int(rng.integers(-r["shift_px"], r["shift_px"] + 1)),
+            "dy": int(rng.integers(-r["shift_px"], r["shift_px"] + 1)),
+            "mirror": bool(rng.random() < r["mirror"]), "blur": float(rng.uniform(*r["blur"])),
+            "gains": [float(v) for v in gains], "offsets": [off] * 3, "gamma": float(rng.uniform(*r["gamma"])),
+            "quality": int(rng.integers(r["quality"][0], r["quality"][1] + 1)) if rng.random() < r["reencode"]
+            else None}
+
+
+def apply_real(img: np.ndarray, p: dict) -> np.ndarray:
+    """A realistic edit ``p`` (:func:`draw_real`) of ``img`` uint8 (H, W[, 3]) -> uint8 of
+    the same shape: geometry (crop resized back with ``filter``, integer shift with edge
+    replication, mirror), then blur (sigma > 0) or unsharp masking (sigma < 0), then colour
+    ``255 * (g_c * (x / 255) ** gamma) + o_c``, then the JPEG re-encode."""
+    from PIL import Image, ImageFilter
+
+    img = np.asarray(img, dtype=np.uint8)
+    h, w = img.shape[:2]
+    c = p["crop"]
+    if (c["side"], c["x0"], c["y0"]) != (1.0, 0.0, 0.0):
+        x0, y0 = c["x0"] * w, c["y0"] * h
+        box = (x0, y0, x0 + c["side"] * w, y0 + c["side"] * h)
+        filt = getattr(Image.Resampling, p["filter"].upper())
+        img = np.asarray(Image.fromarray(img).resize((w, h), filt, box=box))
+    if p["dx"] or p["dy"]:
+        img = apply(img, "shift", {"dx": p["dx"], "dy": p["dy"]})
+    if p["mirror"]:
+        img = img[:, ::-1].copy()
+    s = p["blur"]
+    if s > 0:
+        img = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(s)))
+    elif s < 0:  # sharpening: unsharp mask, radius 1 px, strength |s|
+        img = np.asarray(Image.fromarray(img).filter(ImageFilter.UnsharpMask(1, int(round(-s * 100)), 0)))
+    gains, offs = np.asarray(p["gains"], dtype=np.float64), np.asarray(p["offsets"], dtype=np.float64)
+    if img.ndim == 2:
+        gains, offs = gains.mean(keepdims=True), offs.mean(keepdims=True)
+    if p["gamma"] != 1.0 or (gains != 1).any() or (offs != 0).any():
+        x = img.astype(np.float64) / 255
+        img = np.clip(np.rint(255 * gains * x ** p["gamma"] + offs), 0, 255).astype(np.uint8)
+    if p["quality"] is not None:
+        img = apply(img, "reencode", {"quality": p["quality"]})
+    return img
+
+
+def plant_real(originals: np.ndarray, n_copies: int, seed: int, ranges: dict | None = None):
+    """Like :func:`plant`, with realistic edits: copies (n_copies, H, W[, 3]) uint8, sources
+    (n_copies,), parameters per copy. Copy i's edit is drawn from its own seed (seed, i)."""
+    if n_copies > len(originals):
+        raise ValueError(f"cannot plant {n_copies} copies of {len(originals)} distinct originals")
+    sources = np.random.default_rng(seed).choice(len(originals), n_copies, replace=False)
+    params = [draw_real(np.random.default_rng((seed, i)), ranges) for i in range(n_copies)]
+    copies = np.stack([apply_real(originals[s], p) for s, p in zip(sources, params)])
+    return copies, sources.astype(np.int64), params

@@ -1,0 +1,113 @@
+"""``python -m curate.bench.real_pairs {mine,grids,collect,measure}``: see :mod:`curate.bench.real_pairs`."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m curate.bench.real_pairs", description=__doc__)
+    p.add_argument("step", choices=("mine", "grids", "collect", "measure"))
+    p.add_argument("--cifar-root", type=Path, default=Path("../shared/data/cifar10"),
+                   help="CIFAR-10 image tree with order.csv (default ../shared/data/cifar10)")
+    p.add_argument("--out", type=Path, required=True, help="working folder, outside the repository")
+    p.add_argument("--pairs", type=Path, default=None, help="labelled CSV (default: the shipped one)")
+    p.add_argument("--half", choices=("tuning", "reporting"), default="tuning")
+    p.add_argument("--seed", type=int, default=0, help="grids: seed of the judging sample")
+    p.add_argument("--fit", action="store_true", help="measure: also fit the edits of the positive pairs")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from curate.bench import _real_pairs_mine as M
+    from curate.bench import real_pairs as R
+
+    a = parse_args(argv)
+    if a.step == "mine":
+        print(M.mine(a.cifar_root, a.out))
+    elif a.step == "grids":
+        images = M.load_all(a.cifar_root, a.out)
+        sample = R.judging_sample(a.out / "candidates.csv", a.seed)
+        for p in R.write_grids(images, sample, a.out / "grids"):
+            print(p)
+    elif a.step == "collect":
+        rows = R.collect(a.out / "grids")
+        path = a.pairs or R.DATA
+        R.write_pairs(rows, path)
+        print(json.dumps(counts(R.load_pairs(path)), indent=1))
+    else:
+        print(json.dumps(measure(a.cifar_root, a.out, a.pairs or R.DATA, a.half, a.fit), indent=1))
+
+
+def counts(rows: list[dict]) -> dict:
+    out: dict = {}
+    for r in rows:
+        k = f"{r['half']}/{r['kind']}/{'positive' if r['label'] == 1 else 'negative'}"
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool) -> dict:
+    """Today's default decision on one half: the aligned distance alone (threshold 0.2,
+    with and without the background cap of the whole 60,000) and the distances per label;
+    with ``fit``, the fitted edits of the positive pairs."""
+    import inspect
+
+    from curate.bench import _real_pairs_mine as M
+    from curate.bench import real_pairs as R
+    from curate.brain.dedupe import dedupe
+    from curate.duplicates.choices import DEFAULT_THRESHOLD
+
+    rows = R.load_pairs(pairs, half)
+    images = M.load_all(root, out, progress=False)
+    keys, canvases = M.describe_all(images, out, progress=False)
+    d = R.aligned(canvases, rows)
+    y = np.array([r["label"] for r in rows])
+    t = DEFAULT_THRESHOLD["descriptor"]
+    relative = inspect.signature(dedupe).parameters["relative"].default
+    background = background_of(keys, canvases, out)
+    res = {"half": half, "pairs": counts(rows), "threshold": t, "relative": relative, "background": background,
+           "default_no_cap": R.evaluate(d, y, t),
+           "default_capped": R.evaluate(d, y, min(t, relative * background)),
+           "per_kind": {k: R.evaluate(d[[r["kind"] == k for r in rows]], y[[r["kind"] == k for r in rows]], t)
+                        for k in ("test-train", "train-train")},
+           "distances": R.distribution(d, y),
+           "largest_threshold_at_precision_0.95": R.best_threshold(d, y, 0.95)}
+    if fit:
+        from curate._progress import progress as bar
+        from curate.bench._real_pairs_fit import fit_pair, summarise
+
+        pos = [r for r in rows if r["label"] == 1]
+        f_cache = out / f"fits_{half}.json"
+        fits = json.loads(f_cache.read_text()) if f_cache.is_file() else {}
+        with bar(len(pos), "fitting edits") as advance:
+            for r in pos:
+                key = f"{r['a']}-{r['b']}"
+                if key not in fits:
+                    fits[key] = fit_pair(images[r["a"]], images[r["b"]])
+                advance(1)
+        f_cache.write_text(json.dumps(fits))
+        res["edits"] = summarise([fits[f"{r['a']}-{r['b']}"] for r in pos])
+    return res
+
+
+def background_of(keys: np.ndarray, canvases: np.ndarray, out: Path) -> float:
+    """The background distance of all 60,000 images as :func:`find_pairs` measures it
+    (median 3rd-nearest coarse candidate distance over the hashed reference sample)."""
+    f = out / "background.json"
+    if f.is_file():
+        return json.loads(f.read_text())["background"]
+    from curate.duplicates import Descriptor, find_pairs
+    from curate.duplicates.search import reference_sample
+
+    ref = reference_sample(keys)
+    # the threshold of the query pass does not matter: the background comes first
+    res = find_pairs(keys, canvases, ref[:1], 0.2, descriptor=Descriptor(), relative=0.4, reference=ref)
+    f.write_text(json.dumps({"background": res.background}))
+    return float(res.background)
