@@ -1,0 +1,109 @@
+"""How well can *any* score predict reproduction counts measured from m samples? The
+split-half noise ceiling, and a score judged on the same footing.
+
+The generated samples are split by index into half A (even) and half B (odd). Each half
+gives every unique training image a count (c_A, c_B), each from about m/2 samples.
+
+**Label rule**: an image is *reproduced* in a half when that half copies it at least
+once (c >= 1).
+
+**Ceiling**: the counts of half A used as a score for the labels of half B -- AUROC of
+c_A, reproduced-in-B vs not, and Spearman's rho of c_A with c_B -- averaged with the same
+in the other direction (B predicts A). A score computed without any samples cannot be
+expected to beat a second independent draw of the very thing it predicts: the ceiling
+says how much of a score's shortfall is sampling noise in the labels.
+
+**The score on the same footing**: its AUROC against the labels of half B (and of half
+A, averaged) and its Spearman with each half's counts (averaged), so the two numbers
+compare like with like.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+
+def halves(index) -> np.ndarray:
+    """(m,) bool: True for half A (even sample index), False for half B (odd)."""
+    return np.asarray(index, dtype=np.int64) % 2 == 0
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().to(torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64).reshape(-1)
+
+
+def auroc_or_nan(score, labels) -> float:
+    """AUROC of ``score`` for bool ``labels`` (ties 1/2); NaN without both classes or scores."""
+    from curate.evaluate import auroc
+
+    s, y = _np(score), np.asarray(labels, dtype=bool).reshape(-1)
+    keep = ~np.isnan(s)
+    s, y = s[keep], y[keep]
+    if y.all() or not y.any():
+        return math.nan
+    return auroc(s[y], s[~y])
+
+
+def spearman_or_nan(a, b) -> float:
+    from curate.evaluate import spearman
+
+    return spearman(_np(a), _np(b))[0]
+
+
+def _mean(*values) -> float:
+    v = [x for x in values if not math.isnan(x)]
+    return float(np.mean(v)) if v else math.nan
+
+
+@dataclass
+class Ceiling:
+    """Split-half ceiling: ``auroc`` and ``spearman`` (each the mean of both directions),
+    the per-direction values, and how many images each half labels reproduced."""
+
+    auroc: float
+    spearman: float
+    auroc_a_to_b: float
+    auroc_b_to_a: float
+    positives_a: int
+    positives_b: int
+    n_images: int
+
+    def to_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+def noise_ceiling(counts_a, counts_b) -> Ceiling:
+    """The ceiling from two halves' counts (g,) over the same g unique images (module doc)."""
+    a, b = _np(counts_a), _np(counts_b)
+    if a.shape != b.shape:
+        raise ValueError(f"the halves' counts differ in length: {a.shape} vs {b.shape}")
+    ab = auroc_or_nan(a, b >= 1)  # half A's counts as the score, half B's labels
+    ba = auroc_or_nan(b, a >= 1)
+    return Ceiling(auroc=_mean(ab, ba), spearman=spearman_or_nan(a, b), auroc_a_to_b=ab,
+                   auroc_b_to_a=ba, positives_a=int((a >= 1).sum()), positives_b=int((b >= 1).sum()),
+                   n_images=int(a.size))
+
+
+def score_on_halves(score, counts_a, counts_b) -> dict:
+    """A score judged like the ceiling: AUROC against each half's labels and Spearman with
+    each half's counts, each averaged over the two halves."""
+    a, b = _np(counts_a), _np(counts_b)
+    au_b, au_a = auroc_or_nan(score, b >= 1), auroc_or_nan(score, a >= 1)
+    rho_a, rho_b = spearman_or_nan(score, a), spearman_or_nan(score, b)
+    return {"auroc": _mean(au_a, au_b), "spearman": _mean(rho_a, rho_b), "auroc_labels_a": au_a,
+            "auroc_labels_b": au_b}
+
+
+def precision_at_k(score, labels, k: int) -> float:
+    """Share of reproduced images among the k highest scores (NaN scores last; ties by order)."""
+    s, y = _np(score), np.asarray(labels, dtype=bool).reshape(-1)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    s = np.where(np.isnan(s), -np.inf, s)
+    top = np.argsort(-s, kind="stable")[:k]
+    return float(y[top].mean()) if top.size else math.nan
