@@ -208,10 +208,11 @@ def run_methods(model, images: torch.Tensor, specs: dict[str, dict], *, seed: in
                 log=None, cache: dict | None = None) -> dict[str, MethodScores]:
     """Score ``images`` (B, C, H, W) with every method in ``specs`` (name -> spec dict).
 
-    A spec names a registered score kind (``score``, default ``"log_growth"``; see
+    A spec names a registered score kind (``score``; without one, the paper's tracker
+    ``"volume_growth"``, as the paper recipes' presets are written; see
     :mod:`curate.scores`) and that kind's settings; ``label`` names it in tables and
     ``curve = true`` keeps a tracker kind's log l_t after every step. Kinds of one group
-    with equal settings (``log_growth``, ``divergence`` and ``generation_logp`` of one
+    with equal settings (``volume_growth``, ``divergence`` and ``generation_logp`` of one
     tracker run) share one computation, also across calls that pass the same ``cache``
     dict. Failed images score NaN.
     """
@@ -227,7 +228,7 @@ def run_methods(model, images: torch.Tensor, specs: dict[str, dict], *, seed: in
         label = spec.pop("label", name)
         curve = bool(spec.pop("curve", False))
         try:
-            kind = scores.get(spec.pop("score", "log_growth"))
+            kind = scores.get(spec.pop("score", "volume_growth"))
         except ValueError as e:
             raise ValueError(f"method {name!r}: {e}") from None
         if "axes" in spec:  # a preset's N may exceed a small image's D: all D axes then

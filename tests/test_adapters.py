@@ -103,7 +103,7 @@ def test_diffusers_score_matches_the_formula(diffusers_unet):
     assert nearest.timestep(t_mid).eq(torch.round(i_mid)).all()
 
 
-def test_diffusers_folders_load_and_pickles_are_refused(diffusers_unet, tmp_path):
+def test_diffusers_folders_load_and_pickles_are_refused(diffusers_unet, tmp_path, capfd):
     from curate.models.checkpoint import PickleRefusedError, load_model
 
     sched = {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001,
@@ -117,10 +117,12 @@ def test_diffusers_folders_load_and_pickles_are_refused(diffusers_unet, tmp_path
     (tmp_path / "pipe" / "scheduler" / "scheduler_config.json").write_text(json.dumps(sched))
     x = torch.randn(2, 1, 8, 8)
     t = torch.tensor([0.02, 0.7])
+    capfd.readouterr()
     with torch.no_grad():
         expect = DiffusersUNetAdapter(diffusers_unet).eps(x, t)
         for folder in ("flat", "pipe"):
             model = load_model(tmp_path / folder, device="cpu")
+            assert "accelerate" not in capfd.readouterr().err  # no advice a user cannot act on
             assert isinstance(model, DiffusersUNetAdapter)
             assert torch.allclose(model.eps(x, t), expect, atol=1e-6)
     # pickle-only weights are refused, nothing loaded

@@ -34,13 +34,13 @@ def test_resolve_fills_defaults_and_refuses_unknown_settings():
     assert kind.resolve({"t": 0.2}) == {"t": 0.2, "draws": 4}
     with pytest.raises(ValueError, match=r"takes no setting\(s\) \['steps'\]"):
         kind.resolve({"steps": 3})
-    with pytest.raises(ValueError, match="unknown score 'nope'; registered scores: log_growth"):
+    with pytest.raises(ValueError, match="unknown score 'nope'; registered scores: volume_growth"):
         scores.get("nope")
 
 
 def test_a_name_is_registered_once():
     with pytest.raises(ValueError, match="already registered"):
-        scores.register(scores.ScoreKind(name="log_growth", summary="", source="", params=(),
+        scores.register(scores.ScoreKind(name="volume_growth", summary="", source="", params=(),
                                          scorer=lambda *a, **k: None, nfe=lambda d, p, m: 0))
     with pytest.raises(ValueError, match="common to every scorer"):
         scores.register(scores.ScoreKind(name="x_bad", summary="", source="", params=(scores.Param("seed", 0, ""),),

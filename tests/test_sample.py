@@ -85,7 +85,7 @@ def test_cli_sample_writes_tensor_pngs_and_grid(tmp_path):
             if not p.any():
                 p.normal_(0, 0.05)
     save_checkpoint(tmp_path / "ck", net, ema=net, step=0)
-    assert cli_main(["sample", str(tmp_path / "ck"), str(tmp_path / "s.safetensors"), "-n", "5", "--steps", "4",
+    assert cli_main(["sample", "--model", str(tmp_path / "ck"), "--out", str(tmp_path / "s.safetensors"), "-n", "5", "--steps", "4",
                      "--seed", "2", "--no-progress", "--grid", str(tmp_path / "grid.png"), "--device", "cpu"]) == 0
     from safetensors.torch import load_file
 
@@ -93,9 +93,14 @@ def test_cli_sample_writes_tensor_pngs_and_grid(tmp_path):
     expect = sample(net.eval(), 5, steps=4, seed=2, progress=False)
     assert torch.equal(got, expect)
     assert (tmp_path / "grid.png").stat().st_size > 0
-    assert cli_main(["sample", str(tmp_path / "ck"), str(tmp_path / "pngs"), "-n", "3", "--steps", "2",
+    assert cli_main(["sample", "--model", str(tmp_path / "ck"), "--out", str(tmp_path / "pngs"), "-n", "3", "--steps", "2",
                      "--no-progress", "--device", "cpu"]) == 0
     from PIL import Image
 
     files = sorted((tmp_path / "pngs").glob("*.png"))
     assert len(files) == 3 and Image.open(files[0]).size == (8, 8)
+    # the former positional form still works for one release, with a deprecation warning
+    with pytest.warns(DeprecationWarning, match="--model MODEL --out OUT"):
+        assert cli_main(["sample", str(tmp_path / "ck"), str(tmp_path / "old.safetensors"), "-n", "5", "--steps", "4",
+                         "--seed", "2", "--no-progress", "--device", "cpu"]) == 0
+    assert torch.equal(load_file(str(tmp_path / "old.safetensors"))["images"], expect)

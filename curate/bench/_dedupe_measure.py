@@ -74,9 +74,8 @@ class PeakRSS:
 def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, progress) -> dict:
     """Decode + describe + all-pairs search over the first n CIFAR-10 images (train, then
     test), without FiftyOne; and the key search alone by a ball tree on a query sample."""
-    import inspect
-
-    from curate.brain.dedupe import DEFAULT_THRESHOLD, components, dedupe
+    from curate.duplicates.choices import DEFAULT_RELATIVE, DEFAULT_THRESHOLD
+    from curate.duplicates.grouping import components
     from curate.duplicates.search import reference_sample
     from curate.duplicates import Descriptor, find_pairs
     from curate.duplicates.search import KeySearch
@@ -99,9 +98,8 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
         out["decode_describe_s"] = time.perf_counter() - t0
         out["decode_describe_cpu_s"] = time.process_time() - c0
         t1, c1 = time.perf_counter(), time.process_time()
-        relative = inspect.signature(dedupe).parameters["relative"].default  # as dedupe does
         res = find_pairs(keys, canvases, np.arange(len(keys)), threshold, descriptor=d, k=k,
-                         relative=relative, reference=reference_sample(keys), progress=progress)
+                         relative=DEFAULT_RELATIVE, reference=reference_sample(keys), progress=progress)
         out["search_verify_s"] = time.perf_counter() - t1
         out["search_verify_cpu_s"] = time.process_time() - c1
     out.update(total_s=out["decode_describe_s"] + out["search_verify_s"],

@@ -80,7 +80,7 @@ def check_collection(samples, model, *, batch_size, size, channels, resize):
     return policy
 
 
-def plan_run(samples, model, *, score: str, score_field: str | None = None, extra_fields: dict | None = None,
+def plan_run(samples, model, *, score: str | None, score_field: str | None = None, extra_fields: dict | None = None,
              seed: int = 0, batch_size: int = 64, device=None, size=None, channels=None, resize: bool = False,
              num_workers: int = 2, model_description: str | None = None, **settings) -> Plan:
     """Check the kind, its ``settings``, the fields, the model and the collection; run the
@@ -89,7 +89,7 @@ def plan_run(samples, model, *, score: str, score_field: str | None = None, extr
     from curate.brain._names import check_field_name
     from curate.models.base import check_model
 
-    kind = scores.get(score)
+    kind = scores.get(scores.resolve_kind(score))
     check_model(model)
     params = kind.resolve(settings)
     score_field = kind.field if score_field is None else score_field

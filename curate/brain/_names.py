@@ -41,3 +41,23 @@ def check_path_component(value, what: str) -> None:
     if bad:
         raise ValueError(f"{what} {value!r} cannot be a folder name (empty, '.', '..', a path "
                          "separator or a drive); it would escape the export folder")
+
+
+def require_score_field(samples, score_field: str | None) -> str:
+    """``score_field`` (None: :func:`curate.scores.field_of` the default kind), checked to be a
+    number field of ``samples``; the ValueError names the call that writes it."""
+    import fiftyone.core.fields as fof
+
+    from curate import scores
+
+    field = scores.field_of(None) if score_field is None else score_field
+    kind = samples.get_field_schema().get(field)
+    if kind is None:
+        known = {k.field: k.name for k in scores.kinds()}
+        how = (f"curate.brain.compute_score(samples, model, {known[field]!r}) or "
+               f"`curate score --dataset NAME --score {known[field]}`" if field in known
+               else "curate.brain.compute_score(samples, model, KIND, score_field=...)")
+        raise ValueError(f"no score field {field!r} on this collection; score it first: {how}")
+    if not isinstance(kind, (fof.FloatField, fof.IntField)):
+        raise ValueError(f"field {field!r} is a {type(kind).__name__}, not a number field")
+    return field

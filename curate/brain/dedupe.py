@@ -26,88 +26,40 @@ the kept one first.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from curate.duplicates.choices import DEFAULT_THRESHOLD, INDEXES, METHODS
+from curate.duplicates.choices import (DEFAULT_KEEP, DEFAULT_RELATIVE, DEFAULT_THRESHOLD, INDEXES, KEEP_RULES,
+                                       METHODS)
+from curate.duplicates.grouping import components, near_pairs
 
-KEEP_RULES = ("lowest_score", "highest_score", "first")
 RUN_MARK = "curate_dedupe"  # config entry that marks a similarity index this module made
 
 
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
-def near_pairs(query: torch.Tensor, pool: torch.Tensor, threshold: float, *,
-               memory_mb: float = 256.0) -> list[tuple[int, int, float]]:
-    """All (i, j, d) with d = |query_i - pool_j| / sqrt(D) <= threshold.
-
-    query (q, D) and pool (n, D); computed chunk by chunk in float64 via
-    |x|^2 + |y|^2 - 2 x.y, then re-checked with explicit differences so the
-    expansion's rounding cannot move a pair across the threshold.
-    """
-    q, D = query.shape
-    qd = query.to(torch.float64)
-    qn = (qd * qd).sum(1, keepdim=True)
-    chunk = max(1, int(memory_mb * 2**20 / 8 // max(1, q + D)))
-    slack = 1e-6 * D  # generous bound on the expansion's rounding, in squared units
-    out = []
-    for start in range(0, pool.shape[0], chunk):
-        pc = pool[start:start + chunk].to(torch.float64)
-        d2 = qn + (pc * pc).sum(1) - 2.0 * qd @ pc.T  # (q, c)
-        cand = (d2 <= threshold * threshold * D + slack).nonzero().tolist()
-        for i, j in cand:
-            d = float(torch.linalg.vector_norm(qd[i] - pc[j])) / np.sqrt(D)
-            if d <= threshold:
-                out.append((i, start + j, d))
-    return out
-
-
-def components(n: int, pairs) -> list[list[int]]:
-    """Connected components with >= 2 members of the graph on 0..n-1 with edges
-    ``pairs``; each sorted, ordered by their first member."""
-    uf = _UnionFind(n)
-    for i, j in pairs:
-        uf.union(int(i), int(j))
-    members: dict[int, list[int]] = {}
-    for i in range(n):
-        members.setdefault(uf.find(i), []).append(i)
-    return sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0])
-
-
-def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "high_risk",
-           tag: str = "duplicate", keep: str = "lowest_score", score_field: str = "volume_growth",
+def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = None,
+           tag: str = "duplicate", keep: str = DEFAULT_KEEP, score_field: str | None = None,
            group_field: str = "duplicate_group", size=None, channels=None, resize: bool = False,
            batch_size: int = 256, clear: bool = True, method: str = "descriptor", mirror: bool = True,
-           k: int = 10, index: str = "exact", relative: float | None = 0.4,
+           k: int = 10, index: str = "exact", relative: float | None = DEFAULT_RELATIVE,
            brain_key: str | None = "dedupe",
            view_name: str | None = "duplicate_groups", spec=None, progress=False) -> list[list[str]]:
     """Find near-duplicate groups and tag all but one member of each.
+
+    The first step of cleaning: it needs no score (``keep="first"``), and by default it
+    searches the whole collection. Then score, flag and export.
 
     Args:
         samples: the collection to search (a dataset or view).
         threshold: largest distance of a duplicate pair; None: :data:`DEFAULT_THRESHOLD`
             of ``method`` (descriptor 0.2, pixel 0.1 = a 5% RMS pixel difference).
-        query_tag: the images whose duplicates are searched (default: those
-            :func:`flag_high_risk` tagged); None searches all pairs.
+        query_tag: None (default) searches all pairs of ``samples``; a tag searches only
+            the duplicates of the images with that tag (e.g. ``"high_risk"``, as
+            :func:`flag_high_risk` sets it).
         tag: put on every group member except the kept one.
-        keep: which member stays untagged: ``"lowest_score"`` (the least
-            reproducible copy; members without a score come after scored ones),
-            ``"highest_score"``, or ``"first"`` (the first in ``samples``' order).
-            Ties go to the member earlier in ``samples``' order.
-        score_field: the score that ``keep`` reads.
+        keep: which member stays untagged: ``"first"`` (default: the first in ``samples``'
+            order; needs no score), ``"lowest_score"`` (the least reproducible copy; members
+            without a score come after scored ones) or ``"highest_score"``. Ties go to the
+            member earlier in ``samples``' order.
+        score_field: the score that the score-based ``keep`` rules read (default: the
+            field of :data:`curate.scores.DEFAULT_KIND`).
         group_field: int field set to the group number (0, 1, ...) on members.
         size, channels, resize: the image policy of :mod:`curate.data.loader`. The
             descriptor resamples every image itself, so with ``size=None`` it reads
@@ -159,8 +111,10 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = "
         raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
     if relative is not None and not relative > 0:
         raise ValueError(f"relative must be > 0 (or None), got {relative!r}")
-    if keep != "first" and score_field not in samples.get_field_schema():
-        raise ValueError(f"keep={keep!r} needs the score field {score_field!r}")
+    if keep != "first":
+        from curate.brain._names import require_score_field
+
+        score_field = require_score_field(samples, score_field)
     dataset = samples._dataset
     if method == "descriptor" and brain_key is not None:
         _check_brain_key(dataset, brain_key)

@@ -82,7 +82,7 @@ def _first_error(items) -> str | None:
     return next((e for e in items if e), None)
 
 
-def score_sharded(samples, model, score: str = "log_growth", *, rank: int | None = None,
+def score_sharded(samples, model, score: str | None = None, *, rank: int | None = None,
                   world_size: int | None = None,
                   resume: bool = True, overwrite: bool = False, progress=True,
                   **settings) -> ShardSummary:

@@ -1,15 +1,17 @@
 """Tag the images a model is most likely to reproduce (the highest scores)."""
 from __future__ import annotations
 
-import fiftyone.core.fields as fof
 import numpy as np
 
 
-def flag_high_risk(samples, score_field: str = "volume_growth", *, top_k: int | None = None,
+def flag_high_risk(samples, score_field: str | None = None, *, top_k: int | None = None,
                    percentile: float | None = None, threshold: float | None = None,
                    tag: str = "high_risk", view_name: str | None = None, clear: bool = True,
                    unique: bool = False, group_field: str = "duplicate_group"):
     """Tag high-risk samples and save a view of them, highest score first.
+
+    ``score_field`` defaults to the field of :data:`curate.scores.DEFAULT_KIND`, the kind
+    that :func:`compute_score` and ``curate score`` compute when none is named.
 
     Exactly one rule:
 
@@ -26,7 +28,7 @@ def flag_high_risk(samples, score_field: str = "volume_growth", *, top_k: int | 
     re-flag replaces the previous one. The view is saved on the dataset under
     ``view_name`` (default: the tag) and returned.
     """
-    from curate.brain._names import check_tag
+    from curate.brain._names import check_tag, require_score_field
 
     check_tag(tag, "tag")
     check_tag(view_name or tag, "view_name")
@@ -34,12 +36,7 @@ def flag_high_risk(samples, score_field: str = "volume_growth", *, top_k: int | 
     given = [k for k, v in rules.items() if v is not None]
     if len(given) != 1:
         raise ValueError(f"give exactly one of top_k, percentile, threshold (got {given or 'none'})")
-    if score_field not in samples.get_field_schema():
-        raise ValueError(f"no field {score_field!r} on this collection; score it first "
-                         "(curate.brain.compute_volume_growth)")
-    kind = samples.get_field_schema()[score_field]
-    if not isinstance(kind, (fof.FloatField, fof.IntField)):
-        raise ValueError(f"field {score_field!r} is a {type(kind).__name__}, not a number field")
+    score_field = require_score_field(samples, score_field)
     scored = samples.exists(score_field)
     ids, scores = scored.values(["id", score_field])
     scores = np.asarray(scores, dtype=np.float64)

@@ -64,11 +64,13 @@ class ScoreRunConfig(fob.BrainMethodConfig):
     ``{"generation_logp": "logp"}``).
     """
 
-    def __init__(self, score_field, score="log_growth", error_field=None, extra_fields=None, seed=0,
+    def __init__(self, score_field, score=None, error_field=None, extra_fields=None, seed=0,
                  model=None, model_description=None, model_fingerprint=None, image_size=None,
                  image_channels=None, resize=False, versions=None, **settings):
+        from curate.scores import resolve_kind
+
         self.score_field = score_field
-        self.score = score
+        self.score = resolve_kind(score)
         self.error_field = error_field
         self.extra_fields = dict(extra_fields or {})
         self.seed = seed

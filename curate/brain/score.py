@@ -13,7 +13,7 @@ from curate.brain._engine import ScoreSummary, execute_plan, plan_run
 from curate.sde import VP
 
 
-def compute_score(samples, model, score: str = "log_growth", *, score_field: str | None = None,
+def compute_score(samples, model, score: str | None = None, *, score_field: str | None = None,
                   seed: int = 0, batch_size: int = 64, device=None, size=None, channels: int | None = None,
                   resize: bool = False, num_workers: int = 2, model_description: str | None = None,
                   extra_fields: dict | None = None, progress=True, resume: bool = True,
@@ -25,9 +25,9 @@ def compute_score(samples, model, score: str = "log_growth", *, score_field: str
         model: a score model (``eps(x, t)``); e.g. :class:`curate.ExactScore` or a network
             from :func:`curate.load_model`.
         score: the kind's name, one of :func:`curate.scores.names` (``curate.scores.table()``
-            says what each computes and costs).
-        score_field: float field for the score, also the brain key (default: the kind's,
-            e.g. ``volume_growth`` for ``log_growth``).
+            says what each computes and costs); None: :data:`curate.scores.DEFAULT_KIND`.
+        score_field: float field for the score, also the brain key (default: the kind's
+            name, which every other function reads by default too).
         seed: each image's randomness derives from it and the image's own bytes.
         batch_size: images per database write (and per scorer call).
         device: where the network runs (default: the model's).
@@ -59,7 +59,7 @@ def compute_volume_growth(
     samples, model, *, score_field: str = "volume_growth", method: str = "fd", stretch: str = "norm",
     axes: int = 1, sigma: float = 0.05, steps: int = 1, t_min: float = VP.t_min, batch_size: int = 64,
     seed: int = 0, dtype: torch.dtype = torch.float64, device=None, logp_field: str | None = None,
-    score: str = "log_growth", divergence: str = "auto", probes: int = 1, size=None,
+    score: str = "volume_growth", divergence: str = "auto", probes: int = 1, size=None,
     channels: int | None = None, resize: bool = False, num_workers: int = 2,
     model_description: str | None = None, progress=True, resume: bool = True, overwrite: bool = False,
 ) -> ScoreSummary:
@@ -69,15 +69,15 @@ def compute_volume_growth(
         samples: a FiftyOne dataset or view of images (not empty).
         model: a score model (``eps(x, t)``).
         score_field: float field for the score, also the brain key of the run.
-        score: what the field holds: ``"log_growth"`` (log l_T, the paper's Algorithm 1),
+        score: what the field holds: ``"volume_growth"`` (log l_T, the paper's Algorithm 1),
             ``"divergence"`` (int div f dt along the trajectory: the full-dimensional log
             volume growth, Algorithm 1's N = D limit) or ``"generation_logp"``.
         divergence, probes: how div f is integrated when ``score`` or ``logp_field``
             needs it: ``"exact"`` (the model's own, or D JVPs), ``"hutchinson"`` with
             ``probes`` probes per step, or ``"auto"`` (exact when the model has it). With
-            ``score="log_growth"`` and no ``logp_field`` nothing needs it and it is skipped.
+            ``score="volume_growth"`` and no ``logp_field`` nothing needs it and it is skipped.
         method, stretch, axes, sigma, steps, t_min, seed, dtype, device: passed to the tracker
-            (``dtype`` is the trajectories' dtype; float64 by default, see design §2).
+            (``dtype`` is the trajectories' dtype; float64 by default, see docs/design.md).
         batch_size: images per database write (and per tracker call).
         logp_field: optionally also store the PF-ODE generation log-probability.
         size, channels, resize, num_workers, model_description, progress, resume, overwrite:
@@ -93,11 +93,12 @@ def compute_volume_growth(
     from curate import scores
 
     tracker_kinds = tuple(k.name for k in scores.kinds() if k.group == "tracker")
+    score = scores.get(score).name if score in scores.names() + ("log_growth",) else score
     if score not in tracker_kinds:
         raise ValueError(f"score must be one of {tracker_kinds}, got {score!r}")
     if divergence not in ("auto", "exact", "hutchinson"):
         raise ValueError(f"divergence must be 'auto', 'exact' or 'hutchinson', got {divergence!r}")
-    if score == "log_growth" and logp_field is None:
+    if score == "volume_growth" and logp_field is None:
         divergence = "none"  # nothing needs div f: skip its cost
     dt = str(dtype).replace("torch.", "") if isinstance(dtype, torch.dtype) else dtype
     return compute_score(

@@ -30,4 +30,4 @@ def default_score_field() -> str:
     """The field of the score ``curate score`` computes by default (flag and dedupe read it)."""
     from curate import scores
 
-    return scores.get(scores.DEFAULT_KIND).field
+    return scores.field_of(None)

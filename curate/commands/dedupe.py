@@ -1,16 +1,19 @@
-"""`curate dedupe`: near-duplicate groups among flagged images and the rest."""
+"""`curate dedupe`: near-duplicate groups of a dataset, one member kept per group (the
+first step of cleaning: dedupe -> score -> flag -> export)."""
 from __future__ import annotations
 
 import argparse
 
 from curate.commands._dataset import add_dataset_args, default_score_field
-from curate.duplicates.choices import DEFAULT_THRESHOLD, INDEXES, METHODS
+from curate.duplicates.choices import DEFAULT_KEEP, DEFAULT_RELATIVE, DEFAULT_THRESHOLD, INDEXES, KEEP_RULES, METHODS
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "dedupe", help="tag near-duplicates of flagged images, keeping one per group",
-        description=("Runs curate.brain.dedupe. --method descriptor (default): the aligned distance "
+        "dedupe", help="step 1: tag near-duplicates, keeping one image per group (needs no score)",
+        description=("Runs curate.brain.dedupe: the first step of cleaning (dedupe -> score -> flag -> "
+                     "export); by default it searches every pair of the dataset and keeps the first "
+                     "member of each group, so no score is needed. --method descriptor (default): the aligned distance "
                      "of standardised thumbnails after the best zoom/shift/mirror, which survives "
                      "re-encoding, shifts, crops, brightness/colour changes and mirroring; candidates "
                      "come from a similarity index of the images' keys, stored as a FiftyOne brain "
@@ -29,16 +32,17 @@ def register(subparsers) -> None:
     p.add_argument("--k", type=int, default=10, help="descriptor: candidates per searched image")
     p.add_argument("--index", choices=INDEXES, default="exact",
                    help="descriptor: key search (exact chunked BLAS, or a scikit-learn index)")
-    p.add_argument("--relative", type=float, default=0.4,
+    p.add_argument("--relative", type=float, default=DEFAULT_RELATIVE,
                    help="descriptor: cap the threshold at this times the collection's background "
                         "distance (negative: no cap)")
     p.add_argument("--brain-key", default="dedupe",
                    help="descriptor: brain key of the similarity index ('' = do not store it)")
-    p.add_argument("--query-tag", default="high_risk",
-                   help="search duplicates of samples with this tag ('' = all pairs)")
-    p.add_argument("--keep", choices=["lowest_score", "highest_score", "first"], default="lowest_score",
-                   help="which member of a group stays untagged")
-    p.add_argument("--field", default=default_score_field(), help="score field read by --keep")
+    p.add_argument("--query-tag", default="",
+                   help="only duplicates of samples with this tag, e.g. high_risk ('' = all pairs)")
+    p.add_argument("--keep", choices=KEEP_RULES, default=DEFAULT_KEEP,
+                   help="which member of a group stays untagged (first: needs no score)")
+    p.add_argument("--field", default=None,
+                   help=f"score field read by --keep lowest_score/highest_score (None: {default_score_field()})")
     p.add_argument("--tag", default="duplicate")
     p.add_argument("--view-name", default="duplicate_groups",
                    help="saved view of the groups ('' = none)")

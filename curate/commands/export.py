@@ -8,15 +8,17 @@ from curate.commands._dataset import add_dataset_args
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "export", help="export the samples not tagged for removal",
+        "export", help="step 4: export the samples not tagged for removal",
         description="Runs curate.brain.export_clean (refuses a non-empty directory without --overwrite).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_dataset_args(p)
     p.add_argument("--export-dir", required=True)
-    p.add_argument("--type", default="ImageClassificationDirectoryTree",
-                   help="a fiftyone.types dataset type")
-    p.add_argument("--label-field", default="ground_truth")
+    p.add_argument("--type", default=None,
+                   help="a fiftyone.types dataset type (None: ImageClassificationDirectoryTree when "
+                        "there is a label field, else ImageDirectory)")
+    p.add_argument("--label-field", default=None,
+                   help="classification field (None: ground_truth or the only one; none: images only)")
     p.add_argument("--exclude-tags", nargs="*", default=["duplicate"],
                    help="leave out samples with these tags (add high_risk to drop all flagged)")
     p.add_argument("--overwrite", action="store_true")

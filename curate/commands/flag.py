@@ -8,12 +8,13 @@ from curate.commands._dataset import add_dataset_args, default_score_field
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "flag", help="tag high-risk images (the highest scores) and save a view",
+        "flag", help="step 3: tag high-risk images (the highest scores) and save a view",
         description="Runs curate.brain.flag_high_risk with exactly one rule.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_dataset_args(p)
-    p.add_argument("--field", default=default_score_field(), help="score field")
+    p.add_argument("--field", default=None,
+                   help=f"score field (None: {default_score_field()}, the default score's, as `curate score` writes)")
     r = p.add_mutually_exclusive_group(required=True)
     r.add_argument("--top-k", type=int, help="the k highest scores")
     r.add_argument("--percentile", type=float, help="scores >= this percentile (95 = top 5%%)")

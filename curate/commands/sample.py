@@ -7,8 +7,11 @@ import argparse
 def register(subparsers) -> None:
     p = subparsers.add_parser("sample", help="sample images with the PF-ODE (Euler, Heun) or Euler-Maruyama",
                               description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("model", help="a curate checkpoint folder or a diffusers UNet2DModel folder")
-    p.add_argument("out", help="a .safetensors file (tensor 'images', float in [-1, 1]) or a folder for PNGs")
+    p.add_argument("--model", default=None,
+                   help="a curate checkpoint or a diffusers UNet2DModel folder (as in `curate score --model`)")
+    p.add_argument("--out", default=None,
+                   help="a .safetensors file (tensor 'images', float in [-1, 1]) or a folder for PNGs")
+    p.add_argument("legacy", nargs="*", help=argparse.SUPPRESS)  # the former `curate sample MODEL OUT`
     p.add_argument("-n", "--n", type=int, default=64, help="number of images")
     p.add_argument("--method", default="euler", choices=("euler", "heun", "em"))
     p.add_argument("--steps", type=int, default=1000, help="integration steps (999 = the paper's grid)")
@@ -23,11 +26,23 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import math
+    import sys
     from pathlib import Path
 
     from curate.models.checkpoint import load_model
     from curate.sampling import sample
 
+    if args.legacy:  # deprecated positional form, kept for one release
+        import warnings
+
+        if len(args.legacy) != 2 or args.model or args.out:
+            raise SystemExit("error: give --model PATH --out PATH")
+        warnings.warn("`curate sample MODEL OUT` is deprecated; use `curate sample --model MODEL --out OUT`",
+                      DeprecationWarning, stacklevel=1)
+        print("note: `curate sample MODEL OUT` is deprecated; use --model MODEL --out OUT", file=sys.stderr)
+        args.model, args.out = args.legacy
+    if not args.model or not args.out:
+        raise SystemExit("error: curate sample needs --model PATH and --out PATH")
     model = load_model(args.model, device=args.device, weights=args.weights)
     x = sample(model, args.n, method=args.method, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                progress=not args.no_progress)

@@ -16,21 +16,33 @@ _OWN = {"dataset", "tags", "saved_view", "model", "exact_score", "train_tag", "s
 
 
 def _setting_options(p, kinds) -> list[str]:
-    """One option per setting name across the kinds; its default (None) means 'the kind's'."""
+    """The kinds' settings as options, grouped under each kind in ``--help``.
+
+    One option per setting name (kinds share names such as ``--t``): it is listed in the
+    group of the first kind that takes it; later kinds' groups name it with their own
+    default. Its default (None) means 'the chosen kind's'."""
     seen: dict[str, list] = {}
     for k in kinds:
         for prm in k.params:
             seen.setdefault(prm.name, []).append((k, prm))
-    for name, uses in seen.items():
+    for name in seen:
         if name in _OWN:
             raise ValueError(f"score setting {name!r} clashes with an option of `curate score`")
-        first = uses[0][1]
-        choices = sorted({c for _, prm in uses for c in (prm.choices or ())}) or None
-        defaults = "; ".join(f"{k.name}: {prm.default}" for k, prm in uses)
-        kw = dict(type=first.type, choices=choices) if first.type is not bool else \
-            dict(type=lambda s: s.lower() in ("1", "true", "yes"))
-        p.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=name.upper(),
-                       help=f"{first.help} (default: {defaults})", **kw)
+    for k in kinds:
+        shared = [(prm.name, prm.default) for prm in k.params if seen[prm.name][0][0] is not k]
+        desc = k.summary + (". Also takes " + ", ".join(f"--{n.replace('_', '-')} (default {d})" for n, d in shared)
+                            + " (above)." if shared else "")
+        g = p.add_argument_group(f"--score {k.name}", description=desc)
+        for prm in k.params:
+            uses = seen[prm.name]
+            if uses[0][0] is not k:
+                continue
+            choices = sorted({c for _, q in uses for c in (q.choices or ())}) or None
+            kw = dict(type=prm.type, choices=choices) if prm.type is not bool else \
+                dict(type=lambda s: s.lower() in ("1", "true", "yes"))
+            p_default = f"default {prm.default}" + ("".join(f"; {u.name}: {q.default}" for u, q in uses[1:]))
+            g.add_argument("--" + prm.name.replace("_", "-"), dest=prm.name, default=None,
+                           metavar=prm.name.upper(), help=f"{prm.help} ({p_default})", **kw)
     return list(seen)
 
 
@@ -41,7 +53,7 @@ def register(subparsers) -> None:
     kinds = scores.kinds()
     p = subparsers.add_parser(
         "score",
-        help="score each image of a FiftyOne dataset (higher = more at risk of being reproduced)",
+        help="step 2: score each image of a FiftyOne dataset (higher = more at risk of being reproduced)",
         description=(
             "Runs curate.brain.compute_score: writes the chosen score to a float field batch by "
             "batch and registers a brain run (listed by dataset.list_brain_runs()). Interrupted runs "
@@ -57,10 +69,10 @@ def register(subparsers) -> None:
                    help="use the exact score of the dataset's samples tagged --train-tag")
     p.add_argument("--train-tag", default="train", help="tag of the training split for --exact-score "
                    "(default: train)")
-    p.add_argument("--score", default=DEFAULT_KIND, choices=[k.name for k in kinds],
-                   help=f"the score kind (default: {DEFAULT_KIND}; log_growth is the paper's Algorithm 1)")
-    p.add_argument("--field", default=None, help="score field, also the brain key (default: the kind's: "
-                   + ", ".join(f"{k.name} -> {k.field}" for k in kinds) + ")")
+    p.add_argument("--score", default=None, choices=[k.name for k in kinds],
+                   help=f"the score kind (default: {DEFAULT_KIND}; volume_growth is the paper's Algorithm 1)")
+    p.add_argument("--field", default=None, help="score field, also the brain key (default: the kind's "
+                   "name, which `curate flag`, `curate dedupe` and the Python API read by default)")
     p.add_argument("--logp-field", default=None,
                    help="also store the generation log-probability here (volume-growth scores)")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
@@ -77,8 +89,8 @@ def register(subparsers) -> None:
     p.add_argument("--shard-by-rank", action="store_true",
                    help="under torchrun: score only this process's shard (RANK of WORLD_SIZE); "
                         "see curate.brain.distributed")
-    g = p.add_argument_group("score settings (each applies to the scores that list it)")
-    p.set_defaults(func=_run, _settings=_setting_options(g, kinds))
+    ordered = sorted(kinds, key=lambda k: k.name != DEFAULT_KIND)  # the default kind's settings first
+    p.set_defaults(func=_run, _settings=_setting_options(p, ordered))
 
 
 def _run(args) -> int:
@@ -87,7 +99,7 @@ def _run(args) -> int:
     from curate.brain.model_source import resolve_model
     from curate.commands._dataset import open_samples
 
-    kind = scores.get(args.score)
+    kind = scores.get(scores.resolve_kind(args.score))
     given = {n: getattr(args, n) for n in args._settings if getattr(args, n) is not None}
     foreign = sorted(set(given) - {prm.name for prm in kind.params})
     if foreign:

@@ -9,3 +9,11 @@ METHODS = ("descriptor", "pixel")
 DEFAULT_THRESHOLD = {"descriptor": 0.2, "pixel": 0.1}
 #: Key search of the descriptor: exact chunked BLAS, or a scikit-learn NearestNeighbors algorithm.
 INDEXES = ("exact", "ball_tree", "kd_tree", "brute")
+#: The descriptor's threshold is also capped at this multiple of the collection's background
+#: distance (how close unrelated images come), so low-detail images are not grouped with
+#: look-alikes; None switches the cap off.
+DEFAULT_RELATIVE = 0.4
+#: Which member of a duplicate group stays untagged: the first in the collection's order
+#: (needs no score: dedupe runs before scoring), or the lowest / highest score.
+KEEP_RULES = ("first", "lowest_score", "highest_score")
+DEFAULT_KEEP = "first"

@@ -231,7 +231,13 @@ class DiffusersUNetAdapter(nn.Module):
                 )
             raise CheckpointError(f"{unet_dir} has no diffusion_pytorch_model.safetensors")
         check_safetensors(weights)  # truncation / pickle in disguise, with a clear message
-        unet = UNet2DModel.from_pretrained(str(unet_dir), use_safetensors=True, local_files_only=True)
+        # Without accelerate, diffusers would fall back to low_cpu_mem_usage=False anyway, after a
+        # warning on every load that a user cannot act on: ask for that mode directly.
+        import importlib.util
+
+        low_mem = importlib.util.find_spec("accelerate") is not None
+        unet = UNet2DModel.from_pretrained(str(unet_dir), use_safetensors=True, local_files_only=True,
+                                           low_cpu_mem_usage=low_mem)
         sched = {}
         if sched_path is not None:
             sched = json.loads(Path(sched_path).read_text())

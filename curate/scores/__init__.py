@@ -14,7 +14,9 @@ from curate.scores._registry import Param, Scored, ScoreKind, get, kinds, names,
 # The built-in kinds register themselves on import.
 from curate.scores import volume as _volume  # noqa: E402,F401  (the paper's first)
 from curate.scores import denoising as _denoising  # noqa: E402,F401
-from curate.scores import pia as _pia, flipd as _flipd, noise_norm as _noise_norm  # noqa: E402,F401
+from curate.scores import pia as _pia, flipd as _flipd, eps_norm as _eps_norm  # noqa: E402,F401
+from curate.scores import reconstruction as _reconstruction  # noqa: E402,F401
+from curate.scores import reproduction_probability as _reproduction_probability  # noqa: E402,F401
 
 #: The kind the CLI and the App offer first: minus the denoising loss, the strongest cheap
 #: score measured on duplicated images (digits: AUROC 0.976 for planted images against 0.31

@@ -128,6 +128,7 @@ class ScoreKind:
         group: kinds of one group with equal parameters share one computation
             (``run_methods``); the scorer's ``extra`` then holds every kind's values.
         text: ``text(params, dim) -> str``, the settings in a few words (default: k=v).
+        aliases: former names that :func:`get` still accepts, with a DeprecationWarning.
     """
 
     name: str
@@ -141,6 +142,7 @@ class ScoreKind:
     extras: tuple[str, ...] = ()
     group: str = ""
     text: Callable[[dict, int], str] | None = None
+    aliases: tuple[str, ...] = ()
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -183,6 +185,7 @@ class ScoreKind:
 
 
 _KINDS: dict[str, ScoreKind] = {}
+_ALIASES: dict[str, str] = {}  # former name -> name
 
 
 def register(kind: ScoreKind) -> ScoreKind:
@@ -199,16 +202,27 @@ def register(kind: ScoreKind) -> ScoreKind:
     if not kind.field:
         object.__setattr__(kind, "field", kind.name)
     _KINDS[kind.name] = kind
+    for old in kind.aliases:
+        _ALIASES[old] = kind.name
     return kind
 
 
 def unregister(name: str) -> None:
     """Remove a kind (for tests that register a toy one)."""
-    _KINDS.pop(name, None)
+    kind = _KINDS.pop(name, None)
+    for old in getattr(kind, "aliases", ()):
+        _ALIASES.pop(old, None)
 
 
 def get(name: str) -> ScoreKind:
-    """The kind called ``name``; ValueError listing the registered ones."""
+    """The kind called ``name`` (or a former name of it, with a DeprecationWarning); ValueError
+    listing the registered ones."""
+    if isinstance(name, str) and name in _ALIASES and name not in _KINDS:
+        import warnings
+
+        warnings.warn(f"the score kind {name!r} is now called {_ALIASES[name]!r} (the name of the field it "
+                      "writes); the old name goes in the next release", DeprecationWarning, stacklevel=2)
+        name = _ALIASES[name]
     try:
         return _KINDS[name]
     except (KeyError, TypeError):

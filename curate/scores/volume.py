@@ -45,7 +45,7 @@ def _divergence_param(default: str, choices: tuple) -> Param:
 
 def track(model, images: torch.Tensor, *, seed: int, device, progress=False, method, stretch, axes, sigma,
           steps, t_min, probes, dtype, divergence, return_curve: bool = False) -> Scored:
-    """One tracker run; values = log_growth, extra = every output the run computed (and
+    """One tracker run; values = log l_T, extra = every output the run computed, by kind name (and
     ``curve``, (B, steps) log l_t, with ``return_curve``)."""
     from curate.volume import track_volume_growth
 
@@ -54,7 +54,7 @@ def track(model, images: torch.Tensor, *, seed: int, device, progress=False, met
         method=method, stretch=stretch, seed=seed, divergence=None if divergence == "none" else divergence,
         probes=probes, on_error="mark", dtype=getattr(torch, dtype), device=device,
         return_curve=return_curve, progress=progress)
-    extra = {"log_growth": res.log_growth, "prior_logp": res.prior_logp}
+    extra = {"volume_growth": res.log_growth, "prior_logp": res.prior_logp}
     if res.curve is not None:
         extra["curve"] = res.curve
     if res.divergence_integral is not None:
@@ -115,8 +115,8 @@ def _picker(name: str):
     return scorer
 
 
-LOG_GROWTH = register(ScoreKind(
-    name="log_growth", field="volume_growth", brain_method="curate_volume_growth", group="tracker", text=_text,
+VOLUME_GROWTH = register(ScoreKind(
+    name="volume_growth", brain_method="curate_volume_growth", group="tracker", text=_text, aliases=("log_growth",),
     summary="log volume growth log l_T of N axes over T Euler steps (higher = grows faster = easier to reproduce)",
     source="Hasegawa & Yasuda 2025, Algorithm 1 / Eq. 13",
     params=_COMMON + (_divergence_param("none", ("none",) + DIVERGENCES),),

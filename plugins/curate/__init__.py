@@ -1,14 +1,32 @@
 """The curate FiftyOne plugin: forms that call :mod:`curate.brain`.
 
-Operators: compute_score (any registered score kind; its form is generated from
-curate.scores; delegation allowed, progress reported), flag_high_risk, dedupe,
-export_clean. Panel: score_histogram.
-Each operator only builds its form and calls the library; nothing is computed here.
+Operators, in the order of a cleaning: dedupe (step 1, needs no score), compute_score
+(step 2: any registered score kind; its form is generated from curate.scores; delegation
+allowed, progress reported), flag_high_risk (step 3), export_clean (step 4). Panel:
+score_histogram. Each operator only builds its form and calls the library; nothing is
+computed here, and a value the form leaves empty is passed as None so that the library's
+own default applies (one set of defaults for the Python API, the CLI and the App).
 """
 import numpy as np
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+
+
+def _default(func_name: str, arg: str):
+    """The default of ``curate.brain.<func_name>``'s argument ``arg``: forms show the library's
+    own defaults (read from its signature), never a copy of them."""
+    import inspect
+
+    import curate.brain as cb
+
+    return inspect.signature(getattr(cb, func_name)).parameters[arg].default
+
+
+def _given(params: dict, *names) -> dict:
+    """The form values among ``names`` that were given (not missing, None or empty): the
+    others are left to the library's defaults."""
+    return {n: params[n] for n in names if params.get(n) not in (None, "")}
 
 
 def _float_fields(ctx):
@@ -22,7 +40,7 @@ def _default_field() -> str:
     """The field compute_score offers first (the default score kind's)."""
     from curate import scores
 
-    return scores.get(scores.DEFAULT_KIND).field
+    return scores.field_of(None)
 
 
 def _choose_field(inputs, ctx, name="score_field", default=None, label="Score field"):
@@ -33,20 +51,20 @@ def _choose_field(inputs, ctx, name="score_field", default=None, label="Score fi
         for f in fields:
             choices.add_choice(f, label=f)
         inputs.enum(name, choices.values(), view=choices, label=label,
-                    default=default if default in fields else fields[0], required=True)
-    else:
-        inputs.str(name, label=label, default=default, required=True)
+                    default=default if default in fields else fields[0])
+    else:  # left empty, the library's default field is used
+        inputs.str(name, label=label, default=default)
 
 
 def _model_inputs(inputs, ctx):
     model = types.RadioGroup()
     model.add_choice("exact", label="Exact score of a tagged split (memorizing model)")
     model.add_choice("checkpoint", label="Checkpoint file (safetensors)")
-    inputs.enum("model", model.values(), view=model, default="exact", required=True)
+    inputs.enum("model", model.values(), view=model, default="exact")
     if ctx.params.get("model", "exact") == "checkpoint":
         inputs.str("checkpoint", label="Checkpoint path", required=True)
     else:
-        inputs.str("train_tag", label="Training-split tag", default="train", required=True)
+        inputs.str("train_tag", label="Training-split tag", default="train")
 
 
 def _resolve_model(ctx, view):
@@ -56,7 +74,7 @@ def _resolve_model(ctx, view):
     return resolve_model(
         view,
         checkpoint=p.get("checkpoint") if p.get("model") == "checkpoint" else None,
-        exact_tag=p.get("train_tag", "train") if p.get("model", "exact") == "exact" else None,
+        exact_tag=(p.get("train_tag") or "train") if (p.get("model") or "exact") == "exact" else None,
     )
 
 
@@ -91,7 +109,7 @@ class ComputeScore(_ScoreOperator):
     def config(self):
         return foo.OperatorConfig(
             name="compute_score",
-            label="curate: compute a risk score",
+            label="curate 2/4: compute a risk score",
             description="Score how easily a diffusion model reproduces each image (higher = more at risk)",
             dynamic=True,
             allow_immediate_execution=True,
@@ -105,10 +123,10 @@ class ComputeScore(_ScoreOperator):
         choice = types.Dropdown()
         for k in scores.kinds():
             choice.add_choice(k.name, label=k.name, description=k.summary)
-        inputs.enum("score", choice.values(), view=choice, default=scores.DEFAULT_KIND, required=True,
+        inputs.enum("score", choice.values(), view=choice, default=scores.DEFAULT_KIND,
                     label="Score")
         kind = scores.get(ctx.params.get("score") or scores.DEFAULT_KIND)
-        inputs.str("score_field", label="Score field", default=kind.field, required=True)
+        inputs.str("score_field", label="Score field", default=kind.field)
         _model_inputs(inputs, ctx)
         for prm in kind.params:
             _param_input(inputs, prm)
@@ -121,10 +139,10 @@ class ComputeScore(_ScoreOperator):
         import curate.brain as cb
         from curate import scores
 
-        kind = scores.get(p.get("score") or "log_growth")
+        kind = scores.get(scores.resolve_kind(p.get("score") or None))
         settings = {prm.name: p[prm.name] for prm in kind.params if p.get(prm.name) is not None}
         return cb.compute_score(
-            view, model, kind.name, score_field=p.get("score_field") or kind.field,
+            view, model, kind.name, score_field=p.get("score_field") or None,
             seed=int(p.get("seed", 0)), batch_size=int(p.get("batch_size", 64)),
             model_description=description, overwrite=bool(p.get("overwrite", False)), progress=progress,
             **settings,
@@ -154,7 +172,7 @@ def _param_input(inputs, prm):
 class FlagHighRisk(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(name="flag_high_risk", label="curate: flag high-risk images",
+        return foo.OperatorConfig(name="flag_high_risk", label="curate 3/4: flag high-risk images",
                                   dynamic=True)
 
     def resolve_input(self, ctx):
@@ -163,7 +181,7 @@ class FlagHighRisk(foo.Operator):
         rule = types.RadioGroup()
         for r in ("top_k", "percentile", "threshold"):
             rule.add_choice(r, label=r)
-        inputs.enum("rule", rule.values(), view=rule, default="top_k", required=True)
+        inputs.enum("rule", rule.values(), view=rule, default="top_k")
         r = ctx.params.get("rule", "top_k")
         if r == "top_k":
             inputs.int("value", label="k", default=10, min=0, required=True)
@@ -174,18 +192,18 @@ class FlagHighRisk(foo.Operator):
         if r == "top_k":
             inputs.bool("unique", label="Count each duplicate group once (needs 'find near-duplicates' first)",
                         default=False)
-        inputs.str("tag", label="Tag", default="high_risk", required=True)
+        inputs.str("tag", label="Tag", default=_default("flag_high_risk", "tag"))
         return types.Property(inputs, view=types.View(label="Flag high-risk images"))
 
     def execute(self, ctx):
         import curate.brain as cb
 
         p = ctx.params
-        rule = p.get("rule", "top_k")
+        rule = p.get("rule") or "top_k"
         value = p["value"]
         kwargs = {rule: int(value) if rule == "top_k" else float(value)}
-        view = cb.flag_high_risk(ctx.target_view(), p.get("score_field") or _default_field(),
-                                 tag=p.get("tag", "high_risk"), unique=bool(p.get("unique", False)), **kwargs)
+        view = cb.flag_high_risk(ctx.target_view(), p.get("score_field") or None,
+                                 unique=bool(p.get("unique", False)), **_given(p, "tag"), **kwargs)
         ctx.ops.reload_dataset()
         return {"flagged": view.count()}
 
@@ -193,53 +211,47 @@ class FlagHighRisk(foo.Operator):
 class Dedupe(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(name="dedupe", label="curate: find near-duplicates",
+        return foo.OperatorConfig(name="dedupe", label="curate 1/4: find near-duplicates",
                                   dynamic=True, allow_delegated_execution=True)
 
     def resolve_input(self, ctx):
-        from curate.duplicates.choices import DEFAULT_THRESHOLD
+        from curate.duplicates.choices import DEFAULT_KEEP, DEFAULT_THRESHOLD, KEEP_RULES
 
         inputs = types.Object()
         method = types.RadioGroup()
         method.add_choice("descriptor", label="descriptor: survives re-encoding, shifts, crops, "
                                               "brightness/colour changes and mirroring")
         method.add_choice("pixel", label="pixel: RMS pixel difference (exact copies, the Carlini distance)")
-        inputs.enum("method", method.values(), view=method, default="descriptor")
-        m = ctx.params.get("method") or "descriptor"
+        inputs.enum("method", method.values(), view=method, default=_default("dedupe", "method"))
+        m = ctx.params.get("method") or _default("dedupe", "method")
         if m == "descriptor":
             inputs.float("threshold", label="Distance threshold (aligned descriptor distance, 0..2)",
                          default=DEFAULT_THRESHOLD["descriptor"], min=0, max=2)
-            inputs.bool("mirror", label="A mirrored copy is a duplicate", default=True)
-            inputs.str("brain_key", label="Store the similarity index under brain key", default="dedupe")
+            inputs.bool("mirror", label="A mirrored copy is a duplicate", default=_default("dedupe", "mirror"))
+            inputs.str("brain_key", label="Store the similarity index under brain key",
+                       default=_default("dedupe", "brain_key"))
         else:
             inputs.float("threshold", label="Distance threshold (RMS pixel difference, [-1,1] scale)",
                          default=DEFAULT_THRESHOLD["pixel"], min=0)
-        inputs.str("query_tag", label="Search duplicates of images tagged (empty: all pairs)",
-                   default="high_risk")
+        inputs.str("query_tag", label="Only duplicates of images tagged (empty: all pairs)", default="")
         keep = types.RadioGroup()
-        for k in ("lowest_score", "highest_score", "first"):
-            keep.add_choice(k, label=k)
-        inputs.enum("keep", keep.values(), view=keep, default="lowest_score")
-        _choose_field(inputs, ctx)
-        inputs.str("tag", label="Tag for duplicates", default="duplicate")
+        for k in KEEP_RULES:
+            keep.add_choice(k, label=k + (" (needs no score)" if k == "first" else ""))
+        inputs.enum("keep", keep.values(), view=keep, default=DEFAULT_KEEP)
+        if (ctx.params.get("keep") or DEFAULT_KEEP) != "first":
+            _choose_field(inputs, ctx)
+        inputs.str("tag", label="Tag for duplicates", default=_default("dedupe", "tag"))
         return types.Property(inputs, view=types.View(label="Find near-duplicates"))
 
     def execute(self, ctx):
         import curate.brain as cb
 
         p = ctx.params
-        method = p.get("method") or "descriptor"
-        extra = {}
-        if method == "descriptor":
-            extra = {"mirror": bool(p.get("mirror", True)), "brain_key": p.get("brain_key", "dedupe") or None}
-        threshold = p.get("threshold")
-        groups = cb.dedupe(ctx.target_view(), method=method,
-                           threshold=float(threshold) if threshold is not None else None,
-                           query_tag=p.get("query_tag") or None, keep=p.get("keep", "lowest_score"),
-                           score_field=p.get("score_field") or _default_field(),
-                           tag=p.get("tag", "duplicate"),
-                           progress=lambda frac, label: ctx.set_progress(progress=frac, label=label),
-                           **extra)
+        kw = _given(p, "method", "threshold", "query_tag", "keep", "score_field", "tag")
+        if (p.get("method") or _default("dedupe", "method")) == "descriptor":
+            kw.update(_given(p, "mirror", "brain_key"))
+        groups = cb.dedupe(ctx.target_view(),
+                           progress=lambda frac, label: ctx.set_progress(progress=frac, label=label), **kw)
         if not ctx.delegated:
             ctx.ops.reload_dataset()
             if groups:  # show the groups, group by group, the kept member first
@@ -250,17 +262,18 @@ class Dedupe(foo.Operator):
 class ExportClean(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(name="export_clean", label="curate: export the clean dataset",
+        return foo.OperatorConfig(name="export_clean", label="curate 4/4: export the clean dataset",
                                   allow_delegated_execution=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         inputs.str("export_dir", label="Export directory", required=True)
         inputs.list("exclude_tags", types.String(), label="Leave out samples tagged",
-                    default=["duplicate"])
-        inputs.str("dataset_type", label="fiftyone.types dataset type",
-                   default="ImageClassificationDirectoryTree")
-        inputs.str("label_field", label="Label field", default="ground_truth")
+                    default=list(_default("export_clean", "exclude_tags")))
+        inputs.str("dataset_type", label="fiftyone.types dataset type (empty: class folders when "
+                                          "labelled, else a plain image folder)", default="")
+        inputs.str("label_field", label="Label field (empty: ground_truth or the only classification field, "
+                                        "if any)", default="")
         inputs.bool("overwrite", label="Replace a non-empty export directory", default=False)
         return types.Property(inputs, view=types.View(label="Export clean dataset"))
 
@@ -268,11 +281,10 @@ class ExportClean(foo.Operator):
         import curate.brain as cb
 
         p = ctx.params
-        n = cb.export_clean(ctx.target_view(), p["export_dir"],
-                            dataset_type=p.get("dataset_type") or None,
-                            label_field=p.get("label_field", "ground_truth"),
-                            exclude_tags=tuple(p.get("exclude_tags") or ()),
-                            overwrite=bool(p.get("overwrite", False)))
+        kw = _given(p, "dataset_type", "label_field")
+        if p.get("exclude_tags") is not None:  # an empty list leaves nothing out
+            kw["exclude_tags"] = tuple(p["exclude_tags"])
+        n = cb.export_clean(ctx.target_view(), p["export_dir"], overwrite=bool(p.get("overwrite", False)), **kw)
         return {"exported": n}
 
 

@@ -45,7 +45,7 @@ def _items(ds, groups):
 
 def test_planted_copies_are_grouped_with_their_sources(photos_ds):
     ds = photos_ds
-    groups = dedupe(ds, query_tag=None)
+    groups = dedupe(ds, query_tag=None, keep="lowest_score", score_field="volume_growth")
     got = _items(ds, groups)
     # one group per copy, {source, copy}; keep="lowest_score": the source (score < 100) first
     assert got == [[j, 30 + j] for j in range(len(EDITS))]
@@ -57,7 +57,7 @@ def test_planted_copies_are_grouped_with_their_sources(photos_ds):
     view = ds.load_saved_view("duplicate_groups")
     assert view.values("item") == [x for g in got for x in g]
     # keep="highest_score" keeps the copies instead
-    groups = dedupe(ds, query_tag=None, keep="highest_score")
+    groups = dedupe(ds, query_tag=None, keep="highest_score", score_field="volume_growth")
     assert _items(ds, groups) == [[30 + j, j] for j in range(len(EDITS))]
     assert sorted(ds.match_tags("duplicate").values("item")) == list(range(6))
 
@@ -65,7 +65,7 @@ def test_planted_copies_are_grouped_with_their_sources(photos_ds):
 def test_only_pairs_with_a_flagged_image_are_searched(photos_ds):
     ds = photos_ds
     ds.match(__import__("fiftyone").ViewField("item").is_in([2, 33])).tag_samples("high_risk")
-    groups = dedupe(ds)  # query_tag="high_risk"
+    groups = dedupe(ds, query_tag="high_risk", keep="lowest_score", score_field="volume_growth")
     assert _items(ds, groups) == [[2, 32], [3, 33]]
 
 

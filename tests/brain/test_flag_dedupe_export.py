@@ -8,6 +8,9 @@ import pytest
 from PIL import Image
 
 from curate.brain import dedupe, export_clean, flag_high_risk
+from curate.scores import field_of
+
+FIELD = field_of(None)  # the default score's field, which flag_high_risk reads by default
 
 
 @pytest.fixture
@@ -19,7 +22,7 @@ def scored(digits_ds):
     values = {i: float(s) for i, s in zip(ids, scores)}
     for i in ids[:5]:
         values[i] = None
-    digits_ds.set_values("volume_growth", values, key_field="id")
+    digits_ds.set_values(FIELD, values, key_field="id")
     return digits_ds, {k: v for k, v in values.items() if v is not None}
 
 
@@ -29,7 +32,7 @@ def test_flag_rules_match_numpy(scored):
     s = np.array(list(vals.values()))
     view = flag_high_risk(ds, top_k=7)
     assert set(view.values("id")) == set(ids[np.argsort(-s)[:7]])
-    assert view.values("volume_growth") == sorted(view.values("volume_growth"), reverse=True)
+    assert view.values(FIELD) == sorted(view.values(FIELD), reverse=True)
     assert ds.has_saved_view("high_risk") and ds.load_saved_view("high_risk").count() == 7
     view = flag_high_risk(ds, percentile=90)  # replaces the earlier tags
     cut = np.percentile(s, 90)
@@ -41,7 +44,7 @@ def test_flag_rules_match_numpy(scored):
     assert ds.match_tags("high_risk").count() == len(vals) == ds.count() - 5
     with pytest.raises(ValueError, match="exactly one"):
         flag_high_risk(ds, top_k=3, threshold=1.0)
-    with pytest.raises(ValueError, match="no field"):
+    with pytest.raises(ValueError, match="no score field 'nope'"):
         flag_high_risk(ds, "nope", top_k=3)
 
 
@@ -91,11 +94,12 @@ def test_dedupe_groups_and_keep_rule(fo, scored, tmp_path):
     # Score every sample (copies included) with known values; flag the copies' sources.
     ids = ds.values("id")
     score = {i: float(k) for k, i in enumerate(ids)}
-    ds.set_values("volume_growth", score, key_field="id")
+    ds.set_values(FIELD, score, key_field="id")
     sources = ds.match_tags("test").limit(3).values("id")
     ds.select(sources).tag_samples("high_risk")
     # method="pixel": today's exact pixel L2 (the default is now the descriptor)
-    groups = dedupe(ds, threshold=0.1, method="pixel")
+    groups = dedupe(ds, threshold=0.1, method="pixel", query_tag="high_risk", keep="lowest_score",
+                    score_field=FIELD)
     want, d = _brute_groups(ds, set(sources), 0.1)
     assert {frozenset(g) for g in groups} == want
     assert len(want) >= 2  # the exact and the slightly noisy copy; the far one is not a duplicate
@@ -106,7 +110,8 @@ def test_dedupe_groups_and_keep_rule(fo, scored, tmp_path):
     numbers = dict(zip(*ds.values(["id", "duplicate_group"])))
     assert {numbers[i] for g in groups for i in g} == set(range(len(groups)))
     # keep="highest_score" keeps the other end of every group
-    groups_hi = dedupe(ds, threshold=0.1, keep="highest_score", method="pixel")
+    groups_hi = dedupe(ds, threshold=0.1, keep="highest_score", method="pixel", query_tag="high_risk",
+                       score_field=FIELD)
     for g in groups_hi:
         assert g[0] == max(g, key=lambda i: score[i])
     assert set(ds.match_tags("duplicate").values("id")) == {i for g in groups_hi for i in g[1:]}

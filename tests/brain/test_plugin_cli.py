@@ -26,7 +26,7 @@ def _form(foo, name, ds, **params) -> dict:
 
 def test_operators_on_a_real_dataset(foo, digits_ds, train_model, tmp_path):
     ds = digits_ds
-    res = _run(foo, "compute_score", ds, score="log_growth", score_field="volume_growth", model="exact",
+    res = _run(foo, "compute_score", ds, score="volume_growth", score_field="volume_growth", model="exact",
                train_tag="train", steps=2, batch_size=32)
     assert res.result == {"scored": 80, "failed": 0, "skipped": 0}
     ids, images, _ = load_images(ds, num_workers=0)
@@ -124,7 +124,7 @@ def test_cli_score_flag_dedupe_export(fo, digits_ds, train_model, tmp_path, caps
     name = digits_ds.name
     digits_ds.persistent = True
     try:
-        assert cli(["score", "--dataset", name, "--exact-score", "--score", "log_growth", "--steps", "2",
+        assert cli(["score", "--dataset", name, "--exact-score", "--score", "volume_growth", "--steps", "2",
                     "--no-progress"]) == 0
         assert "scored 80, failed 0" in capsys.readouterr().out
         digits_ds.reload()
@@ -134,7 +134,7 @@ def test_cli_score_flag_dedupe_export(fo, digits_ds, train_model, tmp_path, caps
         got = dict(zip(*digits_ds.values(["id", "volume_growth"])))
         np.testing.assert_allclose([got[i] for i in ids], want, rtol=1e-12, atol=1e-12)
         with pytest.raises(SystemExit, match="other settings"):
-            cli(["score", "--dataset", name, "--exact-score", "--score", "log_growth", "--steps", "3", "--no-progress"])
+            cli(["score", "--dataset", name, "--exact-score", "--score", "volume_growth", "--steps", "3", "--no-progress"])
         assert cli(["flag", "--dataset", name, "--field", "volume_growth", "--percentile", "90"]) == 0
         n_flag = int((want >= np.percentile(want, 90)).sum())
         assert f"tagged {n_flag} sample(s)" in capsys.readouterr().out

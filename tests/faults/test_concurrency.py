@@ -55,7 +55,7 @@ def test_two_runs_different_fields_at_once(digits_ds, train_model, child_env, tm
 def _torchrun(ds, env, *extra, nproc=2):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "curate", "score", "--shard-by-rank", "--dataset", ds.name, "--exact-score",
-           "--score", "log_growth", "--steps", "2", "--batch-size", "3", "--workers", "0", "--no-progress", *extra]
+           "--score", "volume_growth", "--steps", "2", "--batch-size", "3", "--workers", "0", "--no-progress", *extra]
     return subprocess.run(cmd, env=dict(env, OMP_NUM_THREADS="1"), capture_output=True, text=True,
                           timeout=300)
 

@@ -4,7 +4,7 @@ import torch
 
 from curate.models import ExactScore
 from curate.scores import get
-from curate.scores.noise_norm import eps_norm
+from curate.scores.eps_norm import eps_norm
 from curate.sde import VP
 from tests.scores._models import random_images
 

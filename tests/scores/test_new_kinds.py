@@ -10,7 +10,7 @@ import curate.scores as scores
 from curate.evaluate import auroc
 from curate.models import ExactScore
 from curate.scores.flipd import flipd
-from curate.scores.noise_norm import eps_norm
+from curate.scores.eps_norm import eps_norm
 from curate.scores.pia import pia_distance
 from tests.scores._models import Counting, CountingWithDivergence, random_images
 
