@@ -96,12 +96,14 @@ def load_cifar10(root, split=None, *, dataset_name: str | None = None, download:
             tree ``<root>/<split>/<class>/<file>`` (FiftyOne's ImageClassificationDirectoryTree,
             e.g. ``../shared/data/cifar10``; its ``order.csv`` names the official indices).
         split: ``"train"``, ``"test"``, a list of them, or None for both.
-        dataset_name: defaults to ``"cifar10-<split>"``. An existing dataset of that
-            name is returned as is unless ``overwrite=True``.
+        dataset_name: default as the zoo names its datasets: ``"cifar10"``, then
+            ``-<split>`` when a split is given, then ``-<max_samples>``. An existing dataset
+            of that name is returned as is unless ``overwrite=True``.
         download: fetch the batches with torchvision when nothing is there (needs internet).
         images_dir: where written PNGs go (default ``<root>/cifar10-png``; a read-only
             tree needs another folder when PNGs are written).
-        max_samples: keep the first ``max_samples`` images of each split (official order).
+        max_samples: keep the first ``max_samples`` images *of each split* (official
+            order), as ``fiftyone.zoo.load_zoo_dataset`` counts them.
         image_size: resize to this side (PIL box filter), e.g. 16 for CPU experiments.
 
     A whole tree at its own size is imported in place with FiftyOne's importer; otherwise
@@ -112,7 +114,7 @@ def load_cifar10(root, split=None, *, dataset_name: str | None = None, download:
     from curate.data import cifar
 
     splits = _splits(split)
-    name = dataset_name or "cifar10-" + ("-".join(splits) if split is not None else "all")
+    name = dataset_name or _zoo_name("cifar10", split, max_samples)
     existing = _existing(name, overwrite)
     if existing is not None:
         return existing
@@ -215,17 +217,36 @@ def digits_uint8() -> tuple[np.ndarray, np.ndarray]:
     return images, bunch.target.astype(np.int64)
 
 
-def load_digits(root, split=None, *, dataset_name: str | None = None, max_samples: int | None = None,
-                overwrite: bool = False, persistent: bool = False, progress: bool = True):
-    """scikit-learn's 8x8 digits as a FiftyOne dataset with the zoo ``cifar10`` schema.
+def load_digits(split=None, *, dataset_name: str | None = None, max_samples: int | None = None,
+                images_dir=None, overwrite: bool = False, persistent: bool = False, progress: bool = True):
+    """scikit-learn's 8x8 digits as a FiftyOne dataset with the zoo ``cifar10`` schema,
+    called like ``fiftyone.zoo.load_zoo_dataset``.
 
-    PNGs (8x8 grayscale) go under ``<root>/<split>/data/``; labels are ``"0"``..``"9"``;
-    the split is :func:`digits_split`. ``max_samples`` keeps the first images of each
-    split (for small tests). An existing dataset named ``dataset_name`` (default
-    ``"digits-<split>"``) is returned unless ``overwrite=True``.
+    Args:
+        split: ``"train"``, ``"test"``, a list of them, or None for both (the split is
+            :func:`digits_split`; each sample is tagged with its split).
+        dataset_name: the dataset's name; default as the zoo names its datasets:
+            ``"digits"``, then ``-<split>`` when a split is given, then ``-<max_samples>``.
+            An existing dataset of that name is returned unless ``overwrite=True``.
+        max_samples: the first ``max_samples`` images *of each split*, as in the zoo
+            (``max_samples=100`` with both splits gives 200 samples).
+        images_dir: where the 8x8 PNGs go (``<images_dir>/<split>/data/``); default
+            ``<fiftyone.config.default_dataset_dir>/<dataset_name>``.
+
+    Labels are ``"0"``..``"9"`` in ``ground_truth``. Returns a
+    :class:`fiftyone.core.dataset.Dataset`.
     """
+    if isinstance(split, (str, os.PathLike)) and not _is_split(split):  # the former load_digits(root, ...)
+        import warnings
+
+        if images_dir is not None:
+            raise TypeError("load_digits() takes the split first; pass the folder as images_dir=")
+        warnings.warn(f"load_digits({str(split)!r}, ...) took a folder first; it now takes the split first, as "
+                      "fiftyone.zoo.load_zoo_dataset does. Pass the folder as images_dir= (the old form goes in "
+                      "the next release)", DeprecationWarning, stacklevel=2)
+        split, images_dir = None, split
     splits = _splits(split)
-    name = dataset_name or "digits-" + ("-".join(splits) if split is not None else "all")
+    name = dataset_name or _zoo_name("digits", split, max_samples)
     existing = _existing(name, overwrite)
     if existing is not None:
         return existing
@@ -233,5 +254,23 @@ def load_digits(root, split=None, *, dataset_name: str | None = None, max_sample
     parts = digits_split(len(all_images))
     images = {s: all_images[parts[s]][:max_samples] for s in splits}
     labels = {s: all_labels[parts[s]][:max_samples] for s in splits}
-    return _build(name, images, labels, DIGITS_CLASSES, Path(root).expanduser(),
+    if images_dir is None:
+        import fiftyone as fo
+
+        images_dir = Path(fo.config.default_dataset_dir) / name
+    return _build(name, images, labels, DIGITS_CLASSES, Path(images_dir).expanduser(),
                   persistent=persistent, progress=progress)
+
+
+def _is_split(split) -> bool:
+    names = [split] if isinstance(split, str) else split
+    try:
+        return all(isinstance(s, str) and s in _SPLITS for s in names)
+    except TypeError:
+        return False
+
+
+def _zoo_name(base: str, split, max_samples) -> str:
+    """A default dataset name as ``fiftyone.zoo.load_zoo_dataset`` makes one."""
+    name = base + ("-" + "-".join(_splits(split)) if split is not None else "")
+    return name + (f"-{max_samples}" if max_samples is not None else "")

@@ -28,7 +28,7 @@ def build(name: str, run, cfg: dict):
     from curate.data.datasets import load_digits
 
     n = int(cfg["data"]["n_images"]) or None
-    ds = load_digits(run.path / "images", split="train", dataset_name=name, max_samples=n, overwrite=True,
+    ds = load_digits("train", images_dir=run.path / "images", dataset_name=name, max_samples=n, overwrite=True,
                      persistent=True, progress=True)
     return {"source": "scikit-learn digits, train split (index % 5 != 4)", "n_source": ds.count()}
 

@@ -34,7 +34,7 @@ def digits_ds(fo, tmp_path, request):
     from curate.data.datasets import load_digits
 
     name = "digits-" + request.node.name.replace("[", "-").replace("]", "")[:60]
-    ds = load_digits(tmp_path / "png", dataset_name=name, max_samples=40, overwrite=True,
+    ds = load_digits(images_dir=tmp_path / "png", dataset_name=name, max_samples=40, overwrite=True,
                      progress=False)
     yield ds
     if fo.dataset_exists(name):

@@ -34,6 +34,34 @@ def test_digits_schema_and_pixels(fo, digits_ds):
         torch.testing.assert_close(x, to_model_range(images[idx]).unsqueeze(1), rtol=0, atol=0)
 
 
+def test_load_digits_is_called_like_the_zoo(fo, tmp_path, monkeypatch):
+    """Split first, max_samples per split, the zoo's default name; the former folder-first
+    call still works for one release, with a warning."""
+    from curate.data.datasets import load_digits
+
+    monkeypatch.setattr(fo.config, "default_dataset_dir", str(tmp_path / "fo"))
+    images, _ = digits_uint8()
+    split = digits_split(len(images))
+    try:
+        ds = load_digits("train", max_samples=7, overwrite=True, progress=False)
+        assert ds.name == "digits-train-7" and ds.count_sample_tags() == {"train": 7}
+        assert all(p.startswith(str(tmp_path / "fo" / "digits-train-7")) for p in ds.values("filepath"))
+        got = np.stack([np.asarray(Image.open(p)) for p in ds.values("filepath")])
+        np.testing.assert_array_equal(got, images[split["train"][:7]])
+        both = load_digits(max_samples=5, overwrite=True, progress=False)
+        assert both.name == "digits-5" and both.count_sample_tags() == {"train": 5, "test": 5}
+        with pytest.warns(DeprecationWarning, match="images_dir="):
+            old = load_digits(tmp_path / "old", dataset_name="digits-old-t", max_samples=3, overwrite=True,
+                              progress=False)
+        assert old.count() == 6 and all(p.startswith(str(tmp_path / "old")) for p in old.values("filepath"))
+        with pytest.raises(ValueError, match="split must be"):
+            load_digits(["train", "val"])
+    finally:
+        for name in ("digits-train-7", "digits-5", "digits-old-t"):
+            if fo.dataset_exists(name):
+                fo.delete_dataset(name)
+
+
 def _fake_cifar(folder, rng):
     folder.mkdir(parents=True)
     batches = {}

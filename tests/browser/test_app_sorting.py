@@ -80,7 +80,7 @@ def test_app_grid_sorted_by_score_shows_highest_first(tmp_path):
     from curate.brain.model_source import exact_score_of
     from curate.data.datasets import load_digits
 
-    ds = load_digits(tmp_path / "png", dataset_name="app-sorting-t", max_samples=20,
+    ds = load_digits(images_dir=tmp_path / "png", dataset_name="app-sorting-t", max_samples=20,
                      overwrite=True, progress=False)
     # 20 Euler steps: the exact score separates held-out from training digits.
     cb.compute_volume_growth(ds, exact_score_of(ds), steps=20, progress=False)

@@ -51,7 +51,7 @@ def main() -> None:
     if a.make_digits and not fo.dataset_exists(a.dataset):
         from curate.data.datasets import load_digits
 
-        load_digits(a.make_digits, dataset_name=a.dataset, max_samples=20, persistent=True,
+        load_digits(images_dir=a.make_digits, dataset_name=a.dataset, max_samples=20, persistent=True,
                     progress=False)
     ds = fo.load_dataset(a.dataset)
     _, train, _ = load_images(ds.match_tags("train"), num_workers=0)

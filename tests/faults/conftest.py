@@ -39,7 +39,7 @@ def digits_ds(fo, tmp_path, request):
     from curate.data.datasets import load_digits
 
     name = "faults-" + request.node.name.replace("[", "-").replace("]", "")[:60]
-    ds = load_digits(tmp_path / "png", dataset_name=name, max_samples=20, overwrite=True,
+    ds = load_digits(images_dir=tmp_path / "png", dataset_name=name, max_samples=20, overwrite=True,
                      progress=False, persistent=True)
     yield ds
     if fo.dataset_exists(name):
