@@ -34,14 +34,16 @@ DISTANCES = ("rms", "aligned")
 @torch.no_grad()
 def reconstruct(model, images: torch.Tensor, *, t: float = 0.5, steps: int = 50, draws: int = 8,
                 solver: str = "euler", denoise: bool = True, clip: bool = True, seed: int = 0,
-                batch_size: int = BATCH_SIZE, device=None, dtype=torch.float32, advance=None) -> torch.Tensor:
-    """The K reconstructions of each image from time t: (B, K, C, H, W) in ``dtype`` on the CPU.
+                batch_size: int = BATCH_SIZE, device=None, dtype=None, advance=None) -> torch.Tensor:
+    """The K reconstructions of each image from time t: (B, K, C, H, W) in ``dtype`` (default:
+    the images') on the CPU.
 
     images: (B, C, H, W) in [-1, 1]. Each image's draws come from
     :func:`curate._rng.image_noise` (its bytes and ``seed``), so its reconstructions do not
     depend on the batch; about ``batch_size`` trajectories run per network call.
     """
     vp = sde.of(model)
+    dtype = images.dtype if dtype is None else dtype
     if not vp.t_min < t <= 1:
         raise ValueError(f"t must lie in (t_min, 1] = ({vp.t_min:g}, 1], got {t}")
     device = torch.device(device) if device is not None else (base.model_device(model) or images.device)
