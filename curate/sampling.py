@@ -52,8 +52,11 @@ def _bcast(t: float, n: int, like: torch.Tensor) -> torch.Tensor:
 def sample(model, n: int, *, method: str = "euler", steps: int = 1000, seed: int = 0,
            batch_size: int | None = None, progress: bool = True, t_min: float | None = None,
            denoise: bool = True, clip: bool = True, shape: tuple | None = None,
-           dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+           dtype: torch.dtype = torch.float32, device=None, first: int = 0) -> torch.Tensor:
     """Draw ``n`` images (n, C, H, W) from a score model; float ``dtype`` on the CPU, in [-1, 1] when ``clip``.
+
+    ``first``: the index of the first sample, so ``sample(m, 10, first=20)`` returns samples
+    20..29 of ``sample(m, 30)`` (each sample's noise depends only on ``seed`` and its index).
 
     method: ``euler`` (PF-ODE, ``steps`` evaluations), ``heun`` (PF-ODE, 2 ``steps``
     evaluations) or ``em`` (reverse SDE Euler-Maruyama, ``steps`` evaluations).
@@ -65,11 +68,13 @@ def sample(model, n: int, *, method: str = "euler", steps: int = 1000, seed: int
         raise ValueError(f"unknown sampling method {method!r}; choose one of {METHODS}")
     if int(n) < 1 or int(steps) < 1:
         raise ValueError("n and steps must be positive")
+    if int(first) < 0:
+        raise ValueError(f"first must be >= 0, got {first}")
     vp = sde.of(model)
     t_min = vp.t_min if t_min is None else t_min
     if not 0 < t_min < 1:
         raise ValueError("t_min must be in (0, 1)")
-    n, steps = int(n), int(steps)
+    n, steps, first = int(n), int(steps), int(first)
     shape = tuple(shape) if shape is not None else image_shape(model)
     device = torch.device(device) if device is not None else (base.model_device(model) or torch.device("cpu"))
     batch_size = int(batch_size or min(n, 256))
@@ -85,7 +90,7 @@ def sample(model, n: int, *, method: str = "euler", steps: int = 1000, seed: int
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
                 b = stop - start
-                x = block_noise(seed, 0, start, stop, shape).to(device=device, dtype=dtype)
+                x = block_noise(seed, 0, first + start, first + stop, shape).to(device=device, dtype=dtype)
                 for k in range(steps):
                     t0, t1 = grid[k], grid[k + 1]
                     h = t1 - t0  # negative: integrating backwards in time
@@ -101,7 +106,7 @@ def sample(model, n: int, *, method: str = "euler", steps: int = 1000, seed: int
                         bt = vp.beta(tt).reshape(-1, *([1] * len(shape)))
                         x_mean = x + h * (-0.5 * bt * x - bt * score(model, x, tt))
                         if k < steps - 1:
-                            z = block_noise(seed, 1 + k, start, stop, shape, device=device).to(dtype)
+                            z = block_noise(seed, 1 + k, first + start, first + stop, shape, device=device).to(dtype)
                             x = x_mean + torch.sqrt(bt * -h) * z
                         else:
                             x = x_mean  # the last step returns the mean, as score_sde does

@@ -179,3 +179,17 @@ def test_isotonic_calibration_matches_sklearn_and_is_checked_on_the_other_half()
     assert ev.calibration.brier < ev.calibration.brier_constant
     assert ev.auroc > 0.9 and ev.ceiling.auroc > 0.5
     assert math.isnan(fit(np.array([np.nan]))[0])
+
+
+def test_sampling_from_a_first_index_equals_the_slice(digits64):
+    """sample(first=j) draws samples j.. of the seed's stream: blocks of an audit are
+    the slices of one long run, whatever the block boundaries."""
+    import curate
+
+    model = curate.ExactScore(digits64[:30])
+    whole = curate.sample(model, 10, steps=5, seed=7, progress=False, dtype=torch.float64)
+    part = curate.sample(model, 4, steps=5, seed=7, first=3, progress=False, dtype=torch.float64)
+    torch.testing.assert_close(part, whole[3:7], rtol=0, atol=1e-12)
+    em = curate.sample(model, 10, method="em", steps=5, seed=7, progress=False, dtype=torch.float64)
+    em_part = curate.sample(model, 4, method="em", steps=5, seed=7, first=3, progress=False, dtype=torch.float64)
+    torch.testing.assert_close(em_part, em[3:7], rtol=0, atol=1e-12)

@@ -8,6 +8,8 @@
 * :func:`dedupe` finds near-duplicate groups among flagged images and the rest.
 * :func:`export_clean` exports what is left.
 * :func:`list_runs` lists the scoring runs of a dataset.
+* :func:`compute_reproductions` audits which training images a model copies (a brain
+  run); :func:`evaluate_score` says how well a score field predicts those copies.
 """
 from curate.brain._engine import DatabaseUnavailableError, ScoreSummary
 from curate.brain.dedupe import dedupe
@@ -15,8 +17,10 @@ from curate.brain.distributed import ShardSummary, score_sharded
 from curate.brain.export import export_clean
 from curate.brain.flag import flag_high_risk
 from curate.brain.runs import list_runs
+from curate.brain.reproductions import AuditSummary, compute_reproductions
 from curate.brain.score import compute_denoising_score, compute_score, compute_volume_growth
+from curate.brain.score_trust import evaluate_score
 
 __all__ = ["compute_score", "compute_volume_growth", "compute_denoising_score", "score_sharded",
            "flag_high_risk", "dedupe", "export_clean", "list_runs", "ScoreSummary", "ShardSummary",
-           "DatabaseUnavailableError"]
+           "DatabaseUnavailableError", "compute_reproductions", "evaluate_score", "AuditSummary"]
