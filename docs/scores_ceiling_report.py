@@ -77,7 +77,7 @@ def report(a) -> None:
              f"{int(labels.sum())} of {n_img} (tuning half {int(labels[tune].sum())}, evaluation half "
              f"{int(labels[ev].sum())}); with >= 1 copy: {int((total > 0).sum())}; copies: {int(total.sum())} "
              f"({total.sum() / N:.4f} of all samples)", "", "Split-half noise ceilings (AUROC, Spearman):"]
-    for h in (1, 2, n_sets // 2):
+    for h in sorted({1, 2, n_sets // 2}):
         if 2 * h <= n_sets:
             c_all, c_ev = ceiling(counts, per_set, h), ceiling(counts, per_set, h, ev)
             lines.append(f"- {h * per_set} samples per half: all images {c_all[0]:.3f} / {c_all[1]:.2f}; "
@@ -91,8 +91,10 @@ def report(a) -> None:
         v = np.array(d["values"], float)
         if p.stem.startswith("recon_"):
             continue
-        rows_all.append(score_row(p.stem, v, labels, rate, ceil_all))
-        rows_ev.append(score_row(p.stem, v[ev], labels[ev], rate[ev], ceil_ev))
+        given = "defaults" if p.stem != "reproduction_probability" else ", ".join(
+            f"{k}={v}" for k, v in d["params"].items())
+        rows_all.append(dict(score_row(p.stem, v, labels, rate, ceil_all), settings=given))
+        rows_ev.append(dict(score_row(p.stem, v[ev], labels[ev], rate[ev], ceil_ev), settings=given))
     # reconstruction: t chosen on the tuning half, reported on the evaluation half
     grid = []
     for p in sorted(sc.glob("recon_*.json")):
@@ -153,8 +155,8 @@ def calibration(p, se, ess, total, N, plot) -> str:
     ax.plot(ends, ends, "k--", lw=0.8, label="p = measured rate")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(f"measured reproduction rate ({N} samples; 0 plotted at {floor:.1e})")
-    ax.set_ylabel("reproduction_probability p (0 plotted at the same floor)")
+    ax.set_xlabel(f"measured rate ({N} samples; 0 at {floor:.1e})")
+    ax.set_ylabel("estimated p (reproduction_probability; 0 at the same floor)")
     ax.set_title("calibration: estimated p vs measured rate")
     ax.legend(loc="upper left")
     fig.tight_layout()
