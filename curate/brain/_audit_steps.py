@@ -75,7 +75,8 @@ def open_generated(train, config):
     from curate.brain._audit_blocks import declare_fields
 
     if fo.dataset_exists(config.generated_dataset):
-        return fo.load_dataset(config.generated_dataset)
-    ds = fo.Dataset(config.generated_dataset, persistent=train._dataset.persistent)
-    declare_fields(ds)
+        ds = fo.load_dataset(config.generated_dataset)
+    else:
+        ds = fo.Dataset(config.generated_dataset, persistent=train._dataset.persistent)
+    declare_fields(ds)  # also after a kill between the creation and the declarations
     return ds
