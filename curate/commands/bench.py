@@ -52,6 +52,13 @@ def register(sub) -> None:
                    help="also run channels-last + torch.compile (default: on for CUDA, off for CPU)")
     u.set_defaults(func=_suite)
 
+    from curate.bench import sampler as sampler_bench
+
+    sm = bsub.add_parser("sampler", help="curate.sample against bare forward passes (target ratio >= 0.9), "
+                         "and the audit's matching", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sampler_bench.add_arguments(sm)
+    sm.set_defaults(func=lambda args: sampler_bench.run(args))
+
     from curate.bench.dedupe_options import DESCRIPTION, add_arguments
 
     d = bsub.add_parser("dedupe", help=DESCRIPTION, description=DESCRIPTION + ". See curate.bench.dedupe.",
