@@ -288,6 +288,43 @@ class ExportClean(foo.Operator):
         return {"exported": n}
 
 
+class ComputeReproductions(foo.Operator):
+    """The reproduction audit (curate.brain.compute_reproductions) of the current view."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="compute_reproductions", label="curate: audit what the model copies",
+                                  dynamic=True, allow_immediate_execution=True, allow_delegated_execution=True)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        _model_inputs(inputs, ctx)
+        inputs.int("num_samples", label="Generated samples", default=_default("compute_reproductions", "num_samples"), min=1)
+        inputs.str("audit_key", label="Audit key (brain key, field prefix)", default=_default("compute_reproductions", "audit_key"))
+        crit = types.RadioGroup()
+        for c in ("carlini", "gu", "rms", "aligned"):
+            crit.add_choice(c, label=c)
+        inputs.enum("criterion", crit.values(), view=crit, default=_default("compute_reproductions", "criterion"))
+        for name, label in (("steps", "Sampler steps"), ("seed", "Seed"), ("batch_size", "Samples per block")):
+            inputs.int(name, label=label, default=_default("compute_reproductions", name))
+        inputs.bool("overwrite", label="Replace another audit under this key", default=False)
+        return types.Property(inputs, view=types.View(label="Audit what the model copies"))
+
+    def execute(self, ctx):
+        import curate.brain as cb
+
+        view = ctx.target_view()
+        model, description = _resolve_model(ctx, view)
+        s = cb.compute_reproductions(view, model, model_description=description,
+                                     progress=lambda frac, label: ctx.set_progress(progress=frac, label=label),
+                                     **_given(ctx.params, "num_samples", "audit_key", "criterion", "steps", "seed",
+                                              "batch_size", "overwrite"))
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"generated": s.generated, "copies": s.copies, "reproduced": s.reproduced,
+                "copies_dataset": s.copies_dataset}
+
+
 def histogram_data(samples, field, bins=30):
     """(counts, edges) of the finite values of ``field``; the panel's numbers."""
     values = np.asarray([v for v in samples.values(field) if v is not None], dtype=np.float64)
@@ -387,4 +424,5 @@ def register(p):
     p.register(FlagHighRisk)
     p.register(Dedupe)
     p.register(ExportClean)
+    p.register(ComputeReproductions)
     p.register(ScoreHistogram)

@@ -225,3 +225,24 @@ def test_missing_training_file_is_a_recorded_failure(digits_ds, train_model, tmp
     assert list(errors) == [gone.id] and "No such file" in errors[gone.id]
     assert train.select(gone.id).first()[KEY] is None
     assert sum(v for v in train.values(KEY) if v is not None) == 16  # the others still add up
+
+
+def test_app_operator_runs_the_audit(digits_ds, foo, tmp_path):
+    """The App's form calls the library: the exact score of the train split, audited over
+    the whole dataset; held-out digits are never copied."""
+    from _plugin import run_operator
+
+    import fiftyone as fo
+
+    old = fo.config.default_dataset_dir
+    fo.config.default_dataset_dir = str(tmp_path / "fo")  # where the PNGs go by default
+    try:
+        res = run_operator(foo, "compute_reproductions", digits_ds, model="exact", train_tag="train",
+                           num_samples=16, steps=20, batch_size=8)
+    finally:
+        fo.config.default_dataset_dir = old
+    assert res.result["generated"] == 16 and res.result["copies"] == 16
+    assert sum(digits_ds.match_tags("train").values(KEY)) == 16
+    assert set(digits_ds.match_tags("test").values(KEY)) == {0}
+    cfg = digits_ds.get_brain_info(KEY).config
+    assert (cfg.num_samples, cfg.steps, cfg.block_size) == (16, 20, 8)
