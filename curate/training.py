@@ -37,7 +37,7 @@ from curate.models.unet import UNet, preset_config
 
 # --------------------------------------------------------------------------- data
 
-def check_images(images: torch.Tensor) -> torch.Tensor:
+def check_training_images(images: torch.Tensor) -> torch.Tensor:
     """Validate training images: float (n, C, H, W) in [-1, 1], finite. Returns a float32 copy-free view."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError(f"training images must be a tensor of shape (n, C, H, W), got "
@@ -61,7 +61,7 @@ def fingerprint(images: torch.Tensor) -> str:
     return hashlib.sha256(str(tuple(arr.shape)).encode() + arr.tobytes()).hexdigest()
 
 
-def load_images(source: str, *, n: int | None = None, subset_seed: int = 0, image_size: int | None = None,
+def read_training_images(source: str, *, n: int | None = None, subset_seed: int = 0, image_size: int | None = None,
                 channels: int | None = None) -> torch.Tensor:
     """Training images (n, C, H, W) float32 in [-1, 1] from ``source``:
 
@@ -106,7 +106,7 @@ def load_images(source: str, *, n: int | None = None, subset_seed: int = 0, imag
             x = to_model_range(x)
     else:
         raise FileNotFoundError(f"training data {source!r}: not 'digits', a file or a folder")
-    x = check_images(x)
+    x = check_training_images(x)
     if n is not None:
         if not 1 <= n <= x.shape[0]:
             raise ValueError(f"n={n} but the data has {x.shape[0]} images")
@@ -221,7 +221,7 @@ def train(images: torch.Tensor, out_dir: str | os.PathLike, *, preset: str = "ti
 
     Returns the EMA model in eval mode, on the training device.
     """
-    images = check_images(images)
+    images = check_training_images(images)
     if steps < 0 or batch_size < 1 or lr <= 0 or not 0 <= ema < 1 or warmup < 0:
         raise ValueError("need steps >= 0, batch_size >= 1, lr > 0, 0 <= ema < 1, warmup >= 0")
     out_dir = Path(out_dir)
@@ -375,3 +375,12 @@ def _sample_grid(model, path: Path, seed: int, steps: int, n: int = 64) -> None:
     save_image((x + 1) / 2, tmp, nrow=int(math.sqrt(n)), padding=1)
     os.replace(tmp, path)
 
+
+
+def load_images(*args, **kwargs) -> torch.Tensor:
+    """Deprecated name of :func:`read_training_images` (kept for one release)."""
+    import warnings
+
+    warnings.warn("curate.training.load_images is now read_training_images (curate.data.loader.load_images "
+                  "reads a FiftyOne collection)", DeprecationWarning, stacklevel=2)
+    return read_training_images(*args, **kwargs)

@@ -2,6 +2,8 @@
 
 * no import cycles among curate's modules (and the App plugin), function-level imports
   included;
+* no import from a lower layer up into a higher one (:data:`LAYERS`); the near-duplicate
+  package, pure arrays, imports no fiftyone (every module imported in a fresh interpreter);
 * every module under ``curate/`` has at most MAX_LINES lines;
 * the VP-SDE's numbers (t_min 1e-3, the network's time scale 999) are written only in
   ``curate/sde.py``.
@@ -200,6 +202,78 @@ def test_cycle_finder_sees_function_level_and_relative_imports(tmp_path):
     _write(tmp_path, {"pkg/b.py": "def later():\n    return None\n",
                       "pkg/sub/d.py": "from .. import a\n"})
     assert find_cycles(import_graph(package_modules(tmp_path, "pkg"))) == []
+
+
+# ------------------------------------------------------------------ layers ---
+
+#: curate's layers, lowest first: a module may import its own layer and those below.
+#: The lazy facades ``curate`` and ``curate.data`` (names resolved on first use) are the
+#: public front doors: anyone may import them, and they import nothing at load time.
+LAYERS = (
+    ("foundation: pure arrays and the SDE", ("curate._progress", "curate._rng", "curate._package_data", "curate.sde",
+                                              "curate.data.tensors", "curate.data.cifar", "curate.duplicates")),
+    ("core: models, tracker, scores, sampling, ground truth (tensors, no FiftyOne)", ("curate",)),
+    ("FiftyOne data", ("curate.data.datasets", "curate.data.loader")),
+    ("FiftyOne runs", ("curate.brain",)),
+    ("applications", ("curate.commands", "curate.cli", "curate.__main__", "curate.recipes", "curate.bench",
+                      "plugins.curate")),
+)
+FACADES = ("curate", "curate.data")
+
+
+def layer_of(module: str, layers=LAYERS) -> int:
+    """The index in ``layers`` of the longest prefix that names ``module``."""
+    best, rank = -1, None
+    for i, (_, prefixes) in enumerate(layers):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best:
+                best, rank = len(p), i
+    if rank is None:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+    return rank
+
+
+def upward_imports(graph: dict[str, set[str]], layers=LAYERS, facades=FACADES) -> list[str]:
+    """``a -> b`` for every import of a higher layer's module ``b`` by ``a`` (a facade ``b``
+    is no layer's; a facade ``a`` must import nothing at all)."""
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                  if b not in facades and (a in facades or layer_of(b, layers) > layer_of(a, layers)))
+
+
+def test_no_import_from_a_lower_layer_up():
+    bad = upward_imports(import_graph(curate_files()))
+    assert not bad, "imports from a lower layer up into a higher one:\n" + "\n".join(bad)
+
+
+def test_layer_check_sees_an_upward_import(tmp_path):
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/low.py": "def f():\n    from pkg.high import g\n",
+                      "pkg/high.py": "from pkg import low\n", "pkg/mid.py": "import pkg.low\n"})
+    layers = (("low", ("pkg.low",)), ("mid", ("pkg.mid",)), ("high", ("pkg.high",)))
+    graph = import_graph(package_modules(tmp_path, "pkg"))
+    assert upward_imports(graph, layers=layers, facades=("pkg",)) == ["pkg.low -> pkg.high"]
+
+
+def test_the_duplicates_package_imports_no_fiftyone():
+    """Every module of curate.duplicates, imported in a fresh interpreter, leaves neither
+    fiftyone nor a FiftyOne layer of curate in sys.modules."""
+    import subprocess
+    import sys
+
+    code = textwrap.dedent("""
+        import importlib, pkgutil, sys
+        import curate.duplicates as pkg
+        names = [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]
+        assert len(names) >= 5, names
+        for n in names:
+            importlib.import_module(n)
+        bad = sorted(m for m in sys.modules if m.split(".")[0] == "fiftyone"
+                     or m.startswith(("curate.brain", "curate.data.datasets", "curate.data.loader")))
+        assert not bad, bad
+        print(len(names))
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == len([p for p in (ROOT / "curate" / "duplicates").glob("*.py") if p.stem != "__init__"])
 
 
 # ------------------------------------------------------------------ module size ---

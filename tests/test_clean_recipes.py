@@ -19,7 +19,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from curate.recipes import _clean, clean_cifar, clean_digits  # noqa: E402
+from curate.recipes import clean_cifar, clean_digits  # noqa: E402
+from curate.recipes.clean import settings as _clean  # noqa: E402  (ARMS, CRITERIA, ARM_LABEL, ARM_EXCLUDE)
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -113,7 +114,7 @@ def _check_bootstrap(summary: dict, flags: dict, n_boot: int, seed: int):
 
 def test_bootstrap_matches_a_direct_recomputation():
     """Synthetic memorized flags with known rates: the summary equals plain numpy loops."""
-    from curate.recipes._clean_bootstrap import summarize
+    from curate.recipes.clean.bootstrap import summarize
 
     rng = np.random.default_rng(5)
     rates = {"baseline": 0.3, "dedupe": 0.1, "dedupe_score": 0.02, "dedupe_random": 0.09}
@@ -155,7 +156,7 @@ def _check_run(out: Path, result: dict, *, n_source: int, n_planted: int, copies
     so its groups are the exact-copy groups."""
     import fiftyone as fo
 
-    from curate.recipes import _clean_arms
+    from curate.recipes.clean import arms as _clean_arms
 
     cfg = result["config"]
     k, seeds = cfg["clean"]["top_k"], cfg["seeds"]

@@ -303,13 +303,6 @@ def test_flat_images_have_finite_keys_and_find_each_other():
     assert (30, 31) in groups and not any(30 in p or 31 in p for p in groups - {(30, 31)})
 
 
-def test_the_dedup_package_imports_neither_fiftyone_nor_curate_brain():
-    code = ("import sys, curate.duplicates, curate.duplicates.edits; "
-            "bad = [m for m in sys.modules if m.startswith(('fiftyone', 'curate.brain'))]; "
-            "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
-
-
 def test_bench_compare_puts_the_aligned_distance_ahead_of_pixels(photos):
     """The benchmark's threshold-free comparison (--compare): on mirrored and shifted
     copies the aligned distance finds every source, plain pixels miss the mirrored ones."""

@@ -25,7 +25,8 @@ BRAIN = {
     "compute_score": "function", "compute_volume_growth": "function", "compute_denoising_score": "function",
     "score_sharded": "function", "flag_high_risk": "function", "dedupe": "function",
     "export_clean": "function", "list_runs": "function", "ScoreSummary": "class", "ShardSummary": "class",
-    "DatabaseUnavailableError": "class",
+    "DatabaseUnavailableError": "class", "compute_reproductions": "function", "evaluate_score": "function",
+    "AuditSummary": "class",
 }
 SCORES = {
     "Param": "class", "Scored": "class", "ScoreKind": "class", "get": "function", "kinds": "function",
@@ -92,7 +93,7 @@ ORDERS = [
     "import curate.sampling, curate.training; import curate; t, s = curate.train, curate.sample",
     "import curate; s = curate.sample; import curate.training, curate.sampling; t = curate.train",
     "from curate import sample as s, train as t; import curate.training",
-    "import curate.brain, curate.scores, curate.recipes._clean; import curate; t, s = curate.train, curate.sample",
+    "import curate.brain, curate.scores, curate.recipes.clean.loop; import curate; t, s = curate.train, curate.sample",
 ]
 
 

@@ -10,7 +10,7 @@ from curate.cli import main as cli_main
 from curate.data.tensors import digits_images
 from curate.models.checkpoint import load_checkpoint, load_model
 from curate.sampling import sample
-from curate.training import load_images, train
+from curate.training import read_training_images, train
 
 FAST = dict(preset="tiny", batch_size=16, lr=1e-3, warmup=2, progress=False, save_every=0)
 
@@ -79,7 +79,7 @@ def test_sample_grids_and_loss_goes_down(tmp_path):
     assert losses[-1] < 0.5 * losses[0] and losses[-1] < 0.35
 
 
-def test_load_images_sources(tmp_path):
+def test_read_training_images_sources(tmp_path):
     from PIL import Image
     from safetensors.torch import save_file
 
@@ -87,24 +87,24 @@ def test_load_images_sources(tmp_path):
     u8 = ((x + 1) * 127.5).round().to(torch.uint8)
     for i, img in enumerate(u8):
         Image.fromarray(img[0].numpy()).save(tmp_path / f"d{i:02d}.png")
-    folder = load_images(str(tmp_path))
+    folder = read_training_images(str(tmp_path))
     assert folder.shape == (10, 1, 8, 8) and (folder - x).abs().max() <= 1 / 255 + 1e-6
-    assert load_images(str(tmp_path), image_size=16).shape == (10, 1, 16, 16)
-    assert load_images(str(tmp_path), channels=3).shape == (10, 3, 8, 8)
+    assert read_training_images(str(tmp_path), image_size=16).shape == (10, 1, 16, 16)
+    assert read_training_images(str(tmp_path), channels=3).shape == (10, 3, 8, 8)
     save_file({"images": x}, str(tmp_path / "x.safetensors"))
-    assert torch.equal(load_images(str(tmp_path / "x.safetensors")), x)
+    assert torch.equal(read_training_images(str(tmp_path / "x.safetensors")), x)
     np.save(tmp_path / "x.npy", u8.permute(0, 2, 3, 1).numpy())  # uint8 NHWC
-    assert torch.allclose(load_images(str(tmp_path / "x.npy")), folder)
-    sub = load_images("digits", n=7, subset_seed=1)
-    assert sub.shape == (7, 1, 8, 8) and torch.equal(sub, load_images("digits", n=7, subset_seed=1))
+    assert torch.allclose(read_training_images(str(tmp_path / "x.npy")), folder)
+    sub = read_training_images("digits", n=7, subset_seed=1)
+    assert sub.shape == (7, 1, 8, 8) and torch.equal(sub, read_training_images("digits", n=7, subset_seed=1))
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="pickle"):
-        load_images(str(tmp_path / "obj.npy"))
+        read_training_images(str(tmp_path / "obj.npy"))
     torch.save(x, tmp_path / "x.pt")
     from curate.models.checkpoint import PickleRefusedError
 
     with pytest.raises(PickleRefusedError):
-        load_images(str(tmp_path / "x.pt"))
+        read_training_images(str(tmp_path / "x.pt"))
 
 
 def test_cli_train_and_python_module_entry(tmp_path):

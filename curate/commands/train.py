@@ -37,9 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curate.training import load_images, train
+    from curate.training import read_training_images, train
 
-    images = load_images(args.data, n=args.n, subset_seed=args.subset_seed, image_size=args.image_size,
+    images = read_training_images(args.data, n=args.n, subset_seed=args.subset_seed, image_size=args.image_size,
                          channels=args.channels)
     overrides = {} if args.dropout is None else {"dropout": args.dropout}
     train(images, args.out, preset=args.preset, model_config=overrides, steps=args.steps,

@@ -299,12 +299,26 @@ def run_recipe(recipe: str, description: str, default_preset: str, argv, body):
         return body(cfg, run)
 
 
-def start(recipe: str, description: str, default_preset: str, argv: list[str] | None = None):
+def start(recipe: str, description: str, default_preset: str, argv: list[str] | None = None, *,
+          extra_args: Callable | None = None, extra_overrides: Callable | None = None,
+          fill: Callable[[dict], None] | None = None, check: Callable[[dict], None] | None = None):
     """Parse a recipe's command line. Returns ``(cfg, run, args)``, or None after
-    ``--dry-run`` printed the resolved config. Config errors exit with a clear message."""
-    args = recipe_parser(recipe, description, default_preset).parse_args(argv)
+    ``--dry-run`` printed the resolved config. Config errors exit with a clear message.
+
+    ``extra_args(parser)`` adds recipe-specific flags and ``extra_overrides(args)`` turns them
+    into ``key=value`` overrides applied after ``--set``; ``fill(cfg)`` completes the config
+    (e.g. every score kind's defaults) and ``check(cfg)`` refuses what the recipe cannot use
+    (ConfigError), both before anything runs."""
+    parser = recipe_parser(recipe, description, default_preset)
+    if extra_args is not None:
+        extra_args(parser)
+    args = parser.parse_args(argv)
     try:
-        cfg = resolve(recipe, args)
+        cfg = resolve(recipe, args, fill=fill)
+        if extra_overrides is not None:
+            cfg = apply_overrides(cfg, extra_overrides(args))
+        if check is not None:
+            check(cfg)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
     if args.dry_run:

@@ -8,7 +8,7 @@
 an image tree ``train/<class>/...`` such as ``../shared/data/cifar10``; ``--download``
 fetches the batches there with torchvision when nothing is there (needs internet).
 The training images go into a FiftyOne dataset (PNGs in the run folder), optionally
-with planted duplicates, and the loop of :mod:`curate.recipes._clean` runs: baseline,
+with planted duplicates, and the loop of :mod:`curate.recipes.clean` runs: baseline,
 score, the four arms (baseline, dedupe, dedupe + top-k by score exported and retrained
 on, dedupe + k at random) per training seed, samples, memorization (Carlini, Gu, with
 bootstrap intervals), ``report.md``.
@@ -18,12 +18,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from curate.recipes import _clean
+from curate.recipes.clean import loop
 
 RECIPE = "clean_cifar"
 
 
-def build(name: str, run, cfg: dict):
+def build(name: str, run_path, cfg: dict):
     """The first ``data.n_images`` CIFAR-10 training images in the official order (0 = all
     50,000), at ``data.image_size`` (0 = 32), as a persistent FiftyOne dataset named ``name``."""
     from curate.data.datasets import load_cifar10
@@ -33,7 +33,7 @@ def build(name: str, run, cfg: dict):
     size = int(d.get("image_size", 0) or 0) or None
     try:
         ds = load_cifar10(root, split="train", dataset_name=name, download=bool(d["download"]),
-                          images_dir=run.path / "images", max_samples=int(d["n_images"]) or None,
+                          images_dir=run_path / "images", max_samples=int(d["n_images"]) or None,
                           image_size=size, overwrite=True, persistent=True, progress=True)
     except FileNotFoundError as exc:
         raise SystemExit(f"error: {exc} (set it with --cifar-root, or --download when online)") from None
@@ -54,7 +54,7 @@ def _overrides(args) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    return _clean.main(RECIPE, __doc__.splitlines()[0], "subset", argv, build, extra_args=_args,
+    return loop.main(RECIPE, __doc__.splitlines()[0], "subset", argv, build, extra_args=_args,
                        extra_overrides=_overrides)
 
 

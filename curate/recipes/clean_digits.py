@@ -12,29 +12,29 @@ sample, the whole set de-duplicated, dedupe minus the top-k unique images by sco
 (exported and retrained on), and dedupe minus k unique images at random. Samples of
 every model are checked for copies of training images (Carlini and Gu criteria, with
 bootstrap intervals) and ``report.md`` in the run folder says what the score adds
-beyond dedupe. See :mod:`curate.recipes._clean` for the stages.
+beyond dedupe. See :mod:`curate.recipes.clean` for the stages.
 """
 from __future__ import annotations
 
 import sys
 
-from curate.recipes import _clean
+from curate.recipes.clean import loop
 
 RECIPE = "clean_digits"
 
 
-def build(name: str, run, cfg: dict):
+def build(name: str, run_path, cfg: dict):
     """The digits training split as a persistent FiftyOne dataset named ``name``."""
     from curate.data.datasets import load_digits
 
     n = int(cfg["data"]["n_images"]) or None
-    ds = load_digits("train", images_dir=run.path / "images", dataset_name=name, max_samples=n, overwrite=True,
+    ds = load_digits("train", images_dir=run_path / "images", dataset_name=name, max_samples=n, overwrite=True,
                      persistent=True, progress=True)
     return {"source": "scikit-learn digits, train split (index % 5 != 4)", "n_source": ds.count()}
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    return _clean.main(RECIPE, __doc__.splitlines()[0], "default", argv, build)
+    return loop.main(RECIPE, __doc__.splitlines()[0], "default", argv, build)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ import time
 import torch
 
 from curate.recipes import _config
-from curate.recipes.overfit_check import (
-    device_of, get_model, load_images, load_tensors, source_size, log, report, save_tensors, stage_memorization, stage_score,
+from curate.recipes._paper import (
+    device_of, get_model, load_candidates, load_tensors, source_size, log, report, save_tensors, stage_memorization,
+    stage_score,
 )
 
 RECIPE = "memorized_vs_not"
@@ -36,7 +37,7 @@ def stage_data(cfg: dict, run) -> dict:
         raise ValueError(f"need 0 <= n_planted <= n_unique <= {n_source}, n_unique >= 1 and copies >= 1")
     g = torch.Generator().manual_seed(int(d.get("subset_seed", cfg["seed"])))
     idx = torch.randperm(n_source, generator=g)[:n_unique]
-    unique = load_images(d, idx.tolist())
+    unique = load_candidates(d, idx.tolist())
     # Exact duplicates can hide inside the dataset itself; the planted ones must be new.
     from curate.memorization import duplicate_groups
 
@@ -78,7 +79,7 @@ def _main(cfg: dict, run) -> dict:
         )
     meta = stage_score(cfg, run, model, unique.to(dev))
 
-    from curate.recipes.overfit_check import load_scores
+    from curate.recipes._paper import load_scores
 
     scores = load_scores(run, meta)
     n = unique.shape[0]
@@ -94,10 +95,10 @@ def _main(cfg: dict, run) -> dict:
             "fraction_in_top_decile": float((rank[planted] < decile).double().mean()) if planted.numel() else None,
         }
     result = report(
-        cfg, run, images=unique, positive=positive, meta=meta, sweeps={}, counts=counts,
+        cfg, run, recipe=RECIPE, images=unique, positive=positive, meta=meta, sweeps={}, counts=counts,
         title=f"memorized vs not ({criterion} criterion, {int(positive.sum())} memorized of {n})",
         pos_label="memorized", neg_label="not",
-        extra={"recipe": RECIPE, "memorization": mem, "criterion": criterion, "n_memorized": int(positive.sum()),
+        extra={"memorization": mem, "criterion": criterion, "n_memorized": int(positive.sum()),
                "planted": planted_ranks, "top_decile_size": decile,
                "wall_seconds": time.perf_counter() - t_start},
     )

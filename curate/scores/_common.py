@@ -8,7 +8,7 @@ import torch
 BATCH_SIZE = 256
 
 
-def check_images(images) -> None:
+def check_image_batch(images) -> None:
     """ValueError unless ``images`` is a non-empty (B, C, H, W) tensor."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
         raise ValueError(f"images must be a non-empty tensor (B, C, H, W), got "

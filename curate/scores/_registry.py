@@ -176,10 +176,10 @@ class ScoreKind:
                  **params) -> Scored:
         """Score ``images`` (B, C, H, W) in [-1, 1] with ``model``; settings checked first."""
         from curate.models.base import check_model
-        from curate.scores._common import check_images
+        from curate.scores._common import check_image_batch
 
         check_model(model)
-        check_images(images)
+        check_image_batch(images)
         return self.scorer(model, images, seed=int(seed), device=device, progress=progress,
                            **self.resolve(params))
 

@@ -32,7 +32,7 @@ import math
 import torch
 
 from curate.models import base
-from curate.scores._common import BATCH_SIZE, check_batch_size, check_images, lp_norm
+from curate.scores._common import BATCH_SIZE, check_batch_size, check_image_batch, lp_norm
 from curate.scores._registry import Param, Scored, ScoreKind, register
 
 @torch.no_grad()
@@ -45,7 +45,7 @@ def eps_norm(model, images: torch.Tensor, *, t: float = 0.01, norm: float = 4.0,
     A memorized image has a *small* norm.
     """
     base.check_model(model)
-    check_images(images)
+    check_image_batch(images)
     check_batch_size(batch_size)
     EPS_NORM.resolve(dict(t=t, norm=norm))  # the registry's ranges and messages
     device = torch.device(device) if device is not None else base.model_device(model) or images.device

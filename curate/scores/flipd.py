@@ -42,7 +42,7 @@ import torch
 
 from curate import _autodiff, _progress, _rng, sde
 from curate.models import base
-from curate.scores._common import BATCH_SIZE, check_batch_size, check_images
+from curate.scores._common import BATCH_SIZE, check_batch_size, check_image_batch
 from curate.scores._registry import Param, Scored, ScoreKind, register
 
 DIVERGENCES = ("auto", "exact", "hutchinson")
@@ -71,7 +71,7 @@ def flipd(model, images: torch.Tensor, *, t: float = 0.05, divergence: str = "au
     in float64 around the network, in any grad mode. A memorized image has a *low* LID.
     """
     base.check_model(model)
-    check_images(images)
+    check_image_batch(images)
     check_batch_size(batch_size)
     FLIPD.resolve(dict(t=t, probes=probes))  # the registry's ranges and messages
     how = divergence_method(model, divergence)

@@ -33,7 +33,7 @@ import torch
 
 from curate import sde
 from curate.models import base
-from curate.scores._common import BATCH_SIZE, check_batch_size, check_images, lp_norm
+from curate.scores._common import BATCH_SIZE, check_batch_size, check_image_batch, lp_norm
 from curate.scores._registry import Param, Scored, ScoreKind, register
 
 @torch.no_grad()
@@ -47,7 +47,7 @@ def pia_distance(model, images: torch.Tensor, *, t: float = 0.2, t0: float = sde
     (which runs in its own dtype). A memorized image has a *small* distance.
     """
     base.check_model(model)
-    check_images(images)
+    check_image_batch(images)
     check_batch_size(batch_size)
     PIA.resolve(dict(t=t, t0=t0, norm=norm))  # the registry's ranges and messages
     device = torch.device(device) if device is not None else base.model_device(model) or images.device

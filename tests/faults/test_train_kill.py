@@ -76,7 +76,7 @@ def _step(folder):
 
 @pytest.mark.slow
 def test_sigkill_training_at_random_points_then_resume(tmp_path, child_env):
-    from curate.training import load_images, train
+    from curate.training import read_training_images, train
 
     env = dict(child_env, OMP_NUM_THREADS="1")
     out = tmp_path / "run"
@@ -98,7 +98,7 @@ def test_sigkill_training_at_random_points_then_resume(tmp_path, child_env):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the children: same kernels, same rounding
     try:
-        images = load_images("digits", n=64)
+        images = read_training_images("digits", n=64)
         kw = dict(preset="tiny", steps=STEPS, batch_size=16, warmup=5, save_every=4, seed=3,
                   progress=False, device="cpu")
         train(images, out, **kw)

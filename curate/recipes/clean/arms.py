@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from curate.recipes._clean_common import ARM_EXCLUDE, dedupe_kwargs
+from curate.recipes.clean.settings import ARM_EXCLUDE, dedupe_kwargs
 
 CLEAN_TAGS = ("duplicate", "high_risk", "random_removed")
 

@@ -1,7 +1,7 @@
 """The report of the clean-and-retrain loop: what each arm removed, how much each model
 memorizes (with intervals), what the score adds beyond de-duplication, and how the score
 ranks the planted and the reproduced images; a rich table, figures, ``results.json`` and
-``report.md`` (:mod:`_clean_markdown`) in the run folder."""
+``report.md`` (:mod:`.markdown`) in the run folder."""
 from __future__ import annotations
 
 import json
@@ -12,17 +12,15 @@ import numpy as np
 import torch
 
 from curate.recipes import _config
-from curate.recipes._clean_arms import arm_view
-from curate.recipes._clean_common import (ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT, EXPORTED_ARM, criterion_name,
+from curate.recipes.clean.arms import arm_view
+from curate.recipes.clean.data import train_view, view_images
+from curate.recipes.clean.layout import Layout
+from curate.recipes.clean.stages import score_field
+from curate.recipes.clean.settings import (ARM_LABEL, ARMS, CRITERIA, CRITERION_TEXT, EXPORTED_ARM, criterion_name,
                                           score_settings)
 
 
-def _stage(run, name: str) -> dict:
-    p = run.path / f"{name}.done.json"
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-def score_analysis(loop) -> dict:
+def score_analysis(lay: Layout, cfg: dict) -> dict:
     """How the score ranks the planted duplicates and the images the scoring baseline reproduces.
 
     Over *unique* training images (exact copies share one score): AUROC planted vs
@@ -32,9 +30,9 @@ def score_analysis(loop) -> dict:
     from curate.evaluate import auroc, spearman
     from curate.memorization import Memorization, duplicate_groups
 
-    field = loop.score_field()
-    train = loop.train_view()
-    ids, ref = loop.reference()
+    field = score_field(cfg)
+    train = train_view(lay.name)
+    ids, ref = view_images(train_view(lay.name))
     values = dict(zip(*train.values(["id", field])))
     group_of = dict(zip(*train.values(["id", "planted_group"])))
     scores = torch.tensor([np.nan if values.get(i) is None else values[i] for i in ids], dtype=torch.float64)
@@ -42,8 +40,8 @@ def score_analysis(loop) -> dict:
     first = first.sort().values
     u_scores = scores[first]
     u_planted = torch.tensor([group_of.get(ids[i]) is not None for i in first.tolist()])
-    mem = Memorization.load(loop.memorization_path("baseline", loop.score_seed))
-    out: dict = {"field": field, "n_unique": int(first.numel()), "model": f"baseline_s{loop.score_seed}"}
+    mem = Memorization.load(lay.memorization_path("baseline", lay.score_seed))
+    out: dict = {"field": field, "n_unique": int(first.numel()), "model": f"baseline_s{lay.score_seed}"}
     order = torch.argsort(torch.nan_to_num(u_scores, nan=-math.inf), descending=True, stable=True)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(order.numel())
@@ -73,7 +71,7 @@ def score_analysis(loop) -> dict:
         out["planted_groups_gone"][arm] = len(groups) - len(kept)
         out["planted_samples_removed"][arm] = out["planted_samples"] - sum(
             g is not None for g in arm_view(train, arm).values("planted_group"))
-    cl = _stage(loop.run, "clean")
+    cl = lay.stage_result("clean")
     # k of the n_unique de-duplicated images at random hit each planted image with probability k / n_unique
     out["planted_groups_gone_if_random_expected"] = len(groups) * cl["top_k"] / cl["n_unique"] if groups else 0.0
     out["_unique_scores"] = u_scores
@@ -136,18 +134,19 @@ def adds_line(crit: str, a: dict) -> str:
             f"{a['factor']:g} x random) {verdict} (margin {a['margin']:.3g} {ci('margin_ci')})")
 
 
-def write_report(loop, *, wall_seconds: float) -> dict:
+def write_report(lay: Layout, cfg: dict, *, stage_names: list[str], results: dict, wall_seconds: float) -> dict:
+    """The report of a finished run: a rich table on the console, figures, ``results.json``
+    and ``report.md``; returns the results dict."""
     from rich.console import Console
     from rich.table import Table
 
     from curate import plots
-    from curate.recipes._clean_markdown import markdown
+    from curate.recipes.clean.markdown import markdown
 
-    run, cfg = loop.run, loop.cfg
-    figs = run.path / "figures"
-    data, clean, mem = _stage(run, "dataset"), _stage(run, "clean"), _stage(run, "memorization")
-    sa = score_analysis(loop)
-    n_seeds = len(loop.seeds)
+    figs = lay.path / "figures"
+    data, clean, mem = lay.stage_result("dataset"), lay.stage_result("clean"), lay.stage_result("memorization")
+    sa = score_analysis(lay, cfg)
+    n_seeds = len(lay.seeds)
     n_samples = int(cfg["memorization"]["samples"])
 
     # --- figures
@@ -166,8 +165,8 @@ def write_report(loop, *, wall_seconds: float) -> dict:
     _bar_chart(mem["arms"], n_samples, n_seeds, figs / "memorized_counts.png")
 
     # --- table
-    seeds_txt = f"training seed {loop.seeds[0]}" if n_seeds == 1 else f"mean (min-max) of training seeds {loop.seeds}"
-    table = Table(title=f"what the score adds beyond dedupe ({loop.recipe}): memorized samples of {n_samples}, "
+    seeds_txt = f"training seed {lay.seeds[0]}" if n_seeds == 1 else f"mean (min-max) of training seeds {lay.seeds}"
+    table = Table(title=f"what the score adds beyond dedupe ({lay.recipe}): memorized samples of {n_samples}, "
                         f"{seeds_txt}, [95% bootstrap interval]")
     for col in ("arm", "training images", "removed", *(f"{criterion_name(c)} memorized" for c in CRITERIA),
                 "images reproduced (Carlini)"):
@@ -175,11 +174,11 @@ def write_report(loop, *, wall_seconds: float) -> dict:
     rows = []
     for arm in ARMS:
         m = mem["arms"][arm]
-        repro = [mem["runs"][f"{arm}_s{s}"]["carlini"]["images_reproduced"] for s in loop.seeds]
+        repro = [mem["runs"][f"{arm}_s{s}"]["carlini"]["images_reproduced"] for s in lay.seeds]
         row = {"model": arm, "training_images": clean["n_kept"][arm], "removed": clean["n_removed"][arm],
                **{c: m[c]["mean"] for c in CRITERIA}, **{f"{c}_ci": m[c]["ci"] for c in CRITERIA},
                "images_reproduced_carlini": float(np.mean(repro)), "n_samples": n_samples,
-               "per_seed": {str(s): {c: m[c]["per_seed"][str(s)]["count"] for c in CRITERIA} for s in loop.seeds}}
+               "per_seed": {str(s): {c: m[c]["per_seed"][str(s)]["count"] for c in CRITERIA} for s in lay.seeds}}
         rows.append(row)
         table.add_row(ARM_LABEL[arm], str(row["training_images"]), str(row["removed"]),
                       *(fmt_count(m[c], n_seeds) for c in CRITERIA),
@@ -189,17 +188,17 @@ def write_report(loop, *, wall_seconds: float) -> dict:
     for crit in CRITERIA:
         console.print(adds_line(crit, mem["score_adds"][crit]))
 
-    timings = {s: {"seconds": _stage(run, s).get("seconds"), "cpu_seconds": _stage(run, s).get("cpu_seconds")}
-               for s in loop.stage_names() if _stage(run, s)}
+    timings = {s: {"seconds": lay.stage_result(s).get("seconds"), "cpu_seconds": lay.stage_result(s).get("cpu_seconds")}
+               for s in stage_names if lay.stage_result(s)}
     result = {
-        "recipe": loop.recipe, "dataset_name": loop.name, "run_dir": str(run.path), "config": cfg,
-        "arms": list(ARMS), "arm_labels": ARM_LABEL, "exported_arm": EXPORTED_ARM, "seeds": loop.seeds,
-        "score_model": f"baseline_s{loop.score_seed}", "data": data, "clean": clean, "rows": rows,
+        "recipe": lay.recipe, "dataset_name": lay.name, "run_dir": str(lay.path), "config": cfg,
+        "arms": list(ARMS), "arm_labels": ARM_LABEL, "exported_arm": EXPORTED_ARM, "seeds": lay.seeds,
+        "score_model": f"baseline_s{lay.score_seed}", "data": data, "clean": clean, "rows": rows,
         "memorization": mem, "score_adds": mem["score_adds"], "criteria": CRITERION_TEXT, "score_analysis": sa,
         "timings": timings, "stage_seconds_total": sum(t["seconds"] or 0 for t in timings.values()),
-        "wall_seconds_this_call": wall_seconds, **loop.results,
+        "wall_seconds_this_call": wall_seconds, **results,
     }
-    _config.atomic_write(run.path / "results.json", json.dumps(result, indent=2, default=float))
-    _config.atomic_write(run.path / "report.md", markdown(result))
-    console.print(f"report: {(run.path / 'report.md').resolve()}")
+    _config.atomic_write(lay.path / "results.json", json.dumps(result, indent=2, default=float))
+    _config.atomic_write(lay.path / "report.md", markdown(result))
+    console.print(f"report: {(lay.path / 'report.md').resolve()}")
     return result

@@ -6,13 +6,13 @@ from __future__ import annotations
 import torch
 
 from curate.recipes import _config
-from curate.recipes._clean_bootstrap import summarize
-from curate.recipes._clean_common import (ARMS, BASE_ARM, CRITERIA, RANDOM_ARM, SCORE_ARM, TARGET_FACTOR,
+from curate.recipes._common import log
+from curate.recipes.clean.bootstrap import summarize
+from curate.recipes.clean.data import train_view, view_images
+from curate.recipes.clean.layout import Layout
+from curate.recipes.clean.stages import load_arm_model
+from curate.recipes.clean.settings import (ARMS, BASE_ARM, CRITERIA, RANDOM_ARM, SCORE_ARM, TARGET_FACTOR,
                                           bootstrap_seed, run_key)
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def memorized(x: torch.Tensor, ref: torch.Tensor, include_flips: bool):
@@ -32,24 +32,24 @@ def memorized(x: torch.Tensor, ref: torch.Tensor, include_flips: bool):
         rms=res.rms, counts_rms=fold(res.counts_rms), group=res.group[:n], settings=dict(res.settings, flips=True))
 
 
-def stage_memorization(loop) -> dict:
+def memorization(lay: Layout, cfg: dict) -> dict:
     """Every model's samples against the original training set (all samples, duplicates
     included), by Carlini's and Gu's criterion; each result saved under ``memorization/``.
 
     Returns per model the counts (memorized samples, of which copy a planted image,
     distinct training images reproduced) and the bootstrap summary (:func:`summarize`)."""
-    mc = loop.cfg["memorization"]
-    ids, ref = loop.reference()
-    ref_dev = ref.to(loop.dev)
-    group_of = dict(zip(*loop.train_view().values(["id", "planted_group"])))
+    mc = cfg["memorization"]
+    ids, ref = view_images(train_view(lay.name))
+    ref_dev = ref.to(lay.device)
+    group_of = dict(zip(*train_view(lay.name).values(["id", "planted_group"])))
     planted = torch.tensor([group_of.get(i) is not None for i in ids])
     runs, flags = {}, {arm: {} for arm in ARMS}
-    for seed in loop.seeds:
+    for seed in lay.seeds:
         for arm in ARMS:
             key = run_key(arm, seed)
-            x = _config.load_tensors(loop.samples_path(arm, seed))["samples"].to(loop.dev)
+            x = _config.load_tensors(lay.samples_path(arm, seed))["samples"].to(lay.device)
             res = memorized(x, ref_dev, bool(mc.get("include_flips", False)))
-            path = loop.memorization_path(arm, seed)
+            path = lay.memorization_path(arm, seed)
             path.parent.mkdir(parents=True, exist_ok=True)
             res.save(path)
             nn1 = res.nn_index[:, 0].cpu()
@@ -66,26 +66,26 @@ def stage_memorization(loop) -> dict:
             runs[key] = row
             log(f"  {key}: " + ", ".join(f"{c} {row[c]['memorized_samples']}" for c in CRITERIA)
                 + f" memorized of {res.n_samples}")
-    stats = summarize(flags, n_boot=int(mc["bootstrap"]), rng_seed=lambda s: bootstrap_seed(loop.seed, s),
+    stats = summarize(flags, n_boot=int(mc["bootstrap"]), rng_seed=lambda s: bootstrap_seed(lay.seed, s),
                       base=BASE_ARM, score=SCORE_ARM, random=RANDOM_ARM, factor=TARGET_FACTOR)
     return {"runs": runs, **stats}
 
 
-def stage_analysis(loop) -> dict:
+def analysis(lay: Layout, cfg: dict) -> dict:
     """Other scores of the scoring baseline on the unique training images: AUROC for the
     planted images and for the images that baseline reproduces (Carlini)."""
     from curate.evaluate import auroc, run_methods
     from curate.memorization import Memorization, duplicate_groups
 
-    ids, ref = loop.reference()
+    ids, ref = view_images(train_view(lay.name))
     _, first = duplicate_groups(ref)
     first = first.sort().values
-    group_of = dict(zip(*loop.train_view().values(["id", "planted_group"])))
+    group_of = dict(zip(*train_view(lay.name).values(["id", "planted_group"])))
     planted = torch.tensor([group_of.get(ids[i]) is not None for i in first.tolist()])
-    mem = Memorization.load(loop.memorization_path("baseline", loop.score_seed))
+    mem = Memorization.load(lay.memorization_path("baseline", lay.score_seed))
     repro = mem.counts("carlini")[first] > 0
-    specs = loop.cfg["analysis"]["methods"]
-    res = run_methods(loop.model("baseline", loop.score_seed), ref[first].to(loop.dev), specs, seed=loop.seed,
+    specs = cfg["analysis"]["methods"]
+    res = run_methods(load_arm_model(lay, "baseline", lay.score_seed), ref[first].to(lay.device), specs, seed=lay.seed,
                       progress=True, log=log)
     rows = []
     for name, r in res.items():

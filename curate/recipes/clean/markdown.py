@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from curate.recipes._clean_common import ARM_LABEL, CRITERIA, CRITERION_TEXT, criterion_name, score_settings
+from curate.recipes.clean.settings import ARM_LABEL, CRITERIA, CRITERION_TEXT, criterion_name, score_settings
 
 
 def _f(x, spec=".3f"):

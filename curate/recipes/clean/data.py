@@ -9,12 +9,19 @@ from pathlib import Path
 import torch
 
 
-def dataset_name(cfg: dict, run) -> str:
+def dataset_name(cfg: dict, run_path: Path) -> str:
     """The FiftyOne dataset of this run: ``cfg['dataset_name']`` or one derived from the run folder."""
     if cfg.get("dataset_name"):
         return cfg["dataset_name"]
-    h = hashlib.sha256(str(run.path.resolve()).encode()).hexdigest()[:10]
-    return f"{run.path.name}-{h}"
+    h = hashlib.sha256(str(run_path.resolve()).encode()).hexdigest()[:10]
+    return f"{run_path.name}-{h}"
+
+
+def train_view(name: str):
+    """The training samples (tag ``train``) of the run's dataset ``name``."""
+    import fiftyone as fo
+
+    return fo.load_dataset(name).match_tags("train")
 
 
 def view_images(view) -> tuple[list[str], torch.Tensor]:

@@ -1,0 +1,154 @@
+"""The clean-and-retrain loop shared by ``clean_digits`` and ``clean_cifar``: what does a
+risk score add beyond de-duplication?
+
+Four arms (:data:`.settings.ARMS`), each trained once per training seed in ``seeds``:
+
+* ``baseline``: every training sample;
+* ``dedupe``: the whole set de-duplicated (:func:`curate.brain.dedupe`, all pairs);
+* ``dedupe_score``: the dedupe arm minus its ``clean.top_k`` highest-scored unique images;
+* ``dedupe_random``: the dedupe arm minus ``clean.top_k`` unique images chosen at random.
+
+Stages (each resumable; every artefact in the run folder):
+
+1. ``dataset``: the FiftyOne dataset of the training images, with ``n_planted``
+   images copied ``copies`` times each (separate files, as duplicates occur in
+   scraped data; ``planted_group`` records them for the report only);
+2. ``train_baseline_s<seeds[0]>``: the baseline of the first training seed, which scores;
+3. ``score``: :func:`curate.brain.compute_score` of ``score.use`` on every training sample;
+4. ``clean``: the tags that define the arms (:mod:`.arms`; only the scores and the
+   dedupe decide what goes, never ``planted_group``), :func:`export_clean` of
+   ``dedupe_score`` to ``export/`` and its re-import (that arm trains on the export);
+5. per training seed: ``train_<arm>_s<seed>`` (one budget for all) and
+   ``sample_<arm>_s<seed>`` (every arm of a seed from the same noise);
+6. ``memorization``: every model's samples against the original training set (Carlini,
+   Gu), with bootstrap intervals (:mod:`.measure`, :mod:`.bootstrap`);
+7. ``analysis`` (when ``analysis.methods`` is set): other scores of the scoring baseline;
+8. report: a table, ``figures/``, ``results.json`` and ``report.md``.
+
+The data, the score and the removals use ``seed`` (one cleaning); ``seeds`` are the
+training seeds.
+
+Each stage is a function of :mod:`.stages` or :mod:`.measure` that takes the run's
+:class:`.layout.Layout` and config (plain data) and returns a JSON dict; this module only
+decides their order and records their results in the run folder.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Callable
+
+from curate.recipes import _config
+from curate.recipes._common import device_of, log, timed
+from curate.recipes.clean import measure, stages
+from curate.recipes.clean.data import dataset_name
+from curate.recipes.clean.layout import Layout
+from curate.recipes.clean.report import write_report
+from curate.recipes.clean.settings import (ARMS, EXPORTED_ARM, check_dedupe, check_seeds, fill_score_settings,
+                                           run_key, score_kind_settings)
+
+#: FiftyOne stages that live in the database (rerun if the dataset has vanished).
+DB_STAGES = ("dataset", "score", "clean")
+
+
+def check_config(cfg: dict) -> None:
+    """Refuse settings the loop cannot use, before anything runs (ConfigError)."""
+    d, c, s, m = cfg["data"], cfg["clean"], cfg["score"], cfg["memorization"]
+    if d["n_planted"] < 0 or (d["n_planted"] > 0 and d["copies"] < 2):
+        raise _config.ConfigError("data.n_planted must be >= 0 and data.copies >= 2 when planting")
+    check_seeds(cfg.get("seeds"))
+    if "remove" in c:
+        raise _config.ConfigError("clean.remove is gone: every run now trains the four arms "
+                                  f"{', '.join(ARMS)}; delete the key")
+    if isinstance(c["top_k"], bool) or not isinstance(c["top_k"], int) or c["top_k"] < 1:
+        raise _config.ConfigError(f"clean.top_k (the k unique images removed) must be an int >= 1, got {c['top_k']!r}")
+    check_dedupe(cfg)
+    score_kind_settings(s)
+    if m["samples"] < 2:
+        raise _config.ConfigError("memorization.samples must be >= 2")
+    if m.get("bootstrap", 0) < 100:
+        raise _config.ConfigError("memorization.bootstrap (resamples of the interval) must be >= 100")
+
+
+def layout_of(recipe: str, cfg: dict, run) -> Layout:
+    return Layout(recipe=recipe, path=run.path, name=dataset_name(cfg, run.path), seed=int(cfg["seed"]),
+                  seeds=tuple(check_seeds(cfg["seeds"])), device=str(device_of(cfg)))
+
+
+def stage_names(lay: Layout, cfg: dict) -> list[str]:
+    """Every stage in the order it runs (analysis only when configured)."""
+    names = ["dataset", f"train_{run_key('baseline', lay.score_seed)}", "score", "clean"]
+    for seed in lay.seeds:
+        names += [f"train_{run_key(a, seed)}" for a in ARMS if (a, seed) != ("baseline", lay.score_seed)]
+        names += [f"sample_{run_key(a, seed)}" for a in ARMS]
+    names.append("memorization")
+    if cfg.get("analysis", {}).get("methods"):
+        names.append("analysis")
+    return names
+
+
+def reset(lay: Layout, run, fresh: bool) -> None:
+    """``--fresh`` or a vanished dataset (or re-imported export): drop the database stages
+    (and with ``--fresh`` every artefact), so they are rebuilt."""
+    import fiftyone as fo
+
+    lost = (any(run.done(s) for s in DB_STAGES) and not fo.dataset_exists(lay.name)) or (
+        run.done("clean") and not fo.dataset_exists(lay.exported_name))
+    if fresh or lost:
+        if lost:
+            log(f"  the FiftyOne dataset {lay.name!r} (or its export) is gone; rebuilding it and its stages")
+        for s in DB_STAGES:
+            (lay.path / f"{s}.done.json").unlink(missing_ok=True)
+        for n in (lay.name, lay.exported_name):
+            if fo.dataset_exists(n):
+                fo.delete_dataset(n)
+    if fresh:
+        for sub in ("models", "export", "images", "figures", "samples", "memorization"):
+            shutil.rmtree(lay.path / sub, ignore_errors=True)
+
+
+def run_all(lay: Layout, cfg: dict, run, build: Callable[[str], dict], *, fresh: bool = False) -> dict:
+    """Every stage in order, each resumed from its recorded result when it already ran;
+    then the report. ``build(name)`` makes the FiftyOne dataset of training samples."""
+    t_all = time.perf_counter()
+    reset(lay, run, fresh)
+
+    def st(name, fn):
+        return run.stage(name, timed(fn, name))
+
+    data = st("dataset", lambda: stages.dataset(lay, cfg, build))
+    log(f"  dataset {lay.name!r}: {data['n_train']} training samples "
+        f"({data.get('n_planted', 0)} images planted {data.get('copies', 0)} times each)")
+    st(f"train_{run_key('baseline', lay.score_seed)}", lambda: stages.train_arm(lay, cfg, "baseline", lay.score_seed))
+    sc = st("score", lambda: stages.score(lay, cfg))
+    log(f"  scored {sc['scored']} samples into {sc['field']!r} ({sc['failed']} failed)")
+    cl = st("clean", lambda: stages.clean(lay, cfg))
+    log(f"  dedupe: {cl['n_groups']} groups, {cl['n_duplicates_tagged']} extra copies; then top-{cl['top_k']} "
+        f"unique by score ({cl['n_score_removed']}) and {cl['n_random_removed']} at random; exported "
+        f"{cl['n_exported']} ({EXPORTED_ARM}) to {lay.path / 'export'}")
+    for seed in lay.seeds:
+        for arm in ARMS:
+            if (arm, seed) != ("baseline", lay.score_seed):  # trained before the score
+                st(f"train_{run_key(arm, seed)}", lambda arm=arm, seed=seed: stages.train_arm(lay, cfg, arm, seed))
+        for arm in ARMS:
+            st(f"sample_{run_key(arm, seed)}", lambda arm=arm, seed=seed: stages.sample_arm(lay, cfg, arm, seed))
+    st("memorization", lambda: measure.memorization(lay, cfg))
+    results = {}
+    names = stage_names(lay, cfg)
+    if "analysis" in names:
+        results["analysis"] = st("analysis", lambda: measure.analysis(lay, cfg))
+    return write_report(lay, cfg, stage_names=names, results=results, wall_seconds=time.perf_counter() - t_all)
+
+
+def main(recipe: str, description: str, default_preset: str, argv, build, *, extra_args: Callable | None = None,
+         extra_overrides: Callable | None = None) -> dict | None:
+    """A clean recipe's entry point: parse, then run every stage with ``build(name, run_path, cfg)``
+    making the FiftyOne dataset. Returns None for ``--dry-run``."""
+    started = _config.start(recipe, description, default_preset, argv, extra_args=extra_args,
+                            extra_overrides=extra_overrides, fill=fill_score_settings, check=check_config)
+    if started is None:
+        return None
+    cfg, run, args = started
+    lay = layout_of(recipe, cfg, run)
+    with _config.torch_threads(int(cfg.get("threads", 0))):
+        return run_all(lay, cfg, run, lambda name: build(name, run.path, cfg), fresh=bool(args.fresh))

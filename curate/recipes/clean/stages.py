@@ -1,0 +1,121 @@
+"""The stages of the clean-and-retrain loop that build and change things: the dataset,
+the models, the score, the cleaning decisions and the samples. Each takes the run's
+:class:`Layout` and config (plain data) and returns a JSON dict; :mod:`.loop` runs them
+in order and records each result."""
+from __future__ import annotations
+
+from typing import Callable
+
+from curate.recipes import _config
+from curate.recipes.clean.arms import arm_view, tag_arms
+from curate.recipes.clean.data import plant_duplicates, train_view, view_images
+from curate.recipes.clean.layout import Layout
+from curate.recipes.clean.settings import ARM_EXCLUDE, EXPORTED_ARM, run_key, sampling_seed, score_kind_settings
+
+
+def _delete(*names: str) -> None:
+    import fiftyone as fo
+
+    for n in names:
+        if fo.dataset_exists(n):
+            fo.delete_dataset(n)
+
+
+def dataset(lay: Layout, cfg: dict, build: Callable[[str], dict]) -> dict:
+    """The FiftyOne dataset of the training samples (``build(name)`` makes it), with
+    ``data.n_planted`` images copied ``data.copies`` times each."""
+    import fiftyone as fo
+
+    _delete(lay.name, lay.exported_name)
+    info = build(lay.name)
+    ds = fo.load_dataset(lay.name)
+    d = cfg["data"]
+    info.update(plant_duplicates(ds, ds.match_tags("train"), n_planted=int(d["n_planted"]), copies=int(d["copies"]),
+                                 seed=lay.seed, folder=lay.path / "images" / "planted"))
+    info["n_train"] = ds.match_tags("train").count()
+    info["dataset_name"] = lay.name
+    return info
+
+
+def training_view(lay: Layout, arm: str):
+    """What ``arm`` trains on: a view of the training samples, or for the exported arm the
+    export re-imported (so the export is what trains)."""
+    import fiftyone as fo
+
+    if arm == EXPORTED_ARM:
+        return fo.load_dataset(lay.exported_name)
+    return arm_view(train_view(lay.name), arm)
+
+
+def train_arm(lay: Layout, cfg: dict, arm: str, seed: int) -> dict:
+    """One model: ``arm``'s training images, training seed ``seed``, the config's budget."""
+    from curate.training import train
+
+    m = cfg["model"]
+    ids, images = view_images(training_view(lay, arm))
+    kwargs = {k: v for k, v in m.items() if k not in ("preset",)}
+    train(images, lay.model_dir(arm, seed), preset=m["preset"], seed=seed, device=lay.device, **kwargs)
+    return {"arm": arm, "seed": seed, "n_images": len(ids), "steps": int(m["steps"]), "batch_size": int(m["batch_size"])}
+
+
+def load_arm_model(lay: Layout, arm: str, seed: int):
+    from curate.models.checkpoint import load_model
+
+    return load_model(lay.model_dir(arm, seed), device=lay.device)
+
+
+def score_field(cfg: dict) -> str:
+    return score_kind_settings(cfg["score"])[0].field
+
+
+def score(lay: Layout, cfg: dict) -> dict:
+    """``score.use`` of every training sample by the first training seed's baseline."""
+    from curate.brain import compute_score
+
+    s = cfg["score"]
+    kind, params = score_kind_settings(s)
+    summ = compute_score(train_view(lay.name), load_arm_model(lay, "baseline", lay.score_seed), kind.name,
+                         score_field=score_field(cfg), batch_size=int(s["batch_size"]), seed=lay.seed,
+                         device=lay.device, num_workers=2, overwrite=True, **params)
+    return {"scored": summ.scored, "failed": summ.failed, "skipped": summ.skipped, "field": score_field(cfg),
+            "score": s["use"], "model": run_key("baseline", lay.score_seed)}
+
+
+def clean(lay: Layout, cfg: dict) -> dict:
+    """Tag every arm's removals, export the recommended arm and re-import the export.
+
+    Uses nothing but the score field and the dedupe."""
+    import fiftyone as fo
+    import fiftyone.types as fot
+
+    from curate.brain import export_clean
+
+    train = train_view(lay.name)
+    out = tag_arms(train, cfg, score_field(cfg), lay.seed)
+    export_dir = lay.path / "export"
+    excl = ARM_EXCLUDE[EXPORTED_ARM]
+    n_export = export_clean(train, export_dir, exclude_tags=excl, overwrite=True, progress=False)
+    _delete(lay.exported_name)
+    cleaned = fo.Dataset.from_dir(dataset_dir=str(export_dir), dataset_type=fot.ImageClassificationDirectoryTree,
+                                  name=lay.exported_name, persistent=True, progress=False)
+    if cleaned.count() != n_export or n_export != out["n_kept"][EXPORTED_ARM]:
+        raise RuntimeError(f"the export holds {cleaned.count()} images but {n_export} were exported "
+                           f"and the arm keeps {out['n_kept'][EXPORTED_ARM]}")
+    out.update({"exported_arm": EXPORTED_ARM, "exclude_tags": excl, "n_exported": n_export,
+                "exported_dataset": cleaned.name})
+    return out
+
+
+def sample_arm(lay: Layout, cfg: dict, arm: str, seed: int) -> dict:
+    """``memorization.samples`` images of one model (every arm of a seed from the same noise)."""
+    from curate import plots
+    from curate.sampling import sample
+
+    mc = cfg["memorization"]
+    x = sample(load_arm_model(lay, arm, seed), int(mc["samples"]), method=mc["method"], steps=int(mc["steps"]),
+               seed=sampling_seed(seed), progress=True)
+    lay.samples_path(arm, seed).parent.mkdir(exist_ok=True)
+    _config.save_tensors(lay.samples_path(arm, seed), samples=x)
+    zoom = 4 if x.shape[-1] <= 16 else 2
+    plots.image_grid(x[:64], lay.path / "figures" / f"samples_{run_key(arm, seed)}.png", ncol=16, zoom=zoom)
+    return {"n_samples": x.shape[0], "sampling_seed": sampling_seed(seed)}
