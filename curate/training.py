@@ -384,3 +384,34 @@ def load_images(*args, **kwargs) -> torch.Tensor:
     warnings.warn("curate.training.load_images is now read_training_images (curate.data.loader.load_images "
                   "reads a FiftyOne collection)", DeprecationWarning, stacklevel=2)
     return read_training_images(*args, **kwargs)
+
+
+def step_seconds(preset: str, image_size: int, channels: int, batch_size: int, *, device=None,
+                 steps: int = 2) -> float:
+    """Seconds per optimizer step of :func:`train` for a U-Net ``preset`` at this size and batch,
+    measured over ``steps`` steps after one warm-up step (a throughput probe for estimates)."""
+    import time
+
+    from curate.models.unet import build_unet
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    net = build_unet(preset, image_size=image_size, channels=channels).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    x = torch.randn(batch_size, channels, image_size, image_size, device=device)
+    t = torch.rand(batch_size, device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = (net(x, net.sde.network_time(t)) - x).square().mean()
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up: allocations, kernel selection
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps

@@ -345,3 +345,22 @@ def test_the_report_names_the_dedupe_distance_and_its_cap():
 def test_clean_cifar_without_data_says_how_to_get_it(tmp_path):
     with pytest.raises(SystemExit, match="--cifar-root"):
         clean_cifar.main(["--config", "smoke", "--cifar-root", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a GPU preset does on a machine without a GPU")
+def test_a_gpu_preset_on_a_cpu_says_so_with_an_estimate(tmp_path):
+    """The default preset (``subset``) is sized for a GPU: without one it stops before any
+    data or training, estimates its training time from a measured probe and names the CPU
+    preset."""
+    import re
+
+    with pytest.raises(SystemExit) as e:
+        clean_cifar.main(["--cifar-root", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"),
+                          "--set", "model.batch_size=2", "--set", "model.preset=tiny"])
+    msg = str(e.value)
+    assert "preset 'subset' expects a GPU" in msg and "--config cifar_cpu" in msg and "--set device=cpu" in msg
+    m = re.search(r"(\d+) training run\(s\) of ([\d,]+) steps.*about ([\d,.]+) hours \(([\d.]+) s per step", msg)
+    runs, steps, hours, per_step = int(m[1]), int(m[2].replace(",", "")), float(m[3].replace(",", "")), float(m[4])
+    assert runs == 4 and steps == 15000  # four arms, one training seed, the preset's budget
+    assert hours == pytest.approx(per_step * steps * runs / 3600, abs=0.05 + 0.005 * steps * runs / 3600)
+    assert not (tmp_path / "o" / "images").exists()  # nothing was built

@@ -286,14 +286,21 @@ def load_tensors(path: Path) -> dict:
 
 def run_recipe(recipe: str, description: str, default_preset: str, argv, body):
     """Parse the command line, then ``body(cfg, run)`` with the config's seed and threads.
+    A preset written for a GPU stops first on a machine without one (with an estimate).
 
     Returns None for ``--dry-run``."""
     import torch
 
+    from curate.recipes._common import check_hardware
+
     started = start(recipe, description, default_preset, argv)
     if started is None:
         return None
-    cfg, run, _ = started
+    cfg, run, args = started
+    d = cfg.get("data", {})
+    check_hardware(cfg, recipe=recipe, preset=args.config, trainings=1,
+                   image_size=int(d.get("image_size", 0) or (32 if d.get("dataset") == "cifar10" else 8)),
+                   channels=3 if d.get("dataset") == "cifar10" else 1)
     torch.manual_seed(int(cfg["seed"]))
     with torch_threads(int(cfg.get("threads", 0))):
         return body(cfg, run)

@@ -39,7 +39,7 @@ import time
 from typing import Callable
 
 from curate.recipes import _config
-from curate.recipes._common import device_of, log, timed
+from curate.recipes._common import check_hardware, device_of, log, timed
 from curate.recipes.clean import measure, stages
 from curate.recipes.clean.data import dataset_name
 from curate.recipes.clean.layout import Layout
@@ -149,6 +149,8 @@ def main(recipe: str, description: str, default_preset: str, argv, build, *, ext
     if started is None:
         return None
     cfg, run, args = started
+    check_hardware(cfg, recipe=recipe, preset=args.config, trainings=len(ARMS) * len(cfg["seeds"]),
+                   image_size=int(cfg["data"].get("image_size", 0) or 32), channels=int(cfg["data"].get("channels", 3)))
     lay = layout_of(recipe, cfg, run)
     with _config.torch_threads(int(cfg.get("threads", 0))):
         return run_all(lay, cfg, run, lambda name: build(name, run.path, cfg), fresh=bool(args.fresh))

@@ -118,11 +118,12 @@ def fill_score_settings(cfg: dict) -> None:
 
 
 def score_kind_settings(s: dict):
-    """(kind, its checked settings) of a ``[score]`` table; ConfigError when they are wrong."""
+    """(kind, its checked settings) of a ``[score]`` table (``use`` absent: the shared default
+    kind, :data:`curate.scores.DEFAULT_KIND`); ConfigError when they are wrong."""
     from curate import scores
 
     try:
-        kind = scores.get(s["use"])
+        kind = scores.get(scores.resolve_kind(s.get("use")))
         return kind, kind.resolve(s.get(kind.name, {}), what=f"[score.{kind.name}]")
     except ValueError as e:
         raise _config.ConfigError(f"score.use: {e}") from None

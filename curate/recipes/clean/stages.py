@@ -78,7 +78,7 @@ def score(lay: Layout, cfg: dict) -> dict:
                          score_field=score_field(cfg), batch_size=int(s["batch_size"]), seed=lay.seed,
                          device=lay.device, num_workers=2, overwrite=True, **params)
     return {"scored": summ.scored, "failed": summ.failed, "skipped": summ.skipped, "field": score_field(cfg),
-            "score": s["use"], "model": run_key("baseline", lay.score_seed)}
+            "score": kind.name, "model": run_key("baseline", lay.score_seed)}
 
 
 def clean(lay: Layout, cfg: dict) -> dict:
