@@ -52,6 +52,8 @@ def register(subparsers) -> None:
                    help="judge these score fields against the audit (no FIELD: the default score kind's "
                         "field); stores p_reproduce (of the first) and prints the report")
     p.add_argument("--p-field", default="p_reproduce", help="field for the calibrated p_reproduce")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="plot the first --evaluate field against the copies per unique image into this file")
     p.set_defaults(func=_run)
 
 
@@ -96,4 +98,10 @@ def _run(args) -> int:
             except ValueError as e:
                 raise SystemExit(f"error: {e}") from None
             print("\n".join(report_lines(ev, f)))
+            if i == 0 and args.plot:
+                from curate.reproduction.plot import score_vs_reproductions
+
+                score_vs_reproductions(ev.scores, ev.counts, args.plot, score_name=f, p=ev.p,
+                                       samples=ev.m_a + ev.m_b, title=f"{f} against {args.key} ({args.dataset})")
+                print(f"  plot: {args.plot}")
     return 0

@@ -41,8 +41,10 @@ class ScoreEvaluation:
     on_halves: dict
     calibration: object  # CalibrationCheck
     n_unscored: int = 0
-    p: np.ndarray = field(default=None, repr=False)
+    p: np.ndarray = field(default=None, repr=False)       # (g,) p_reproduce (fit on half A)
     fit: Calibration | None = field(default=None, repr=False)
+    scores: np.ndarray = field(default=None, repr=False)  # (g,) the score per unique image
+    counts: np.ndarray = field(default=None, repr=False)  # (g,) copies by all m samples
 
     def to_dict(self) -> dict:
         def clean(v):
@@ -78,7 +80,7 @@ def evaluate(score, counts_a, counts_b, m_a: int, m_b: int, *, ks=DEFAULT_K) -> 
         precision_at={k: precision_at_k(s, labels, k) for k in ks},
         ceiling=noise_ceiling(a, b), on_halves=score_on_halves(s, a, b),
         calibration=check_calibration(p, b, m_b, constant=constant), n_unscored=int(np.isnan(s).sum()),
-        p=p, fit=fit)
+        p=p, fit=fit, scores=s, counts=total)
 
 
 def report_lines(ev: ScoreEvaluation, score_name: str = "score") -> list[str]:

@@ -246,3 +246,22 @@ def test_app_operator_runs_the_audit(digits_ds, foo, tmp_path):
     assert set(digits_ds.match_tags("test").values(KEY)) == {0}
     cfg = digits_ds.get_brain_info(KEY).config
     assert (cfg.num_samples, cfg.steps, cfg.block_size) == (16, 20, 8)
+
+
+def test_cli_audit_and_report(digits_ds, train_model, tmp_path, capsys):
+    from curate.cli import main
+
+    train = digits_ds.match_tags("train")
+    cb.compute_denoising_score(train, train_model, batch_size=40, progress=False)
+    argv = ["audit", "--dataset", digits_ds.name, "--exact-score", "--samples", "16", "--steps", "20",
+            "--batch-size", "8", "--out-dir", str(tmp_path / "cli"), "--workers", "0", "--no-progress",
+            "--criterion", "rms", "--evaluate", "--plot", str(tmp_path / "plot.png")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "generated 16 (already done 0" in out and "16 copies (rms)" in out
+    assert "noise ceiling: AUROC" in out and (tmp_path / "plot.png").stat().st_size > 0
+    assert sum(train.values(KEY)) == 16 and set(digits_ds.match_tags("test").values(KEY)) == {None}
+    ev = digits_ds.load_brain_results(KEY).evaluations["denoising_score:rms"]
+    assert ev["n_reproduced"] == sum(v > 0 for v in train.values(KEY))
+    assert main(argv) == 0  # again: resumes, nothing to draw
+    assert "generated 0 (already done 16" in capsys.readouterr().out
