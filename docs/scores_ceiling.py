@@ -8,7 +8,7 @@ Every step is resumable (a finished output is skipped) and writes under ``--run`
     python docs/scores_ceiling.py score   --run runs/h22 --steps 25
     python docs/scores_ceiling.py report  --run runs/h22 --plot docs/scores-ceiling-calibration.png
 
-``--run`` must hold ``model/`` (a ``curate train`` checkpoint) and ``train16.safetensors`` (its
+``--run`` must hold ``model/`` (a ``curate train`` checkpoint) and ``train.safetensors`` (its
 training images). Samples are drawn with ``curate sample`` and counted with ``curate memorization``
 (RMS criterion, threshold 0.10); one torch thread throughout.
 """
@@ -39,13 +39,13 @@ def _sh(cmd):
 def sample(a):
     run = Path(a.run)
     (run / "samples").mkdir(parents=True, exist_ok=True)
-    for s in range(a.sets):
+    for s in range(a.first, a.sets):
         out, counts = run / "samples" / f"set{s}.safetensors", run / "samples" / f"set{s}.json"
         if not out.exists():
             _sh(CURATE + ["sample", "--model", run / "model", "--out", out, "-n", a.per_set, "--method", "euler",
                           "--steps", a.steps, "--seed", 1000 + s, "--device", "cpu", "--no-progress"])
         if not counts.exists():
-            _sh(CURATE + ["memorization", "--samples", out, "--train", run / "train16.safetensors",
+            _sh(CURATE + ["memorization", "--samples", out, "--train", run / "train.safetensors",
                           "--device", "cpu", "--out", counts, "--top", "0"])
 
 
@@ -74,7 +74,7 @@ def score(a):
     out = run / "scores"
     out.mkdir(exist_ok=True)
     model = load_model(run / "model", device="cpu")
-    x = load_file(run / "train16.safetensors")["images"]
+    x = load_file(run / "train.safetensors")["images"]
     jobs = [(k, {}) for k in BASELINES]
     for p in RECON_GRID:
         jobs.append((f"recon_t{p['t']}_S{p['steps']}_K{p['draws']}", p))
@@ -110,6 +110,7 @@ if __name__ == "__main__":
     ap.add_argument("--run", default="runs/h22")
     ap.add_argument("--sets", type=int, default=10)
     ap.add_argument("--per-set", type=int, default=1024)
+    ap.add_argument("--first", type=int, default=0, help="first set this process draws (to split sets over processes)")
     ap.add_argument("--steps", type=int, default=25, help="Euler steps of the audit's sampler")
     ap.add_argument("--proposals", type=int, default=64)
     ap.add_argument("--plot", default="docs/scores-ceiling-calibration.png")
