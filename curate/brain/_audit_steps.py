@@ -9,7 +9,8 @@ from dataclasses import dataclass
 class AuditSummary:
     """What one call did and what the audit found.
 
-    ``generated`` samples drawn by this call (``skipped``: already stored), ``failed``
+    ``generated`` samples drawn by this call, all torchrun ranks together (``skipped``:
+    already stored), ``failed``
     NaN/Inf samples (all calls), ``copies`` generated samples that copy a training image
     under the chosen criterion, ``reproduced`` training samples copied at least once,
     ``train_failed`` unreadable training images.
@@ -78,5 +79,7 @@ def open_generated(train, config):
         ds = fo.load_dataset(config.generated_dataset)
     else:
         ds = fo.Dataset(config.generated_dataset, persistent=train._dataset.persistent)
+    if ds.media_type is None and ds.count() == 0:
+        ds.media_type = "image"  # now, not at the first insert: ranks never write the dataset's document
     declare_fields(ds)  # also after a kill between the creation and the declarations
     return ds

@@ -78,9 +78,10 @@ def run_sharded(train, setup, *, progress=True, resume=True, overwrite=False, ra
                              generated_now=sum(p[0] for p in parts), resumed=verdict["resumed"])
         group.gather(None)  # nobody leaves before the counts are written
         if out is None:
+            dataset._reload(hard=True)  # see the results rank 0 stored
             res = load_results(dataset, c.audit_key)
             s = res.summary if res is not None else {}
-            out = AuditSummary(c.audit_key, done, skipped, s.get("failed", 0), s.get("copies", {}).get(c.criterion, 0),
+            out = AuditSummary(c.audit_key, sum(p[0] for p in parts), sum(p[1] for p in parts), s.get("failed", 0), s.get("copies", {}).get(c.criterion, 0),
                                s.get("reproduced_samples", 0), len(setup.failed), verdict["resumed"],
                                c.generated_dataset, c.copies_dataset)
         return out

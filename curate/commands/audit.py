@@ -88,8 +88,11 @@ def _run(args) -> int:
           + (" (resumed)" if s.resumed else "") + f"; {s.copies} copies ({args.criterion}) of "
           f"{s.reproduced} training samples; {s.train_failed} training image(s) unreadable")
     print(f"  generated samples: dataset {s.generated_dataset!r}; copies beside sources: {s.copies_dataset!r}")
-    res = train._dataset.load_brain_results(args.key)
-    print("  copies per criterion: " + ", ".join(f"{k} {v}" for k, v in res.summary["copies"].items()))
+    from curate.brain._audit_run import load_results
+
+    res = load_results(train._dataset, args.key)
+    if res is not None and res.summary:
+        print("  copies per criterion: " + ", ".join(f"{k} {v}" for k, v in res.summary["copies"].items()))
     if args.evaluate is not None:
         fields = args.evaluate or [default_score_field()]
         for i, f in enumerate(fields):

@@ -78,3 +78,25 @@ def test_sigkill_audit_at_random_points_then_resume(digits_ds, fo, child_env, tm
     assert sorted(p.name for p in (tmp_path / "run").glob("generated_*.png")) == \
         sorted(p.name for p in (tmp_path / "reference").glob("generated_*.png"))
     assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_audit_like_one_process(digits_ds, fo, child_env, tmp_path):
+    """Two torchrun ranks sample every other block into one generated dataset; rank 0
+    writes the counts: the same fields as one process."""
+    from curate.brain import compute_reproductions
+    from curate.brain.model_source import exact_score_of
+
+    ds = digits_ds
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "curate",
+           "audit", "--shard-by-rank", "--dataset", ds.name, "--exact-score", "--samples", "32", "--steps", "10",
+           "--batch-size", "8", "--out-dir", str(tmp_path / "ranks"), "--workers", "0", "--no-progress"]
+    out = subprocess.run(cmd, env=dict(child_env, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, "\n".join(x for x in out.stderr.splitlines() if "rank" not in x)[-3000:]
+    assert out.stdout.count("reproductions: generated 32 (already done 0") == 2, out.stdout  # both ranks' total
+    ds.reload()
+    want = compute_reproductions(ds.match_tags("train"), exact_score_of(ds), 32, audit_key="one", steps=10,
+                                 batch_size=8, out_dir=tmp_path / "one", num_workers=0, progress=False)
+    assert want.generated == 32
+    assert _train_fields(ds, KEY) == _train_fields(ds, "one")
+    assert _generated(fo, f"{ds.name}-{KEY}-generated") == _generated(fo, want.generated_dataset)
