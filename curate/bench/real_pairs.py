@@ -33,7 +33,7 @@ COLUMNS = ("split_a", "index_a", "split_b", "index_b", "label", "half", "kind")
 HALVES = ("tuning", "reporting")
 #: distance bins of the judging sample: (low, high, pairs per kind); the last bin holds
 #: only each image's nearest candidates (look-alikes the verification rejects)
-BINS = ((0.0, 0.1, 60), (0.1, 0.2, 90), (0.2, 0.3, 110), (0.3, 0.4, 110), (0.4, 0.6, 90))
+BINS = ((0.0, 0.1, 80), (0.1, 0.2, 110), (0.2, 0.3, 110), (0.3, 0.4, 80), (0.4, 0.6, 60))
 
 
 # ------------------------------------------------------------------ the pair list ---

@@ -1,0 +1,84 @@
+"""The labelled real CIFAR-10 near-duplicate pairs (curate/bench/data/cifar10_pairs.csv) and
+the pair evaluation of curate.bench.real_pairs: the CSV is well formed and in range, the
+halves share no image series, and recall / pair precision are exact on hand-made
+distances. The images themselves (../shared) are needed only by the last test."""
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curate.bench import real_pairs as R
+
+CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
+
+
+def test_the_shipped_csv_is_well_formed():
+    with open(R.DATA, newline="") as f:
+        assert tuple(csv.DictReader(f).fieldnames) == R.COLUMNS
+    rows = R.load_pairs()
+    seen = set()
+    for r in rows:
+        for s, i in ((r["split_a"], r["index_a"]), (r["split_b"], r["index_b"])):
+            assert s in ("train", "test") and 0 <= int(i) < (50_000 if s == "train" else 10_000)
+        assert r["label"] in (0, 1) and r["half"] in R.HALVES
+        assert r["split_b"] == "train"  # test pairs with train, or train with train
+        assert r["kind"] == ("test-train" if r["split_a"] == "test" else "train-train")
+        assert r["a"] != r["b"] and (min(r["a"], r["b"]), max(r["a"], r["b"])) not in seen
+        seen.add((min(r["a"], r["b"]), max(r["a"], r["b"])))
+    lab = np.array([r["label"] for r in rows])
+    assert (lab == 1).sum() >= 300 and (lab == 0).sum() >= 300
+
+
+def test_halves_share_no_image():
+    rows = R.load_pairs()
+    half_of_image = {}
+    for r in rows:
+        for g in (r["a"], r["b"]):
+            assert half_of_image.setdefault(g, r["half"]) == r["half"], f"image {g} in both halves"
+    assert {r["half"] for r in rows} == set(R.HALVES)
+
+
+def test_assign_halves_follows_components():
+    # a chain 1-2-3 and a separate pair 10-11: the chain takes the half of its smallest image
+    rows = [{"a": 2, "b": 1, "label": 1}, {"a": 3, "b": 2, "label": 0}, {"a": 11, "b": 10, "label": -1}]
+    out = R.assign_halves(rows)
+    assert out[0]["half"] == out[1]["half"] == R.half_of(1)
+    assert out[2]["half"] == R.half_of(10)
+    assert R.components([(5, 7), (7, 9), (1, 2)]) == {5: 5, 7: 5, 9: 5, 1: 1, 2: 1}
+
+
+def test_evaluation_is_exact_on_hand_made_distances():
+    d = [0.05, 0.15, 0.25, 0.35, 0.1, 0.3, 0.5]
+    y = [1, 1, 1, 1, 0, 0, 0]
+    e = R.evaluate(d, y, 0.2)  # positives 0.05, 0.15 in; negative 0.1 in
+    assert (e["tp"], e["fp"], e["positives"], e["negatives"]) == (2, 1, 4, 3)
+    assert e["recall"] == 0.5 and e["precision"] == pytest.approx(2 / 3)
+    e = R.evaluate(d, y, 0.3)
+    assert e["recall"] == 0.75 and e["precision"] == pytest.approx(3 / 5)
+    b = R.best_threshold(d, y, 0.95)  # 0.05 alone keeps precision 1; 0.1 brings a negative
+    assert b["threshold"] == 0.05 and b["recall"] == 0.25
+    q = R.distribution(d, y, qs=(0.5,))
+    assert q[1]["q50"] == pytest.approx(0.2) and q[0]["q50"] == pytest.approx(0.3)
+
+
+def test_positive_pairs_are_closer_than_negatives_on_real_images():
+    """On the images themselves (from ../shared): the fitted residual of a positive pair
+    is typically far below a negative's (the labels are about the pixels)."""
+    if not (CIFAR / "order.csv").is_file():
+        pytest.skip(f"CIFAR-10 image tree not found at {CIFAR}")
+    from PIL import Image
+
+    from curate.bench._real_pairs_fit import fit_pair
+    from curate.data.cifar import tree_files
+
+    files = {s: {i: p for i, _, p in tree_files(CIFAR, s)} for s in ("train", "test")}
+    rows = R.load_pairs(half="tuning")
+    pos = [r for r in rows if r["label"] == 1][:8]
+    neg = [r for r in rows if r["label"] == 0][:8]
+
+    def residual(r):
+        a, b = (np.asarray(Image.open(files[r[f"split_{x}"]][int(r[f"index_{x}"])]).convert("RGB")) for x in "ab")
+        return fit_pair(a, b)["residual"]
+
+    assert np.median([residual(r) for r in pos]) < 0.5 * np.median([residual(r) for r in neg])
