@@ -1,4 +1,4 @@
-"""Score models with closed-form answers, for tests (design.md section 4)."""
+"""Score models with closed-form answers, for tests (docs/design.md, section 5)."""
 import torch
 
 from curate.sde import VP as sde

@@ -62,7 +62,7 @@ def test_time_map_is_exact_at_integer_steps_and_monotone():
     # t_min sits just above step 0; t = 1 at step 995.6 (the DDPM's -log alphabar_999 = 10.117
     # exceeds the VP-SDE's 2 m(1) = 10.05 by the second-order terms of log(1 - beta))
     assert (i.diff() > 0).all() and 0 < i[0] < 0.1 and 995.5 < i[-1] < 995.7
-    # design.md: step i corresponds to t ~ (i + 1) / 1000, to within a few steps
+    # docs/design.md, section 1: step i corresponds to t ~ (i + 1) / 1000, to within a few steps
     assert (i - (1000 * grid - 1)).abs().max() < 4
 
 

@@ -1,5 +1,5 @@
 """The score registry: settings are checked, every kind's cost is what it spends, the
-README's table is generated from it, and equal tracker settings share one run."""
+docs/scores.md's table is generated from it, and equal tracker settings share one run."""
 import re
 from pathlib import Path
 
@@ -11,7 +11,7 @@ from curate import scores
 from curate.data.tensors import digits_images
 from curate.models.exact import ExactScore
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+SCORES_PAGE = Path(__file__).resolve().parents[1] / "docs" / "scores.md"
 
 
 def test_params_are_checked_and_coerced():
@@ -73,10 +73,10 @@ def test_each_kind_spends_the_network_evaluations_it_declares(name):
     assert model.rows == kind.nfe(images[0].numel(), params, model) * 6
 
 
-def test_the_readme_table_is_the_registry():
-    text = README.read_text()
+def test_the_docs_table_is_the_registry():
+    text = SCORES_PAGE.read_text()
     m = re.search(r"<!-- scores-table[^>]*-->\n(.*?)<!-- /scores-table -->", text, flags=re.S)
-    assert m, "README lost its scores table"
+    assert m, "docs/scores.md lost its scores table"
     assert m.group(1) == scores.markdown_table(), "regenerate with `curate scores --markdown`"
 
 

@@ -71,10 +71,12 @@ def test_bench_reports_consistent_ratios(tmp_path, capsys):
     a, b = r["results"]
     assert (a["axes"], a["steps"], a["timed_steps"], a["evals_per_image"], a["images"]) == (2, 3, 2, 9, 4)
     assert (b["axes"], b["steps"], b["timed_steps"], b["evals_per_image"]) == (1, 1, 1, 2)
+    # What a person reads is what the JSON stores: the table shows each measured ratio and rate.
+    rows = [line for line in text.splitlines() if "│" in line]
     for x in (a, b):
-        assert x["overhead"] == pytest.approx(x["tracker_s_per_image"] / x["forward_s_per_image"])
-        assert x["speedup_vs_loop"] == pytest.approx(x["loop_s_per_image"] / x["tracker_s_per_image"])
-        assert x["default_cost"] == pytest.approx(x["default_s_per_image"] / x["no_divergence_s_per_image"])
+        want = [f"{1 / x['tracker_s_per_image']:.4g}", f"{1 / x['forward_s_per_image']:.4g}",
+                f"{x['overhead']:.3f}", f"{x['speedup_vs_loop']:.1f}x", f"{x['default_cost']:.3f}"]
+        assert any(all(w in row for w in want) for row in rows), (want, rows)
     assert "default arguments / divergence=None" in text
     # Channels-last changes the kernels, not the answer.
     assert r["numerics"]["fast_vs_plain_float32"]["max_rel"] < 1e-3

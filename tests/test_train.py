@@ -10,7 +10,8 @@ from curate.cli import main as cli_main
 from curate.data.tensors import digits_images
 from curate.models.checkpoint import load_checkpoint, load_model
 from curate.sampling import sample
-from curate.training import read_training_images, train
+from curate.training import train
+from curate.training_data import read_training_images
 
 FAST = dict(preset="tiny", batch_size=16, lr=1e-3, warmup=2, progress=False, save_every=0)
 

@@ -1,4 +1,4 @@
-"""The tracker against exact answers (design.md section 4)."""
+"""The tracker against exact answers (docs/design.md, section 5)."""
 import math
 
 import pytest
@@ -256,7 +256,7 @@ def test_non_finite_network_output_names_image_and_step(digits64):
 
 
 def test_float32_trajectories_lose_precision_where_score_is_large(digits64):
-    # design.md: finite differences of float32 trajectories cancel off the training set.
+    # docs/design.md, section 2: finite differences of float32 trajectories cancel off the training set.
     model32 = curate.ExactScore(digits64[:16].float())
     model64 = curate.ExactScore(digits64[:16])
     held = digits64[1000:1004]

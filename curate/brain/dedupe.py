@@ -7,7 +7,7 @@ Two distances (``method``):
   re-encoding noise) compared after the best zoom (crops up to ``max_crop`` of each side),
   shift (up to ``max_shift``) and, with ``mirror``, left-right flip. Unit vectors: 0 for
   identical images, 2 at most; :data:`DEFAULT_THRESHOLD` was chosen on planted edits of
-  CIFAR-10 (see the README). Candidates are each query's ``k`` nearest *keys* (a tiny
+  CIFAR-10 (docs/near-duplicates.md). Candidates are each query's ``k`` nearest *keys* (a tiny
   GIST, :mod:`curate.duplicates.descriptor`), found by an exact chunked search or a
   scikit-learn index (``index``). The keys are stored as a FiftyOne similarity index
   under ``brain_key`` (the App's "sort by similarity"; ``dataset.delete_brain_run(key)``

@@ -7,7 +7,7 @@ import argparse
 def register(subparsers) -> None:
     p = subparsers.add_parser("scores", help="list the registered risk scores (what each computes, its cost)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--markdown", action="store_true", help="print README's markdown table")
+    p.add_argument("--markdown", action="store_true", help="print the markdown table of docs/scores.md")
     p.set_defaults(func=_run)
 
 

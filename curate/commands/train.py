@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curate.training import read_training_images, train
+    from curate.training import train
+    from curate.training_data import read_training_images
 
     images = read_training_images(args.data, n=args.n, subset_seed=args.subset_seed, image_size=args.image_size,
                          channels=args.channels)

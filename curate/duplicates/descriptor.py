@@ -6,7 +6,7 @@ Every image is resampled to ``work x work`` and turned into
   standardised luma at two scales, pooled over a ``grid x grid`` layout of Gaussian
   cells, plus the pooled luma and chroma; L2-normalised. Pooling over cells a few
   pixels wide tolerates shifts and crops, so an edited copy's source is among its
-  nearest keys (measured: see the README section on dedupe). The FiftyOne similarity
+  nearest keys (measured: docs/near-duplicates.md). The FiftyOne similarity
   index holds the keys.
 * a **canvas** ``(C, work/2, work/2)``: the image in YCbCr (or grey), blurred and
   halved; :mod:`curate.duplicates.align` compares canvases under zooms, shifts and mirroring.
@@ -43,7 +43,7 @@ class DescriptorSpec:
     pool: float = 0.5                # key: Gaussian sigma of a cell, in cell widths
     orientations: int = 6            # key: gradient orientation bins over [0, pi)
     key_blurs: tuple = (1.0, 2.0)    # key: gradient scales (Gaussian sigma, px)
-    chroma_key: float = 2.0          # key: weight of the chroma block (chosen on tuning splits, README)
+    chroma_key: float = 2.0          # key: weight of the chroma block (chosen on tuning splits, docs/near-duplicates.md)
     thumb: int = 8                   # aligned distance: thumbnail side
     blur: float = 2.0                # aligned distance: thumbnail blur (Gaussian sigma, px)
     coarse_blur: float = 2.0         # aligned distance: blur of the coarse search's thumbnails

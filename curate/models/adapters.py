@@ -6,7 +6,7 @@
 * :class:`DiffusersUNetAdapter` -- a diffusers ``UNet2DModel`` trained as a discrete DDPM
   (e.g. a local copy of google/ddpm-cifar10-32: linear betas 1e-4..0.02, 1000 steps).
 
-The discrete <-> continuous time map (design.md section 2). Step i of a DDPM has
+The discrete <-> continuous time map (docs/design.md, section 1). Step i of a DDPM has
 alphabar_i = prod_{j<=i} (1 - beta_j); the VP-SDE at time t has alpha(t)^2 = exp(-2 m(t)).
 A continuous time t is sent to the *fractional* step i(t) with
 

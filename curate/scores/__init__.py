@@ -21,7 +21,7 @@ from curate.scores import reproduction_probability as _reproduction_probability 
 #: The kind the CLI and the App offer first: minus the denoising loss, the strongest cheap
 #: score measured on duplicated images (digits: AUROC 0.976 for planted images against 0.31
 #: for the paper's fast log growth). On CIFAR-10 at 8x8 without duplicates every score is
-#: weak (evaluation AUROC 0.49-0.62; denoising 0.59): see README, "What we found".
+#: weak (evaluation AUROC 0.49-0.62; denoising 0.59): see docs/results.md.
 DEFAULT_KIND = "denoising_score"
 
 __all__ = ["Param", "Scored", "ScoreKind", "get", "kinds", "names", "register", "unregister", "table",
@@ -53,7 +53,7 @@ def table() -> list[dict]:
 
 
 def markdown_table() -> str:
-    """README's table of the score kinds (a test keeps README equal to it)."""
+    """The table of score kinds in docs/scores.md (a test keeps the page equal to it)."""
     lines = ["| score | what the stored value is (higher = more at risk) | defaults | NFE/img (D = 3072) | source |",
              "| --- | --- | --- | --- | --- |"]
     def cell(text: str) -> str:

@@ -8,7 +8,7 @@ package imports the built-in modules, so ``import curate.scores`` fills the tabl
 
 Everything that offers a choice of score reads this table: ``curate score --score`` and
 its options, the App plugin's form, the recipes' ``score.use`` and method specs,
-:func:`curate.evaluate.run_methods` and README's table of kinds. Nothing here imports
+:func:`curate.evaluate.run_methods` and the table of kinds in docs/scores.md. Nothing here imports
 FiftyOne.
 """
 from __future__ import annotations

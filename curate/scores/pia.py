@@ -16,7 +16,7 @@ What is implemented, and where it differs from the paper:
 
 * t_0 ("t ~ 0" in the paper, step 0 of a discrete DDPM in its code) is the SDE's
   t_min = 1e-3 by default (Param ``t0``), not t = 0: step 0 of the 1000-step DDPM that
-  curate maps onto the VP-SDE is t ~ 1e-3 (design.md section 2), continuous VP models are
+  curate maps onto the VP-SDE is t ~ 1e-3 (docs/design.md, section 1), continuous VP models are
   trained on [t_min, 1] only, and at t = 0 the noise prediction -sigma_t s is 0 / 0.
 * t = 0.2 by default: the paper's attack step 200 of a 1000-step DDPM (t ~ 0.2 here).
 * The paper (and its code) uses the l4 distance, summed |.|^4 over pixels; here the value

@@ -3,7 +3,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -92,10 +91,9 @@ def test_lock_left_by_a_killed_process_is_taken_over(digits_ds, fo):
 
     coll.insert_one({"_id": key, "token": "x", "host": __import__("socket").gethostname(),
                      "pid": dead.pid, "at": dt.datetime.utcnow()})
-    t0 = time.time()
-    with dataset_lock(ds, timeout_s=5):
+    with dataset_lock(ds, timeout_s=0):  # taken over at once: a wait would raise TimeoutError
         assert coll.find_one({"_id": key})["pid"] == os.getpid()
-    assert time.time() - t0 < 2 and coll.find_one({"_id": key}) is None
+    assert coll.find_one({"_id": key}) is None
     # A live holder: wait, then a clear error naming the holder and how to clear it.
     coll.insert_one({"_id": key, "token": "y", "host": __import__("socket").gethostname(),
                      "pid": os.getppid(), "at": dt.datetime.utcnow()})

@@ -76,7 +76,8 @@ def _step(folder):
 
 @pytest.mark.slow
 def test_sigkill_training_at_random_points_then_resume(tmp_path, child_env):
-    from curate.training import read_training_images, train
+    from curate.training import train
+    from curate.training_data import read_training_images
 
     env = dict(child_env, OMP_NUM_THREADS="1")
     out = tmp_path / "run"
