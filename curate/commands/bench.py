@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def register(sub) -> None:
@@ -74,107 +73,19 @@ def _dedupe(args) -> int:
     return 0
 
 
-def _random_images(args, n: int, *, seed: int, device):
-    """(n, C, H, W) uniform in [-1, 1], the same for a seed on every device."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand((n, args.channels, args.image_size, args.image_size), generator=g) * 2 - 1).to(device)
-
-
 def _tracker(args) -> int:
-    import torch
-    from rich.console import Console
+    from curate.bench.tracker_run import run_tracker
 
-    from curate.bench.tracker import as_dict, bench_tracker, describe_environment, results_table
-    from curate.models.unet import build_unet
-
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
-    dtype = getattr(torch, args.dtype)
-    torch.manual_seed(0)
-    model = build_unet(args.preset, image_size=args.image_size, channels=args.channels).to(device).eval()
-    with torch.no_grad():  # the output conv starts at zero (eps = 0); give it weights to measure errors
-        for p in model.parameters():
-            if not p.any():
-                p.normal_(0, 0.02)
-    plain = model
-    if args.channels_last or args.compile or args.tf32:
-        import copy
-
-        from curate.models.speed import fast_model
-
-        model = fast_model(copy.deepcopy(model), channels_last=args.channels_last, compile=args.compile or False,
-                           tf32=True if args.tf32 else None)
-    console = Console(width=max(120, Console().width))
-    env = describe_environment(device)
-    env.update(channels_last=bool(args.channels_last), compile=args.compile, tf32=bool(args.tf32))
-    console.print(f"[bold]curate bench tracker[/] model=U-Net '{args.preset}' "
-                  f"{args.channels}x{args.image_size}x{args.image_size}, dtype={args.dtype}, {env}")
-    rows = []
-    for setting in args.settings.split(","):
-        n, t = (int(v) for v in setting.lower().split("x"))
-        b = args.images or (2 if n >= 50 else 256)
-        x = _random_images(args, b, seed=1, device=device)
-        rows.append(bench_tracker(model, x, axes=n, steps=t, max_steps=args.max_steps,
-                                  loop_steps=args.loop_steps, repeats=args.repeats, dtype=dtype))
-    console.print(results_table(rows, "images/s (per image at the full T); overhead = tracker time / "
-                                      "forward time at equal network evaluations"))
-    for r in rows:
-        console.print(f"N={r.axes}, T={r.steps}: overhead ratio {r.overhead:.3f}; "
-                      f"per-image loop / tracker = {r.speedup_vs_loop:.1f}; default arguments / "
-                      f"divergence=None = {r.default_cost:.3f}")
-    extra = {}
-    n_check = min(8, args.images or 8)  # images for the numeric checks
-    if args.autocast:
-        from curate.bench.tracker import autocast_error
-
-        ac = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.autocast]
-        for setting in args.settings.split(","):
-            n, t = (int(v) for v in setting.lower().split("x"))
-            x = _random_images(args, n_check, seed=2, device=device)
-            err = autocast_error(model, x, axes=n, steps=min(t, args.max_steps), autocast=ac)
-            extra[f"{args.autocast}_{setting}"] = err
-            console.print(f"autocast {args.autocast}, N={n}, T={min(t, args.max_steps)}: log growth "
-                          f"max |error| {err['max_abs']:.3g}, relative {err['max_rel']:.3g}; "
-                          f"Spearman with float32 {err['spearman']:.4f}; speed {err['speedup']:.2f}x")
-    if args.channels_last or args.compile or args.tf32:
-        from curate.bench.tracker import fast_error
-
-        x = _random_images(args, n_check, seed=2, device=device)
-        n, t = (int(v) for v in args.settings.split(",")[0].lower().split("x"))
-        err = fast_error(plain, model, x, axes=n, steps=min(t, args.max_steps), tf32=bool(args.tf32))
-        extra["fast_vs_plain_float32"] = err
-        console.print(f"channels-last/compile/TF32 vs plain float32, N={n}, T={min(t, args.max_steps)}: log growth "
-                      f"max |error| {err['max_abs']:.3g}, relative {err['max_rel']:.3g}; "
-                      f"speed {err['speedup']:.2f}x")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(dict(environment=env, preset=args.preset, results=[as_dict(r) for r in rows],
-                           numerics=extra), fh, indent=2)
+    run_tracker(preset=args.preset, image_size=args.image_size, channels=args.channels, images=args.images,
+                settings=args.settings, max_steps=args.max_steps, loop_steps=args.loop_steps, repeats=args.repeats,
+                device=args.device, dtype=args.dtype, autocast=args.autocast, channels_last=args.channels_last,
+                compile=args.compile, tf32=args.tf32, json_path=args.json)
     return 0
 
 
 def _suite(args) -> int:
-    """`curate bench tracker` over the settings of the performance issue, sized per device."""
-    import os
+    from curate.bench.tracker_run import run_suite
 
-    import torch
-
-    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    device = "cuda" if cuda else "cpu"
-    os.makedirs(args.out, exist_ok=True)
-    # (label, settings, images, timed steps, extra flags); CPU sizes keep the paper U-Net
-    # within minutes on 2 cores, GPU sizes fill the chip (rows per call = images x (N + 1)).
-    runs = [("n1t1", "1x1", 2048 if cuda else 8, 1), ("n100t1000", "100x1000", 32 if cuda else 1, 5 if cuda else 1)]
-    fast = (args.fast or ("on" if cuda else "off")) == "on"
-    for label, setting, images, steps in runs:
-        for variant in (["plain", "fast"] if fast else ["plain"]):
-            ns = argparse.Namespace(
-                preset=args.preset, image_size=args.image_size, channels=args.channels, images=images,
-                settings=setting, max_steps=steps, loop_steps=1, repeats=3, device=device, dtype="float32",
-                autocast="bf16" if cuda and variant == "plain" else None,
-                channels_last=variant == "fast", compile="inductor" if variant == "fast" else None,
-                tf32=False, json=os.path.join(args.out, f"bench_{device}_{label}_{variant}.json"))
-            _tracker(ns)
+    run_suite(preset=args.preset, image_size=args.image_size, channels=args.channels, device=args.device,
+              out=args.out, fast=args.fast)
     return 0
