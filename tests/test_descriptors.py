@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from curate.brain.dedupe import DEFAULT_THRESHOLD
+from curate.duplicates.choices import DEFAULT_THRESHOLD
 from curate.duplicates import Aligner, Descriptor, DescriptorSpec, find_pairs
 from curate.duplicates import edits as E
 from curate.duplicates.search import KeySearch, _Verifier, mirror_basis

@@ -31,7 +31,7 @@ BRAIN = {
 SCORES = {
     "Param": "class", "Scored": "class", "ScoreKind": "class", "get": "function", "kinds": "function",
     "names": "function", "register": "function", "unregister": "function", "table": "function",
-    "markdown_table": "function", "DEFAULT_KIND": "constant",
+    "markdown_table": "function", "DEFAULT_KIND": "constant", "resolve_kind": "function", "field_of": "function",
 }
 DATA = {
     "digits_images": "function", "to_model_range": "function", "from_model_range": "function",
@@ -105,3 +105,13 @@ def test_train_and_sample_are_functions_in_any_import_order(code):
              " assert t.__name__ == 'train' and s.__name__ == 'sample'")
     r = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_curate_brain_dedupe_is_only_the_function():
+    """The module behind it is curate.brain.near_duplicates: ``curate.brain.dedupe`` names one thing."""
+    import curate.brain
+
+    assert inspect.isfunction(curate.brain.dedupe)
+    import importlib.util
+
+    assert importlib.util.find_spec("curate.brain.dedupe") is None

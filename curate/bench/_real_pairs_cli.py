@@ -61,7 +61,7 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool) -> dict:
 
     from curate.bench import _real_pairs_mine as M
     from curate.bench import real_pairs as R
-    from curate.brain.dedupe import dedupe
+    from curate.brain import dedupe
     from curate.duplicates.choices import DEFAULT_THRESHOLD
 
     rows = R.load_pairs(pairs, half)

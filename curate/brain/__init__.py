@@ -12,7 +12,7 @@
   run); :func:`evaluate_score` says how well a score field predicts those copies.
 """
 from curate.brain._engine import DatabaseUnavailableError, ScoreSummary
-from curate.brain.dedupe import dedupe
+from curate.brain.near_duplicates import dedupe
 from curate.brain.distributed import ShardSummary, score_sharded
 from curate.brain.export import export_clean
 from curate.brain.flag import flag_high_risk

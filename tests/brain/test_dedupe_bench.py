@@ -24,7 +24,7 @@ def _tree(root):
 
 
 def test_curate_bench_dedupe_scores_planted_copies(fo, tmp_path, capsys):
-    from curate.brain.dedupe import DEFAULT_THRESHOLD
+    from curate.duplicates.choices import DEFAULT_THRESHOLD
     from curate.cli import main as cli
 
     photos = _tree(tmp_path / "cifar")

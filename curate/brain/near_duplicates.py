@@ -1,4 +1,5 @@
-"""Near-duplicate groups among flagged images and against the rest of the dataset.
+"""Near-duplicate groups of a FiftyOne collection: a thin adapter over :mod:`curate.duplicates`
+(which works on arrays). :func:`dedupe` is `curate.brain.dedupe`.
 
 Two distances (``method``):
 
