@@ -118,12 +118,12 @@ def fill_score_settings(cfg: dict) -> None:
 
 
 def score_kind_settings(s: dict):
-    """(kind, its checked settings) of a ``[score]`` table (``use`` absent: the shared default
-    kind, :data:`curate.scores.DEFAULT_KIND`); ConfigError when they are wrong."""
+    """(kind, its checked settings) of a ``[score]`` table (``use`` empty or absent: the shared
+    default kind, :data:`curate.scores.DEFAULT_KIND`); ConfigError when they are wrong."""
     from curate import scores
 
     try:
-        kind = scores.get(scores.resolve_kind(s.get("use")))
+        kind = scores.get(scores.resolve_kind(s.get("use") or None))
         return kind, kind.resolve(s.get(kind.name, {}), what=f"[score.{kind.name}]")
     except ValueError as e:
         raise _config.ConfigError(f"score.use: {e}") from None
