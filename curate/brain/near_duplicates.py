@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.duplicates.choices import (DEFAULT_KEEP, DEFAULT_RELATIVE, DEFAULT_THRESHOLD, INDEXES, KEEP_RULES,
+from curate.duplicates.choices import (DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RELATIVE, DEFAULT_THRESHOLD, INDEXES, KEEP_RULES,
                                        METHODS)
 from curate.duplicates.grouping import components, near_pairs
 
@@ -39,7 +39,7 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
            tag: str = "duplicate", keep: str = DEFAULT_KEEP, score_field: str | None = None,
            group_field: str = "duplicate_group", size=None, channels=None, resize: bool = False,
            batch_size: int = 256, clear: bool = True, method: str = "descriptor", mirror: bool = True,
-           k: int = 10, index: str = "exact", relative: float | None = DEFAULT_RELATIVE,
+           k: int = 10, index: str = DEFAULT_INDEX, relative: float | None = DEFAULT_RELATIVE,
            brain_key: str | None = "dedupe",
            view_name: str | None = "duplicate_groups", spec=None, progress=False) -> list[list[str]]:
     """Find near-duplicate groups and tag all but one member of each.
@@ -69,7 +69,9 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
         method: ``"descriptor"`` or ``"pixel"`` (see the module docstring).
         mirror: descriptor: a left-right mirrored copy counts as a duplicate.
         k: descriptor: candidates per query image (more when all k are duplicates).
-        index: descriptor: ``"exact"`` (chunked BLAS search) or a scikit-learn
+        index: descriptor: ``"auto"`` (default: ``"exact"`` up to 100,000 images, FAISS's
+            approximate ``"faiss_ivf"`` beyond when faiss is installed), ``"exact"`` (chunked
+            BLAS search), ``"faiss"`` (exact flat index), ``"faiss_ivf"``, or a scikit-learn
             ``NearestNeighbors`` algorithm: ``"ball_tree"``, ``"kd_tree"``, ``"brute"``.
         relative: descriptor: also cap the threshold at ``relative`` times the collection's
             background distance (how close unrelated images come: the median over up to

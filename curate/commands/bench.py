@@ -1,6 +1,8 @@
 """`curate bench tracker`: the tracker against forward passes and a per-image loop;
 `curate bench suite`: the issue's figures for one device in one command;
-`curate bench dedupe`: near-duplicate search on CIFAR-10 with planted edited copies."""
+`curate bench dedupe`: near-duplicate search on CIFAR-10 with planted edited copies;
+`curate bench keys`: the candidate search at a million keys (FAISS vs exact);
+`curate bench sampler`: the sampler against bare forward passes."""
 from __future__ import annotations
 
 import argparse
@@ -57,6 +59,14 @@ def register(sub) -> None:
                          "and the audit's matching", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sampler_bench.add_arguments(sm)
     sm.set_defaults(func=lambda args: sampler_bench.run(args))
+
+    kp = bsub.add_parser("keys", help="dedupe's candidate search at a million keys: FAISS's inverted file "
+                         "against the exact search (recall, build time and memory, time per query)",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from curate.bench import keys as keys_bench
+
+    keys_bench.add_arguments(kp)
+    kp.set_defaults(func=lambda args: keys_bench.run(args) and 0)
 
     from curate.bench.dedupe_options import DESCRIPTION, add_arguments
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from curate.commands._dataset import add_dataset_args, default_score_field
-from curate.duplicates.choices import DEFAULT_KEEP, DEFAULT_RELATIVE, DEFAULT_THRESHOLD, INDEXES, KEEP_RULES, METHODS
+from curate.duplicates.choices import (DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RELATIVE, DEFAULT_THRESHOLD, INDEXES,
+                                       KEEP_RULES, METHODS)
 
 
 def register(subparsers) -> None:
@@ -30,8 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-mirror", action="store_true",
                    help="descriptor: a left-right mirrored copy is not a duplicate")
     p.add_argument("--k", type=int, default=10, help="descriptor: candidates per searched image")
-    p.add_argument("--index", choices=INDEXES, default="exact",
-                   help="descriptor: key search (exact chunked BLAS, or a scikit-learn index)")
+    p.add_argument("--index", choices=INDEXES, default=DEFAULT_INDEX,
+                   help="descriptor: key search (auto: exact up to 100,000 images, FAISS's inverted file "
+                        "beyond; exact chunked BLAS; faiss flat / ivf; or a scikit-learn index)")
     p.add_argument("--relative", type=float, default=DEFAULT_RELATIVE,
                    help="descriptor: cap the threshold at this times the collection's background "
                         "distance (negative: no cap)")

@@ -7,8 +7,11 @@ METHODS = ("descriptor", "pixel")
 #: edits of CIFAR-10 (training images 40,000-49,999, edit seed 1); pixel 0.1 is a 5 % RMS
 #: difference on the [-1, 1] scale.
 DEFAULT_THRESHOLD = {"descriptor": 0.2, "pixel": 0.1}
-#: Key search of the descriptor: exact chunked BLAS, or a scikit-learn NearestNeighbors algorithm.
-INDEXES = ("exact", "ball_tree", "kd_tree", "brute")
+#: Key search of the descriptor: "auto" (exact chunked BLAS up to 100,000 keys, FAISS's
+#: inverted file beyond), exact chunked BLAS, FAISS (exact flat or approximate inverted
+#: file), or a scikit-learn NearestNeighbors algorithm.
+INDEXES = ("auto", "exact", "faiss", "faiss_ivf", "ball_tree", "kd_tree", "brute")
+DEFAULT_INDEX = "auto"
 #: The descriptor's threshold is also capped at this multiple of the collection's background
 #: distance (how close unrelated images come), so low-detail images are not grouped with
 #: look-alikes; None switches the cap off.

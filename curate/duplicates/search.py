@@ -2,8 +2,10 @@
 
 1. **Candidates**: each query image's ``k`` nearest keys (and, with ``mirror``, the
    nearest keys of its mirror image) -- by an exact chunked search (``index="exact"``:
-   one BLAS product per chunk, memory ``memory_mb``) or a scikit-learn nearest-neighbour
-   index (``index="ball_tree"``, ``"kd_tree"`` or ``"brute"``).
+   one BLAS product per chunk, memory ``memory_mb``), a FAISS index (``"faiss"`` exact,
+   ``"faiss_ivf"`` approximate: :mod:`curate.duplicates.key_index`), or a scikit-learn
+   nearest-neighbour index (``"ball_tree"``, ``"kd_tree"``, ``"brute"``). ``"auto"``: exact
+   up to 100,000 keys, FAISS's inverted file beyond (when faiss is installed).
    With mirroring the exact search is no dearer than without: keys are split into a
    mirror-symmetric part S and an antisymmetric part A (an orthonormal change of basis),
    and ``max(<q, x>, <mirror q, x>) = <q_S, x_S> + |<q_A, x_A>|``.
@@ -88,8 +90,16 @@ class KeySearch:
             raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
         self.keys = np.ascontiguousarray(keys, dtype=np.float32)
         self.n = len(self.keys)
+        if index == "auto":  # exact while it is affordable, FAISS's inverted file beyond
+            from curate.duplicates.key_index import AUTO_EXACT_MAX, faiss_available
+
+            index = "faiss_ivf" if self.n > AUTO_EXACT_MAX and faiss_available() else "exact"
         self.perm, self.index, self.memory_mb = perm, index, memory_mb
-        if index == "exact":
+        if index in ("faiss", "faiss_ivf"):
+            from curate.duplicates.key_index import FaissKeys
+
+            self._faiss = FaissKeys(self.keys, perm, approximate=index == "faiss_ivf")
+        elif index == "exact":
             if perm is not None:
                 S, A = mirror_basis(perm)
                 self._s = torch.from_numpy((self.keys @ S).astype(np.float32))
@@ -109,6 +119,8 @@ class KeySearch:
             return np.zeros((len(rows), 0), np.int64)
         if self.index == "exact":
             return self._exact(rows, k)
+        if self.index in ("faiss", "faiss_ivf"):
+            return self._faiss.neighbours(rows, k)
         extra = 2 if self.perm is not None else 1
         _, idx = self._nn.kneighbors(self.keys[rows], n_neighbors=min(len(self._nn._fit_X), k * extra + 2))
         out = np.empty((len(rows), k), np.int64)
