@@ -193,3 +193,20 @@ def test_sampling_from_a_first_index_equals_the_slice(digits64):
     em = curate.sample(model, 10, method="em", steps=5, seed=7, progress=False, dtype=torch.float64)
     em_part = curate.sample(model, 4, method="em", steps=5, seed=7, first=3, progress=False, dtype=torch.float64)
     torch.testing.assert_close(em_part, em[3:7], rtol=0, atol=1e-12)
+
+
+def test_correlation_ceiling_bounds_a_score_that_knows_the_true_rate():
+    """Classical test theory: counts = signal + sampling noise; the true rate itself (the
+    best possible score) correlates with the full counts at about sqrt(reliability)."""
+    rng = np.random.default_rng(8)
+    n, m = 20000, 2000
+    p_true = rng.gamma(0.5, 0.002, n)
+    a, b = rng.binomial(m, p_true), rng.binomial(m, p_true)
+    c = noise_ceiling(a, b)
+    assert c.reliability == pytest.approx(2 * c.spearman / (1 + c.spearman))
+    from scipy.stats import spearmanr
+
+    best = spearmanr(p_true, a + b).statistic
+    assert best == pytest.approx(c.max_spearman, abs=0.03)
+    noisy = spearmanr(p_true * rng.lognormal(0, 1, n), a + b).statistic
+    assert noisy < c.max_spearman

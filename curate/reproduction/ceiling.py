@@ -16,6 +16,17 @@ says how much of a score's shortfall is sampling noise in the labels.
 **The score on the same footing**: its AUROC against the labels of half B (and of half
 A, averaged) and its Spearman with each half's counts (averaged), so the two numbers
 compare like with like.
+
+**Correlation ceiling** (classical test theory): the split-half rho_hh, stepped up by
+Spearman-Brown to the reliability of the counts of all m samples, rel = 2 rho_hh /
+(1 + rho_hh); no score correlates with those counts above about sqrt(rel)
+(``max_spearman``; exact for Pearson's r, and the true rate itself reaches it within 0.03
+for Spearman's rho in the tests).
+
+Caveat, measured (docs/audit.md): when copies are rare most images have count 0 in a
+half, so half A's counts are a score with massive ties; a continuous score can then
+reach a *higher* AUROC than the split-half "ceiling". The AUROC ceiling says how well a
+second draw of counts predicts, not a bound on every score; the correlation ceiling is a bound.
 """
 from __future__ import annotations
 
@@ -72,6 +83,8 @@ class Ceiling:
     positives_a: int
     positives_b: int
     n_images: int
+    reliability: float = math.nan   # Spearman-Brown: 2 rho / (1 + rho), the counts of all m samples
+    max_spearman: float = math.nan  # sqrt(reliability): the most any score can correlate with them
 
     def to_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -84,9 +97,11 @@ def noise_ceiling(counts_a, counts_b) -> Ceiling:
         raise ValueError(f"the halves' counts differ in length: {a.shape} vs {b.shape}")
     ab = auroc_or_nan(a, b >= 1)  # half A's counts as the score, half B's labels
     ba = auroc_or_nan(b, a >= 1)
-    return Ceiling(auroc=_mean(ab, ba), spearman=spearman_or_nan(a, b), auroc_a_to_b=ab,
+    rho = spearman_or_nan(a, b)
+    rel = 2 * rho / (1 + rho) if rho > 0 else math.nan  # Spearman-Brown step-up to all m samples
+    return Ceiling(auroc=_mean(ab, ba), spearman=rho, auroc_a_to_b=ab,
                    auroc_b_to_a=ba, positives_a=int((a >= 1).sum()), positives_b=int((b >= 1).sum()),
-                   n_images=int(a.size))
+                   n_images=int(a.size), reliability=rel, max_spearman=math.sqrt(rel) if rel == rel else math.nan)
 
 
 def score_on_halves(score, counts_a, counts_b) -> dict:

@@ -95,8 +95,10 @@ def report_lines(ev: ScoreEvaluation, score_name: str = "score") -> list[str]:
         f"  AUROC reproduced vs not {f(ev.auroc)}, Spearman with the rate {f(ev.spearman)}",
         "  precision at k: " + ", ".join(f"{k}: {f(v)}" for k, v in ev.precision_at.items()),
         f"  split halves ({ev.m_a} + {ev.m_b} samples; label = copied at least once in the half):",
-        f"    noise ceiling: AUROC {f(c.auroc)}, Spearman {f(c.spearman)}",
+        f"    noise ceiling: AUROC {f(c.auroc)}, Spearman {f(c.spearman)} (half A's counts predicting half B's)",
         f"    {score_name}:    AUROC {f(h['auroc'])}, Spearman {f(h['spearman'])}",
+        f"  correlation ceiling: the counts' reliability (Spearman-Brown) {f(c.reliability)}; no score "
+        f"correlates with them above {f(c.max_spearman)} ({score_name}: {f(ev.spearman)})",
         f"  p_reproduce (isotonic on half A, checked on half B): expected copies {cal.expected_copies:.1f}, "
         f"observed {cal.observed_copies}; Brier {cal.brier:.3g} vs constant {cal.brier_constant:.3g}",
     ]
