@@ -41,6 +41,10 @@ def test_mirror_and_colour_map_exactly():
     p = _only(gains=[1.2, 1.0, 0.8], offsets=[-5.0, 0.0, 7.0], gamma=1.5)
     want = np.clip(np.rint(255 * np.array([1.2, 1.0, 0.8]) * (img / 255.0) ** 1.5 + [-5, 0, 7]), 0, 255)
     assert np.array_equal(E.apply_real(img, p), want.astype(np.uint8))
+    # noise: exactly the seeded normal draw added, then rounded and clipped
+    p = _only(noise=3.0, noise_seed=9)
+    want = np.clip(np.rint(img + np.random.default_rng(9).normal(0.0, 3.0, img.shape)), 0, 255)
+    assert np.array_equal(E.apply_real(img, p), want.astype(np.uint8))
 
 
 def test_a_crop_keeps_the_window():
@@ -55,13 +59,17 @@ def test_a_crop_keeps_the_window():
 
 def test_draws_in_range_and_per_copy_seeds():
     r = E.REAL
-    for i in range(200):
+    for i in range(300):
         p = E.draw_real(np.random.default_rng((7, i)))
-        assert r["crop_side"][0] <= p["crop"]["side"] <= r["crop_side"][1]
+        assert 1 - r["crop_max"] <= p["crop"]["side"] <= 1
         assert 0 <= p["crop"]["x0"] <= 1 - p["crop"]["side"] + 1e-12
-        assert abs(p["dx"]) <= r["shift_px"] and abs(p["dy"]) <= r["shift_px"]
-        assert r["gamma"][0] <= p["gamma"] <= r["gamma"][1] and p["filter"] in E.FILTERS
+        assert abs(p["dx"]) <= 2 and abs(p["dy"]) <= 2 and p["filter"] in E.FILTERS
+        assert np.exp(-0.4) - 1e-12 <= p["gamma"] <= np.exp(0.4) + 1e-12
+        assert r["blur"][0] <= p["blur"] <= r["blur"][1]
         assert p["quality"] is None or r["quality"][0] <= p["quality"] <= r["quality"][1]
+        # the offsets move mid-grey by one common brightness, whatever the channel's gain
+        mid = [g * 127.5 + o for g, o in zip(p["gains"], p["offsets"])]
+        assert max(mid) - min(mid) < 1e-9
     _, _, few = E.plant_real(IMAGES, 2, seed=5)
     _, _, more = E.plant_real(IMAGES, 4, seed=5)
     assert few == more[:2]  # a copy's edit does not depend on how many copies are made

@@ -10,14 +10,15 @@ import numpy as np
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m curate.bench.real_pairs", description=__doc__)
-    p.add_argument("step", choices=("mine", "grids", "collect", "measure"))
+    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted"))
     p.add_argument("--cifar-root", type=Path, default=Path("../shared/data/cifar10"),
                    help="CIFAR-10 image tree with order.csv (default ../shared/data/cifar10)")
     p.add_argument("--out", type=Path, required=True, help="working folder, outside the repository")
     p.add_argument("--pairs", type=Path, default=None, help="labelled CSV (default: the shipped one)")
     p.add_argument("--half", choices=("tuning", "reporting"), default="tuning")
     p.add_argument("--seed", type=int, default=0, help="grids: seed of the judging sample")
-    p.add_argument("--fit", action="store_true", help="measure: also fit the edits of the positive pairs")
+    p.add_argument("--fit", action="store_true", help="measure, planted: also fit the edits")
+    p.add_argument("--copies", type=int, default=200, help="planted: copies of training images 40,000..")
     return p.parse_args(argv)
 
 
@@ -41,6 +42,8 @@ def main(argv=None) -> None:
         path = a.pairs or R.DATA
         R.write_pairs(rows, path)
         print(json.dumps(counts(R.load_pairs(path)), indent=1))
+    elif a.step == "planted":
+        print(json.dumps(planted(a.cifar_root, a.out, a.copies, a.seed, a.fit), indent=1))
     else:
         print(json.dumps(measure(a.cifar_root, a.out, a.pairs or R.DATA, a.half, a.fit), indent=1))
 
@@ -79,6 +82,13 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool) -> dict:
                         for k in ("test-train", "train-train")},
            "distances": R.distribution(d, y),
            "largest_threshold_at_precision_0.95": R.best_threshold(d, y, 0.95)}
+    # what the default gets wrong, for a person to look at (distance order)
+    for name, pick in (("misses", (y == 1) & (d > t)), ("false_hits", (y == 0) & (d <= t))):
+        idx = np.nonzero(pick)[0][np.argsort(d[pick])]
+        if len(idx):
+            R.render_grid(images, [rows[i] for i in idx], out / f"{name}_{half}.png", 0)
+            res[name] = [(f"{rows[i]['split_a']}:{rows[i]['index_a']}", f"{rows[i]['split_b']}:{rows[i]['index_b']}",
+                          round(float(d[i]), 4)) for i in idx]
     if fit:
         from curate._progress import progress as bar
         from curate.bench._real_pairs_fit import fit_pair, summarise
@@ -94,6 +104,33 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool) -> dict:
                 advance(1)
         f_cache.write_text(json.dumps(fits))
         res["edits"] = summarise([fits[f"{r['a']}-{r['b']}"] for r in pos])
+    return res
+
+
+def planted(root: Path, out: Path, copies: int, seed: int, fit: bool) -> dict:
+    """The realistic edit model checked against the real pairs: ``copies`` training images
+    (official 40,000 onwards) edited by :func:`curate.duplicates.edits.plant_real`; the
+    default aligned distance of each copy to its source (recall at 0.2), and with ``fit``
+    the same edit fit as the real positives get."""
+    from curate.bench import _real_pairs_mine as M
+    from curate.bench import real_pairs as R
+    from curate.duplicates import Descriptor
+    from curate.duplicates import edits as E
+
+    images = M.load_all(root, out, progress=False)
+    originals = images[40_000:M.TRAIN]
+    copies_u8, sources, params = E.plant_real(originals, copies, seed)
+    x = np.concatenate([originals[sources], copies_u8])
+    _, canvases = Descriptor().describe(x.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
+    n = len(sources)
+    rows = [{"a": n + i, "b": i} for i in range(n)]
+    d = R.aligned(canvases, rows)
+    res = {"copies": n, "seed": seed, "recall@0.2": R.evaluate(d, np.ones(n), 0.2)["recall"],
+           "distances": R.distribution(d, np.ones(n))[1]}
+    if fit:
+        from curate.bench._real_pairs_fit import fit_pair, summarise
+
+        res["edits"] = summarise([fit_pair(copies_u8[i], originals[s]) for i, s in enumerate(sources)])
     return res
 
 

@@ -161,23 +161,35 @@ def natural_like(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 # ------------------------------------------------------------ realistic edits ---
 # Real near-duplicates (CIFAR-10's own, judged by eye: curate/bench/data/cifar10_pairs.csv)
-# differ by several *mild* edits at once. The ranges below are the middle ~90 % of what
+# differ by several *mild* edits at once. The distributions below follow what
 # `python -m curate.bench.real_pairs measure --fit` fitted on the tuning half's positive
 # pairs (curate/bench/data/README.md has the table).
 
 #: PIL resampling filters a crop is resized back with (one drawn per copy)
 FILTERS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
+#: The distributions of :func:`draw_real`. A pair's direction is arbitrary, so every
+#: photometric change is drawn symmetric in log (or sign); fitted on the tuning half
+#: (168 positive pairs): 1 - crop side median 0.05, 90th percentile 0.18; |shift| median
+#: 0.9 px, 90th 2.6 px; 10 % mirrored; contrast |log gain| median 0.07; brightness at
+#: mid-grey median |0.9| levels, 5th-95th -29..28; per-channel log-gain SD median 0.015,
+#: 90th 0.08; log gamma SD 0.21; blur |sigma| median 0.6 px (partly the fit's own
+#: bilinear resampling); fit residual median 9.6 grey levels RMS: the two images' own
+#: JPEG round trips and whatever else differs, matched here by always re-encoding (a
+#: planted copy otherwise shares its source's JPEG noise and comes out too clean) and
+#: adding mild pixel noise.
 REAL = {
-    "crop_side": (0.86, 1.0),     # side of the kept window (fraction of each side)
-    "shift_px": 2,                # integer shift, each axis -2..2 at a 32 px side
+    "crop_mean": 0.07,            # 1 - side ~ Exponential(mean), clipped at crop_max
+    "crop_max": 0.25,
+    "shift_p": (0.6, 0.32, 0.08),  # per axis: P(0 px), P(+-1 px), P(+-2 px) at a 32 px side
     "mirror": 0.1,                # probability of a left-right flip
-    "gain": (0.85, 1.15),         # common gain of the three channels
-    "gain_spread": 0.04,          # per-channel log-gain SD around it (a colour cast)
-    "offset": (-12.0, 12.0),      # common offset, grey levels
-    "gamma": (0.85, 1.2),
-    "blur": (-0.6, 0.8),          # Gaussian sigma px; negative: unsharp mask of that strength
-    "quality": (50, 95),          # JPEG re-encode (4:2:0); None in the draw: no re-encode
-    "reencode": 0.7,              # probability of a re-encode
+    "contrast_mean": 0.1,         # |log gain| ~ Exponential(mean), random sign, clipped at 0.5
+    "brightness_sd": 12.0,        # offset at mid-grey ~ Normal(0, sd) grey levels
+    "channel_sd": 0.04,           # per-channel log-gain ~ Normal(0, s), s ~ Exponential(sd): a colour cast
+    "gamma_sd": 0.2,              # log gamma ~ Normal(0, sd), clipped at +-0.4
+    "blur": (-0.8, 0.8),          # uniform; > 0 Gaussian sigma px, < 0 unsharp mask strength
+    "noise": (0.0, 6.0),          # Gaussian pixel noise SD, grey levels, uniform
+    "quality": (40, 90),          # JPEG re-encode (4:2:0) quality, uniform
+    "reencode": 1.0,              # probability of a re-encode
 }
 
 
@@ -185,24 +197,26 @@ def identity_real() -> dict:
     """The parameters of :func:`apply_real` that leave an image exactly as it is."""
     return {"crop": {"side": 1.0, "x0": 0.0, "y0": 0.0}, "filter": "bicubic", "dx": 0, "dy": 0,
             "mirror": False, "blur": 0.0, "gains": [1.0, 1.0, 1.0], "offsets": [0.0, 0.0, 0.0],
-            "gamma": 1.0, "quality": None}
+            "gamma": 1.0, "noise": 0.0, "noise_seed": 0, "quality": None}
 
 
 def draw_real(rng: np.random.Generator, ranges: dict | None = None) -> dict:
     """Parameters of one realistic edit: all of crop + resample (a random filter), shift,
     (sometimes) mirror, blur or sharpening, per-channel affine colour + gamma, and
-    (sometimes) a JPEG re-encode, each drawn uniformly within ``ranges`` (default :data:`REAL`)."""
+    (sometimes) a JPEG re-encode, drawn from the distributions of ``ranges`` (default :data:`REAL`)."""
     r = {**REAL, **(ranges or {})}
-    side = float(rng.uniform(*r["crop_side"]))
-    g = float(rng.uniform(*r["gain"]))
-    gains = g * np.exp(rng.normal(0.0, r["gain_spread"], 3))
-    off = float(rng.uniform(*r["offset"]))
+    side = 1.0 - min(float(rng.exponential(r["crop_mean"])), r["crop_max"])
+    contrast = np.exp(rng.choice((-1.0, 1.0)) * min(float(rng.exponential(r["contrast_mean"])), 0.5))
+    gains = contrast * np.exp(rng.normal(0.0, rng.exponential(r["channel_sd"]), 3))
+    # the offset that moves mid-grey by the drawn brightness after the gains
+    offsets = float(rng.normal(0.0, r["brightness_sd"])) - (gains - 1.0) * 127.5
+    dx, dy = (int(rng.choice((0, 1, 2), p=r["shift_p"]) * rng.choice((-1, 1))) for _ in range(2))
     return {"crop": {"side": side, "x0": float(rng.uniform(0, 1 - side)), "y0": float(rng.uniform(0, 1 - side))},
-            "filter": FILTERS[int(rng.integers(len(FILTERS)))],
-            "dx": int(rng.integers(-r["shift_px"], r["shift_px"] + 1)),
-            "dy": int(rng.integers(-r["shift_px"], r["shift_px"] + 1)),
+            "filter": FILTERS[int(rng.integers(len(FILTERS)))], "dx": dx, "dy": dy,
             "mirror": bool(rng.random() < r["mirror"]), "blur": float(rng.uniform(*r["blur"])),
-            "gains": [float(v) for v in gains], "offsets": [off] * 3, "gamma": float(rng.uniform(*r["gamma"])),
+            "gains": [float(v) for v in gains], "offsets": [float(v) for v in offsets],
+            "gamma": float(np.exp(np.clip(rng.normal(0.0, r["gamma_sd"]), -0.4, 0.4))),
+            "noise": float(rng.uniform(*r["noise"])), "noise_seed": int(rng.integers(2**31)),
             "quality": int(rng.integers(r["quality"][0], r["quality"][1] + 1)) if rng.random() < r["reencode"]
             else None}
 
@@ -211,7 +225,8 @@ def apply_real(img: np.ndarray, p: dict) -> np.ndarray:
     """A realistic edit ``p`` (:func:`draw_real`) of ``img`` uint8 (H, W[, 3]) -> uint8 of
     the same shape: geometry (crop resized back with ``filter``, integer shift with edge
     replication, mirror), then blur (sigma > 0) or unsharp masking (sigma < 0), then colour
-    ``255 * (g_c * (x / 255) ** gamma) + o_c``, then the JPEG re-encode."""
+    ``255 * (g_c * (x / 255) ** gamma) + o_c`` plus Gaussian noise (SD ``noise`` grey levels,
+    from ``noise_seed``), then the JPEG re-encode."""
     from PIL import Image, ImageFilter
 
     img = np.asarray(img, dtype=np.uint8)
@@ -234,9 +249,12 @@ def apply_real(img: np.ndarray, p: dict) -> np.ndarray:
     gains, offs = np.asarray(p["gains"], dtype=np.float64), np.asarray(p["offsets"], dtype=np.float64)
     if img.ndim == 2:
         gains, offs = gains.mean(keepdims=True), offs.mean(keepdims=True)
-    if p["gamma"] != 1.0 or (gains != 1).any() or (offs != 0).any():
-        x = img.astype(np.float64) / 255
-        img = np.clip(np.rint(255 * gains * x ** p["gamma"] + offs), 0, 255).astype(np.uint8)
+    noise = p.get("noise", 0.0)
+    if p["gamma"] != 1.0 or (gains != 1).any() or (offs != 0).any() or noise > 0:
+        x = 255 * gains * (img.astype(np.float64) / 255) ** p["gamma"] + offs
+        if noise > 0:
+            x = x + np.random.default_rng(p["noise_seed"]).normal(0.0, noise, x.shape)
+        img = np.clip(np.rint(x), 0, 255).astype(np.uint8)
     if p["quality"] is not None:
         img = apply(img, "reencode", {"quality": p["quality"]})
     return img
