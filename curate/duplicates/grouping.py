@@ -61,3 +61,38 @@ def components(n: int, pairs) -> list[list[int]]:
     for i in range(n):
         members.setdefault(uf.find(i), []).append(i)
     return sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0])
+
+
+def anchored_groups(n: int, pairs, order=None) -> list[list[int]]:
+    """Groups in which every member is a verified duplicate of the group's first (kept)
+    member: no single-link chains of look-alikes (a ~ b ~ c with a and c far apart).
+
+    Images are visited in ``order`` (default 0..n-1: the keep rule's preference, best
+    first); an image not yet in a group that has a duplicate not yet in a group becomes
+    a kept image, and its group is it plus all its duplicates not yet in a group (direct
+    pairs only). A member's own other duplicates are left to later groups. Each group is
+    returned kept image first, then the others in ``order``; groups in the order they were
+    made.
+    """
+    rank = np.empty(n, dtype=np.int64)
+    order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+    if sorted(order.tolist()) != list(range(n)):
+        raise ValueError("order must be a permutation of 0..n-1")
+    rank[order] = np.arange(n)
+    partners: dict[int, set[int]] = {}
+    for i, j in pairs:
+        i, j = int(i), int(j)
+        if i != j:
+            partners.setdefault(i, set()).add(j)
+            partners.setdefault(j, set()).add(i)
+    taken = np.zeros(n, dtype=bool)
+    groups = []
+    for i in order.tolist():
+        if taken[i]:
+            continue
+        free = sorted((j for j in partners.get(i, ()) if not taken[j]), key=lambda j: rank[j])
+        if free:
+            taken[i] = True
+            taken[free] = True
+            groups.append([i, *free])
+    return groups

@@ -160,7 +160,7 @@ def test_unreadable_image_is_refused_and_nothing_is_written(fo, photos_ds, tmp_p
     assert (ds.count_sample_tags(), sorted(ds.get_field_schema()), ds.list_saved_views(),
             ds.list_brain_runs()) == before
     for kw, msg in (({"method": "phash"}, "method"), ({"k": 0}, "k must"), ({"brain_key": "a b"}, "brain_key"),
-                    ({"threshold": -1.0}, "threshold"), ({"index": "faiss"}, "index")):
+                    ({"threshold": -1.0}, "threshold"), ({"index": "annoy"}, "index")):
         with pytest.raises(ValueError, match=msg):
             dedupe(ds.limit(30), query_tag=None, **kw)
     assert ds.list_brain_runs() == []
