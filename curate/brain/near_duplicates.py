@@ -19,8 +19,12 @@ Two distances (``method``):
   the collection. Default threshold 0.1. Stores no index.
 
 Groups: pairs within ``threshold`` where at least one image is a query image are
-edges; groups are the connected components with two or more members. In each group
-one sample is kept by ``keep``; the others get ``tag``. Every member gets the group
+edges. By default (``grouping="anchored"``) the images are visited in the order of
+``keep``'s preference, and each one not yet grouped keeps all its direct duplicates not
+yet grouped: every member of a group is within ``threshold`` of the kept image, and no
+chain of look-alikes (a ~ b ~ c, a far from c) becomes one group. ``grouping="connected"``
+takes the connected components instead. In each group one sample is kept by ``keep``;
+the others get ``tag``. Every member gets the group
 number in ``group_field``; ``view_name`` saves the view of all members, group by group,
 the kept one first.
 """
@@ -28,9 +32,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.duplicates.choices import (DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RELATIVE, DEFAULT_THRESHOLD, INDEXES, KEEP_RULES,
-                                       METHODS)
-from curate.duplicates.grouping import components, near_pairs
+from curate.duplicates.choices import (DEFAULT_GROUPING, DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RELATIVE,
+                                       DEFAULT_THRESHOLD, GROUPINGS, INDEXES, KEEP_RULES, METHODS)
+from curate.duplicates.grouping import anchored_groups, components, near_pairs
 
 RUN_MARK = "curate_dedupe"  # config entry that marks a similarity index this module made
 
@@ -41,7 +45,8 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
            batch_size: int = 256, clear: bool = True, method: str = "descriptor", mirror: bool = True,
            k: int = 10, index: str = DEFAULT_INDEX, relative: float | None = DEFAULT_RELATIVE,
            brain_key: str | None = "dedupe",
-           view_name: str | None = "duplicate_groups", spec=None, progress=False) -> list[list[str]]:
+           view_name: str | None = "duplicate_groups", spec=None, grouping: str = DEFAULT_GROUPING,
+           progress=False) -> list[list[str]]:
     """Find near-duplicate groups and tag all but one member of each.
 
     The first step of cleaning: it needs no score (``keep="first"``), and by default it
@@ -81,6 +86,10 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
             brain key (replacing an earlier dedupe index there); None stores nothing.
         view_name: save the view of all group members under this name; None: no view.
         spec: descriptor: a :class:`curate.duplicates.DescriptorSpec` (default settings if None).
+        grouping: ``"anchored"`` (default): every member of a group is a duplicate of its kept
+            image (images visited in the keep rule's order; no single-link chains of
+            look-alikes); ``"connected"``: connected components of the pairs (the rule the
+            clean recipes' measured tables used).
         progress: True for a rich bar, or a callable ``f(fraction, label)``.
 
     Returns:
@@ -102,6 +111,8 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
     if old is not None and not isinstance(old, fof.IntField):
         raise ValueError(f"group_field {group_field!r} already holds a {type(old).__name__}; "
                          "choose another name")
+    if grouping not in GROUPINGS:
+        raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
     if keep not in KEEP_RULES:
         raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
     threshold = DEFAULT_THRESHOLD[method] if threshold is None else float(threshold)
@@ -132,13 +143,13 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
                                                  k=int(k), index=index, relative=relative,
                                                  progress=progress, **policy)
         pairs = res.pairs.tolist() if res is not None else []
-    groups = _ranked_groups(samples, ids, pairs, keep, score_field)
+    groups = _ranked_groups(samples, ids, pairs, keep, score_field, grouping)
     _write_groups(samples, groups, tag, group_field, clear)
     if method == "descriptor" and brain_key is not None:
         _store_index(samples, ids, keys, brain_key, {
             "spec": spec.to_dict(), "threshold": threshold, "mirror": bool(mirror), "k": int(k),
             "index": index, "relative": relative, "query_tag": query_tag, "tag": tag,
-            "group_field": group_field, "groups": len(groups),
+            "group_field": group_field, "groups": len(groups), "grouping": grouping,
             "threshold_applied": res.threshold if res is not None else None,
             "background": res.background if res is not None else None})
     if view_name is not None:
@@ -146,8 +157,9 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
     return groups
 
 
-def _ranked_groups(samples, ids: list[str], pairs, keep: str, score_field: str) -> list[list[str]]:
-    """Components of ``pairs`` (indices into ``ids``) as sample ids, the kept one first."""
+def _ranked_groups(samples, ids: list[str], pairs, keep: str, score_field: str, grouping: str) -> list[list[str]]:
+    """Groups of ``pairs`` (indices into ``ids``) as sample ids, the kept one first: anchored on
+    the kept image (:func:`anchored_groups`) or connected components."""
     scores = {} if keep == "first" else dict(zip(*samples.values(["id", score_field])))
     sign = 1.0 if keep == "lowest_score" else -1.0
 
@@ -157,6 +169,9 @@ def _ranked_groups(samples, ids: list[str], pairs, keep: str, score_field: str) 
             return (0, 0.0, i)
         return (s is None, sign * s if s is not None else 0.0, i)
 
+    if grouping == "anchored":
+        order = sorted(range(len(ids)), key=rank)
+        return [[ids[i] for i in g] for g in anchored_groups(len(ids), pairs, order)]
     return [[ids[i] for i in sorted(m, key=rank)] for m in components(len(ids), pairs)]
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from curate.commands._dataset import add_dataset_args, default_score_field
-from curate.duplicates.choices import (DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RELATIVE, DEFAULT_THRESHOLD, INDEXES,
-                                       KEEP_RULES, METHODS)
+from curate.duplicates.choices import (DEFAULT_GROUPING, DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RELATIVE,
+                                       DEFAULT_THRESHOLD, GROUPINGS, INDEXES, KEEP_RULES, METHODS)
 
 
 def register(subparsers) -> None:
@@ -45,6 +45,8 @@ def register(subparsers) -> None:
                    help="which member of a group stays untagged (first: needs no score)")
     p.add_argument("--field", default=None,
                    help=f"score field read by --keep lowest_score/highest_score (None: {default_score_field()})")
+    p.add_argument("--grouping", choices=GROUPINGS, default=DEFAULT_GROUPING,
+                   help="anchored: every member a duplicate of the kept image (no chains); connected: components")
     p.add_argument("--tag", default="duplicate")
     p.add_argument("--view-name", default="duplicate_groups",
                    help="saved view of the groups ('' = none)")
@@ -60,7 +62,7 @@ def _run(args) -> int:
     try:
         groups = cb.dedupe(samples, method=args.method, threshold=args.threshold,
                            query_tag=args.query_tag or None, keep=args.keep, score_field=args.field,
-                           tag=args.tag, mirror=not args.no_mirror, k=args.k, index=args.index,
+                           tag=args.tag, grouping=args.grouping, mirror=not args.no_mirror, k=args.k, index=args.index,
                            relative=args.relative if args.relative >= 0 else None,
                            brain_key=args.brain_key or None, view_name=args.view_name or None,
                            progress=not args.no_progress)

@@ -20,3 +20,7 @@ DEFAULT_RELATIVE = 0.4
 #: (needs no score: dedupe runs before scoring), or the lowest / highest score.
 KEEP_RULES = ("first", "lowest_score", "highest_score")
 DEFAULT_KEEP = "first"
+#: How pairs become groups: "anchored" (every member a duplicate of the kept image: no
+#: chains of look-alikes) or "connected" (connected components, the former rule).
+GROUPINGS = ("anchored", "connected")
+DEFAULT_GROUPING = "anchored"

@@ -240,6 +240,10 @@ class Dedupe(foo.Operator):
         inputs.enum("keep", keep.values(), view=keep, default=DEFAULT_KEEP)
         if (ctx.params.get("keep") or DEFAULT_KEEP) != "first":
             _choose_field(inputs, ctx)
+        grouping = types.RadioGroup()
+        grouping.add_choice("anchored", label="anchored: every member a duplicate of the kept image")
+        grouping.add_choice("connected", label="connected: chains of look-alikes join")
+        inputs.enum("grouping", grouping.values(), view=grouping, default=_default("dedupe", "grouping"))
         inputs.str("tag", label="Tag for duplicates", default=_default("dedupe", "tag"))
         return types.Property(inputs, view=types.View(label="Find near-duplicates"))
 
@@ -247,7 +251,7 @@ class Dedupe(foo.Operator):
         import curate.brain as cb
 
         p = ctx.params
-        kw = _given(p, "method", "threshold", "query_tag", "keep", "score_field", "tag")
+        kw = _given(p, "method", "threshold", "query_tag", "keep", "score_field", "tag", "grouping")
         if (p.get("method") or _default("dedupe", "method")) == "descriptor":
             kw.update(_given(p, "mirror", "brain_key"))
         groups = cb.dedupe(ctx.target_view(),

@@ -143,3 +143,34 @@ def test_export_reimports_exactly_the_kept_samples(fo, scored, tmp_path):
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == listing  # untouched
     assert export_clean(ds, out, exclude_tags=(), overwrite=True) == ds.count()
     shutil.rmtree(out)
+
+
+def test_no_group_member_is_farther_than_the_threshold_from_its_kept_image(fo, tmp_path):
+    """A chain a ~ b ~ c (each step 0.078 RMS, a to c 0.157) at threshold 0.1: connected
+    components join all three; the default anchored groups keep a with b and leave c out.
+    Every member's distance to its kept image is checked with numpy."""
+    from curate.data.loader import load_images
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for j in range(4):
+        base = rng.integers(40, 180, size=(8, 8, 3), dtype=np.int64)
+        for step in range(3):  # base, base + 10, base + 20 grey levels
+            paths.append(tmp_path / f"img{j}_{step}.png")
+            Image.fromarray((base + 10 * step).astype(np.uint8)).save(paths[-1])
+    ds = fo.Dataset("chain-t", overwrite=True)
+    ds.add_samples([fo.Sample(filepath=str(p)) for p in paths], progress=False)
+    try:
+        ids, x, _ = load_images(ds, num_workers=0)
+        flat = x.reshape(len(ids), -1).double().numpy()
+        dist = lambda a, b: np.linalg.norm(flat[ids.index(a)] - flat[ids.index(b)]) / np.sqrt(flat.shape[1])  # noqa: E731
+        connected = dedupe(ds, method="pixel", threshold=0.1, grouping="connected")
+        assert sorted(map(len, connected)) == [3, 3, 3, 3]
+        assert max(dist(g[0], m) for g in connected for m in g) > 0.1  # the chain's far end
+        groups = dedupe(ds, method="pixel", threshold=0.1)  # default: anchored
+        assert sorted(map(len, groups)) == [2, 2, 2, 2]
+        for g in groups:
+            assert all(dist(g[0], m) <= 0.1 for m in g[1:])
+            assert ds[g[0]].filepath.endswith("_0.png")  # keep="first": the base image
+    finally:
+        fo.delete_dataset("chain-t")

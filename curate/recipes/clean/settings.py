@@ -72,6 +72,8 @@ def dedupe_kwargs(cfg: dict) -> dict:
     method = c.get("dedupe_method", "descriptor")
     kw = {"method": method, "query_tag": None, "tag": "duplicate", "keep": "first",
           "group_field": "duplicate_group", "threshold": c.get("dedupe_threshold")}
+    if c.get("dedupe_grouping"):  # absent: dedupe's default (anchored groups)
+        kw["grouping"] = c["dedupe_grouping"]
     if kw["threshold"] is not None:
         kw["threshold"] = float(kw["threshold"])
     if method == "descriptor":
@@ -90,6 +92,10 @@ def check_dedupe(cfg: dict) -> None:
     t = c.get("dedupe_threshold")
     if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0):
         raise _config.ConfigError(f"clean.dedupe_threshold must be a number >= 0, got {t!r}")
+    from curate.duplicates.choices import GROUPINGS
+
+    if c.get("dedupe_grouping", GROUPINGS[0]) not in GROUPINGS:
+        raise _config.ConfigError(f"clean.dedupe_grouping must be one of {GROUPINGS}, got {c['dedupe_grouping']!r}")
     if not isinstance(c.get("dedupe_mirror", False), bool):
         raise _config.ConfigError(f"clean.dedupe_mirror must be true or false, got {c['dedupe_mirror']!r}")
 
