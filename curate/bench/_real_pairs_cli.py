@@ -1,4 +1,4 @@
-"""``python -m curate.bench.real_pairs {mine,grids,collect,measure}``: see :mod:`curate.bench.real_pairs`."""
+"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted}``: see :mod:`curate.bench.real_pairs`."""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +27,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)
     from curate.bench import _real_pairs_mine as M
-    from curate.bench import real_pairs as R
+    from curate.bench import _real_pairs_core as R
 
     a = parse_args(argv)
     if a.step == "mine":
@@ -42,10 +42,13 @@ def main(argv=None) -> None:
         path = a.pairs or R.DATA
         R.write_pairs(rows, path)
         print(json.dumps(counts(R.load_pairs(path)), indent=1))
-    elif a.step == "planted":
-        print(json.dumps(planted(a.cifar_root, a.out, a.copies, a.seed, a.fit), indent=1))
-    else:
-        print(json.dumps(measure(a.cifar_root, a.out, a.pairs or R.DATA, a.half, a.fit), indent=1))
+    else:  # results also as a file: the progress bars share stdout
+        if a.step == "planted":
+            res, name = planted(a.cifar_root, a.out, a.copies, a.seed, a.fit), f"planted_seed{a.seed}.json"
+        else:
+            res, name = measure(a.cifar_root, a.out, a.pairs or R.DATA, a.half, a.fit), f"measure_{a.half}.json"
+        (a.out / name).write_text(json.dumps(res, indent=1))
+        print(json.dumps(res, indent=1))
 
 
 def counts(rows: list[dict]) -> dict:
@@ -63,7 +66,7 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool) -> dict:
     import inspect
 
     from curate.bench import _real_pairs_mine as M
-    from curate.bench import real_pairs as R
+    from curate.bench import _real_pairs_core as R
     from curate.brain import dedupe
     from curate.duplicates.choices import DEFAULT_THRESHOLD
 
@@ -113,7 +116,7 @@ def planted(root: Path, out: Path, copies: int, seed: int, fit: bool) -> dict:
     default aligned distance of each copy to its source (recall at 0.2), and with ``fit``
     the same edit fit as the real positives get."""
     from curate.bench import _real_pairs_mine as M
-    from curate.bench import real_pairs as R
+    from curate.bench import _real_pairs_core as R
     from curate.duplicates import Descriptor
     from curate.duplicates import edits as E
 

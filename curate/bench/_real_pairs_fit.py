@@ -24,6 +24,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, optimize
 
+SIGMA_MIN = 0.01  # px: a blur below this is none
+XATOL = 0.002     # parameter tolerance of the local searches (px, log scale, gamma)
+
 
 def _warp(b: np.ndarray, s: float, tx: float, ty: float, mirror: bool):
     """b (H, W, 3) sampled at a's pixels -> (H, W, 3) and the mask (H, W) of pixels inside b."""
@@ -40,7 +43,7 @@ def _warp(b: np.ndarray, s: float, tx: float, ty: float, mirror: bool):
 
 
 def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    return ndimage.gaussian_filter(x, (sigma, sigma, 0), mode="nearest") if sigma > 1e-3 else x
+    return ndimage.gaussian_filter(x, (sigma, sigma, 0), mode="nearest") if sigma > SIGMA_MIN else x
 
 
 def _colour(x: np.ndarray, a: np.ndarray, mask: np.ndarray):
@@ -94,14 +97,13 @@ def fit_pair(a: np.ndarray, b: np.ndarray, scales=(0.84, 0.92, 1.0, 1.09, 1.19))
     best_v, best_r = None, np.inf
     for s0 in (0.3, -0.3):
         r = optimize.minimize(f, [ls, tx, ty, s0], method="Nelder-Mead",
-                              options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 400,
-                                       "initial_simplex": None})
+                              options={"xatol": XATOL, "fatol": 1e-6, "maxiter": 400})
         if r.fun < best_r:
             best_v, best_r = r.x, r.fun
     ls, tx, ty, sg = best_v
     # (3) gamma at the fitted geometry
     gr = optimize.minimize_scalar(lambda gm: _model(a, b, np.exp(ls), tx, ty, sg, mirror, gm)[0],
-                                  bounds=(0.5, 2.0), method="bounded", options={"xatol": 1e-3})
+                                  bounds=(0.5, 2.0), method="bounded", options={"xatol": XATOL})
     gamma = float(gr.x)
     r_gamma, (g, o) = _model(a, b, np.exp(ls), tx, ty, sg, mirror, gamma)
     r_rigid, _ = _model(a, b, 1.0, 0.0, 0.0, 0.0, False)

@@ -31,6 +31,12 @@ SPECS = {
     "chroma0": {"chroma": 0.0},
     "blur3_chroma0.2": {"blur": 3.0, "coarse_blur": 3.0, "chroma": 0.2},
     "blur3_chroma0.2_crop0.3": {"blur": 3.0, "coarse_blur": 3.0, "chroma": 0.2, "max_crop": 0.3, "scales": 4},
+    # per-channel affine colour (Aligner(colour=...)), with the spec overrides after it
+    "rgb": {"colour": "rgb"},
+    "y_rgb": {"colour": "y_rgb"},
+    "y_rgb_chroma0.5": {"colour": "y_rgb", "chroma": 0.5},
+    "y_rgb_chroma0.7": {"colour": "y_rgb", "chroma": 0.7},
+    "y_rgb_chroma1": {"colour": "y_rgb", "chroma": 1.0},
 }
 
 
@@ -40,12 +46,14 @@ def aligned_with(canvases: np.ndarray, pairs: np.ndarray, overrides: dict) -> np
     from curate.duplicates.descriptor import DescriptorSpec
     from curate.duplicates.search import _Verifier
 
-    return _Verifier(Aligner(DescriptorSpec(**overrides)), canvases, mirror=True,
+    o = dict(overrides)
+    colour = o.pop("colour", "ycc")
+    return _Verifier(Aligner(DescriptorSpec(**o), colour=colour), canvases, mirror=True,
                      refine_below=np.inf).distances(pairs)
 
 
 def score(d: np.ndarray, y: np.ndarray) -> dict:
-    from curate.bench import real_pairs as R
+    from curate.bench import _real_pairs_core as R
 
     at = R.evaluate(d, y, 0.2)
     best = R.best_threshold(d, y, 0.95)
@@ -60,13 +68,14 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     from curate._progress import progress as bar
     from curate.bench import _real_pairs_mine as M
-    from curate.bench import real_pairs as R
+    from curate.bench import _real_pairs_core as R
     from curate.bench._real_pairs_fit import fit_pair
 
     p = argparse.ArgumentParser(prog="python -m curate.bench._real_pairs_sweep")
     p.add_argument("--cifar-root", type=Path, default=Path("../shared/data/cifar10"))
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--fit", action="store_true", help="also the fitted residual (slow: ~1 s a pair)")
+    p.add_argument("--only", nargs="*", default=None, help="names of SPECS to run (default: all)")
     a = p.parse_args(argv)
     rows = R.load_pairs(half="tuning")
     y = np.array([r["label"] for r in rows])
@@ -75,6 +84,8 @@ def main(argv=None) -> None:
     _, canvases = M.describe_all(images, a.out, progress=False)
     out = {}
     for name, o in SPECS.items():
+        if a.only is not None and name not in a.only:
+            continue
         out[name] = score(aligned_with(canvases, pairs, o), y)
         print(name, out[name], flush=True)
     if a.fit:
@@ -95,7 +106,8 @@ def main(argv=None) -> None:
         out["fit_residual_levels"] = score(res / 100, y)  # thresholds in units of 100 grey levels
         out["fit_residual_over_contrast"] = score(res / contrast, y)
         print("fit", out["fit_residual_levels"], out["fit_residual_over_contrast"], flush=True)
-    (a.out / "sweep_tuning.json").write_text(json.dumps(out, indent=1))
+    f = a.out / "sweep_tuning.json"
+    (f).write_text(json.dumps({**(json.loads(f.read_text()) if f.is_file() else {}), **out}, indent=1))
 
 
 if __name__ == "__main__":

@@ -26,10 +26,21 @@ import numpy as np
 from curate.duplicates.descriptor import FLOOR, DescriptorSpec, cell_centres, gauss_matrix
 
 
+#: How a colour thumbnail is standardised (``Aligner(colour=...)``): ``"ycc"`` (the default:
+#: luma to RMS 1, chroma decorrelated from luma and scaled jointly); ``"rgb"`` (each of R, G,
+#: B to mean 0 / RMS 1 on its own: blind to any per-channel affine colour map); ``"y_rgb"``
+#: (the standardised luma plus the ``"rgb"`` block weighted by ``chroma``). Prototypes
+#: measured on the real pairs' tuning half (curate/bench/data/README.md).
+COLOURS = ("ycc", "rgb", "y_rgb")
+
+
 class Aligner:
     """Thumbnails of canvases and aligned distances for a :class:`DescriptorSpec`."""
 
-    def __init__(self, spec: DescriptorSpec | None = None):
+    def __init__(self, spec: DescriptorSpec | None = None, colour: str = "ycc"):
+        if colour not in COLOURS:
+            raise ValueError(f"colour must be one of {COLOURS}, got {colour!r}")
+        self.colour = colour
         self.spec = s = spec or DescriptorSpec()
         self.h = h = s.work // 2
         self.t = s.thumb
@@ -80,6 +91,8 @@ class Aligner:
     def normalise(self, th: np.ndarray) -> np.ndarray:
         """thumbnails (..., C, t, t) -> unit vectors (..., C*t*t); a flat one stays 0."""
         lead, ch = th.shape[:-3], th.shape[-3]
+        if ch == 3 and self.colour != "ycc":
+            return self._normalise_rgb(th)
         v = th.reshape(lead + (ch, -1))
         floor2 = np.asarray(FLOOR ** 2, dtype=v.dtype)
         v = v - v.mean(-1, keepdims=True)
@@ -103,6 +116,25 @@ class Aligner:
         inv = np.where(norm2 > 1e-8, 1 / np.sqrt(np.maximum(norm2, 1e-8) * v.shape[-1]), 0).astype(v.dtype)
         out = np.concatenate([p * (sc * inv) for p, sc in zip(parts, scales)], -2)
         return out.reshape(lead + (-1,))
+
+    def _normalise_rgb(self, th: np.ndarray) -> np.ndarray:
+        """:meth:`normalise` for ``colour`` "rgb" / "y_rgb": (..., 3, t, t) YCbCr -> unit vectors."""
+        lead = th.shape[:-3]
+        v = th.reshape(lead + (3, -1))
+        y, cb, cr = v[..., 0, :], v[..., 1, :], v[..., 2, :]
+        rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], -2)
+        floor2 = np.asarray(FLOOR ** 2, dtype=v.dtype)
+
+        def standard(x):  # each row to mean 0, RMS 1 (a flat row stays near 0)
+            x = x - x.mean(-1, keepdims=True)
+            return x / np.sqrt((x * x).mean(-1, keepdims=True) + floor2)
+
+        parts = [standard(rgb)]
+        if self.colour == "y_rgb":
+            parts = [standard(v[..., :1, :]), np.asarray(self.spec.chroma, dtype=v.dtype) * parts[0]]
+        out = np.concatenate(parts, -2).reshape(lead + (-1,))
+        norm = np.linalg.norm(out, axis=-1, keepdims=True)
+        return np.where(norm > 1e-4, out / np.maximum(norm, 1e-4), 0).astype(v.dtype)
 
     def base(self, canvases: np.ndarray, coarse: bool = False) -> np.ndarray:
         """canvases (n, C, h, h) -> whole-image thumbnails (n, C*t*t) float64 (at the

@@ -1,0 +1,194 @@
+"""The labelled real pairs and how a pair decision scores on them: the CSV, the halves by
+image-series component, recall / pair precision, and the judging grids (the public face
+is :mod:`curate.bench.real_pairs`)."""
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from curate.bench._real_pairs_mine import TRAIN, global_row, split_index
+
+DATA = Path(__file__).resolve().parent / "data" / "cifar10_pairs.csv"
+COLUMNS = ("split_a", "index_a", "split_b", "index_b", "label", "half", "kind")
+HALVES = ("tuning", "reporting")
+#: distance bins of the judging sample: (low, high, pairs per kind); the last bin holds
+#: only each image's nearest candidates (look-alikes the verification rejects)
+BINS = ((0.0, 0.1, 80), (0.1, 0.2, 110), (0.2, 0.3, 110), (0.3, 0.4, 80), (0.4, 0.6, 60))
+
+
+# ------------------------------------------------------------------ the pair list ---
+
+def load_pairs(path: Path | str = DATA, half: str | None = None, labels=(0, 1)) -> list[dict]:
+    """The labelled pairs (rows of COLUMNS; ``a``, ``b`` global rows added), optionally one half."""
+    if half is not None and half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+    out = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            r["label"] = int(r["label"])
+            r["a"], r["b"] = global_row(r["split_a"], r["index_a"]), global_row(r["split_b"], r["index_b"])
+            if (half is None or r["half"] == half) and r["label"] in labels:
+                out.append(r)
+    return out
+
+
+def components(pairs: list[tuple[int, int]]) -> dict[int, int]:
+    """{node: smallest node of its connected component} of an undirected pair list."""
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {x: find(x) for x in list(parent)}
+
+
+def half_of(root: int) -> str:
+    """The half of a component named by its smallest global row: a hash, so no setting
+    and no label decides it."""
+    h = hashlib.sha1(f"cifar10:{root}".encode()).digest()
+    return HALVES[h[0] % 2]
+
+
+def assign_halves(rows: list[dict]) -> list[dict]:
+    """Set ``half`` on every row by the component (over all judged pairs, unsure ones
+    included) that its images belong to: an image series never straddles the halves."""
+    comp = components([(r["a"], r["b"]) for r in rows])
+    for r in rows:
+        r["half"] = half_of(comp[r["a"]])
+    return rows
+
+
+def write_pairs(rows: list[dict], path: Path | str = DATA) -> None:
+    """Rows (with a, b, label, half) -> the CSV of COLUMNS, sorted, unsure rows left out."""
+    keep = sorted((r for r in rows if r["label"] in (0, 1)), key=lambda r: (r["a"], r["b"]))
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in keep:
+            kind = "test-train" if max(r["a"], r["b"]) >= TRAIN else "train-train"
+            w.writerow([*split_index(r["a"]), *split_index(r["b"]), r["label"], r["half"], kind])
+
+
+# --------------------------------------------------------------- the evaluation ---
+
+def evaluate(distances, labels, threshold: float) -> dict:
+    """Decision ``distance <= threshold`` on labelled pairs: recall of the positives, pair
+    precision (judged negatives decided as duplicates count as false positives)."""
+    d, y = np.asarray(distances, dtype=np.float64), np.asarray(labels)
+    hit = d <= threshold
+    tp, fp = int((hit & (y == 1)).sum()), int((hit & (y == 0)).sum())
+    pos = int((y == 1).sum())
+    return {"threshold": threshold, "positives": pos, "negatives": int((y == 0).sum()), "tp": tp, "fp": fp,
+            "recall": tp / pos if pos else float("nan"),
+            "precision": tp / (tp + fp) if tp + fp else float("nan")}
+
+
+def distribution(distances, labels, qs=(0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)) -> dict:
+    """Quantiles of the distances per label (1, 0)."""
+    d, y = np.asarray(distances, dtype=np.float64), np.asarray(labels)
+    return {int(c): {f"q{int(round(q * 100)):02d}": float(np.quantile(d[y == c], q)) for q in qs}
+            for c in (1, 0) if (y == c).any()}
+
+
+def best_threshold(distances, labels, min_precision: float = 0.95) -> dict:
+    """The largest threshold whose pair precision stays >= min_precision (a tuning aid)."""
+    d = np.asarray(distances, dtype=np.float64)
+    best = evaluate(d, labels, -1.0)
+    for t in np.unique(d):
+        e = evaluate(d, labels, float(t))
+        if e["precision"] >= min_precision:
+            best = e
+    return best
+
+
+def aligned(canvases: np.ndarray, rows: list[dict]) -> np.ndarray:
+    """(len(rows),) exact aligned distances of the default descriptor of the rows' pairs."""
+    from curate.bench._real_pairs_mine import aligned_distances
+
+    pairs = np.array([(r["a"], r["b"]) for r in rows], dtype=np.int64).reshape(-1, 2)
+    return aligned_distances(canvases, pairs, refine_below=np.inf, progress=False)
+
+
+# ------------------------------------------------------------------ the grids ---
+
+def judging_sample(candidates: Path, seed: int = 0, bins=BINS) -> list[dict]:
+    """Candidates to judge: per kind and distance bin, a seeded sample (bin sizes in BINS);
+    the last bin only from each image's nearest key or thumbnail neighbour."""
+    rows = []
+    with open(candidates, newline="") as f:
+        for r in csv.DictReader(f):
+            r["a"], r["b"] = global_row(r["split_a"], r["index_a"]), global_row(r["split_b"], r["index_b"])
+            r["distance"] = float(r["distance"])
+            rows.append(r)
+    rng = np.random.default_rng(seed)
+    out = []
+    for kind in ("test-train", "train-train"):
+        for i, (lo, hi, n) in enumerate(bins):
+            pool = [r for r in rows if r["kind"] == kind and lo <= r["distance"] < hi
+                    and (i < len(bins) - 1 or r["key_rank"] == "0" or r["thumb_rank"] == "0")]
+            take = rng.choice(len(pool), min(n, len(pool)), replace=False) if pool else []
+            out += [pool[j] for j in sorted(take)]
+    order = rng.permutation(len(out))  # batches mix bins, so no batch reads as 'all yes'
+    return [out[j] for j in order]
+
+
+def render_grid(images: np.ndarray, rows: list[dict], path: Path, first: int, scale: int = 4, cols: int = 3) -> None:
+    """One PNG: pair ``first + i`` side by side (a left, b right, ``scale``x nearest), numbered."""
+    from PIL import Image, ImageDraw
+
+    side = images.shape[1] * scale
+    cw, ch = 2 * side + 6 + 14, side + 16
+    n_rows = -(-len(rows) // cols)
+    canvas = Image.new("RGB", (cols * cw, n_rows * ch), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, r in enumerate(rows):
+        x, y = (i % cols) * cw, (i // cols) * ch
+        for k, g in enumerate((r["a"], r["b"])):
+            im = Image.fromarray(images[g]).resize((side, side), Image.NEAREST)
+            canvas.paste(im, (x + k * (side + 6), y + 14))
+        sa, ia = split_index(r["a"])
+        sb, ib = split_index(r["b"])
+        draw.text((x + 2, y + 1), f"#{first + i} {sa}:{ia} | {sb}:{ib}", fill=(0, 0, 0))
+    canvas.save(path)
+
+
+def write_grids(images: np.ndarray, sample: list[dict], folder: Path, per: int = 30) -> list[Path]:
+    """Batches of ``per`` pairs: ``batch_NN.png`` and ``batch_NN.csv`` (with an empty label)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for b, s in enumerate(range(0, len(sample), per)):
+        rows = sample[s:s + per]
+        png = folder / f"batch_{b:02d}.png"
+        render_grid(images, rows, png, s)
+        with open(folder / f"batch_{b:02d}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(("n", "split_a", "index_a", "split_b", "index_b", "kind", "distance", "label"))
+            for i, r in enumerate(rows):
+                w.writerow((s + i, *split_index(r["a"]), *split_index(r["b"]), r["kind"], r["distance"], ""))
+        paths.append(png)
+    return paths
+
+
+def collect(folder: Path) -> list[dict]:
+    """Judged batch CSVs -> rows (a, b, label 1/0/-1 for unsure), halves assigned."""
+    rows = []
+    for p in sorted(folder.glob("batch_*.csv")):
+        with open(p, newline="") as f:
+            for r in csv.DictReader(f):
+                lab = r["label"].strip()
+                if lab == "":
+                    continue
+                rows.append({"a": global_row(r["split_a"], r["index_a"]), "b": global_row(r["split_b"], r["index_b"]),
+                             "label": {"1": 1, "0": 0}.get(lab, -1)})
+    return assign_halves(rows)
