@@ -71,11 +71,11 @@ class PeakRSS:
         self.peak_mb = max(self._top, self.rss_mb()) - self.start
 
 
-def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, progress) -> dict:
+def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, progress, grids: Path | None = None) -> dict:
     """Decode + describe + all-pairs search over the first n CIFAR-10 images (train, then
     test), without FiftyOne; and the key search alone by a ball tree on a query sample."""
     from curate.duplicates.choices import DEFAULT_RELATIVE, DEFAULT_THRESHOLD
-    from curate.duplicates.grouping import components
+    from curate.duplicates.grouping import anchored_groups, components
     from curate.duplicates.search import reference_sample
     from curate.duplicates import Descriptor, find_pairs
     from curate.duplicates.search import KeySearch
@@ -106,8 +106,21 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
                total_cpu_s=out["decode_describe_cpu_s"] + out["search_verify_cpu_s"], peak_mb=mem.peak_mb,
                pairs=len(res.pairs), candidates=res.candidates, timings=res.timings,
                threshold_applied=res.threshold, background=res.background,
-               groups=len(components(len(keys), res.pairs.tolist())),
+               groups=len(comps := components(len(keys), res.pairs.tolist())),
                load_average_after=os.getloadavg())
+    anchored = anchored_groups(len(keys), res.pairs.tolist())
+    out["largest_connected"] = max(map(len, comps), default=0)
+    out.update(groups_anchored=len(anchored), tagged_anchored=sum(len(g) - 1 for g in anchored),
+               largest_anchored=max(map(len, anchored), default=0))
+    if grids is not None and anchored:  # the largest group of each rule, for a person to judge
+        import torch
+
+        from curate import plots
+
+        for rule, groups in (("anchored", anchored), ("connected", comps)):
+            big = max(groups, key=len)[:256]
+            x = torch.from_numpy(read_images([paths[i] for i in big])).permute(0, 3, 1, 2).float() / 127.5 - 1
+            plots.image_grid(x, grids / f"scale_largest_{rule}.png", ncol=16, zoom=2)
     perm = d.mirror_permutation(3)
     q = np.random.default_rng(1).choice(len(keys), min(index_sample, len(keys)), replace=False)
     for index in ("exact", "ball_tree"):

@@ -147,7 +147,7 @@ def run(args) -> dict:
     if args.scale:
         console.print(f"[bold]scale[/]: describe + all-pairs search over {args.scale} CIFAR-10 images")
         result["scale"] = scale_timing(args.cifar_root, args.scale, k=args.k, threshold=args.threshold,
-                                       index_sample=args.index_sample, progress=None)
+                                       index_sample=args.index_sample, progress=None, grids=out / "grids")
     result["environment"] = environment()
     (out / "results.json").write_text(json.dumps(result, indent=1))
     console.print(results_table(result))
