@@ -114,6 +114,8 @@ if __name__ == "__main__":
     ap.add_argument("--steps", type=int, default=25, help="Euler steps of the audit's sampler")
     ap.add_argument("--proposals", type=int, default=64)
     ap.add_argument("--plot", default="docs/scores-ceiling-calibration.png")
+    ap.add_argument("--label", default=str(1 / 1024),
+                    help="positive images: measured rate >= this, or 'median' (above the median rate)")
     a = ap.parse_args()
     if a.step == "report":
         from scores_ceiling_report import report  # beside this file

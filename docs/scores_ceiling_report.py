@@ -38,14 +38,23 @@ def load_counts(run: Path) -> tuple[np.ndarray, int]:
     return np.array([d["counts_rms"] for d in data]), int(data[0]["n_samples"])
 
 
-def ceiling(counts: np.ndarray, per_set: int, half_sets: int, rows=None) -> tuple[float, float]:
-    """Split-half ceiling: labels = rate >= 1/1024 in half A, predictor = half B's counts, both
+def label(counts_total: np.ndarray, n_samples: int, rule: str) -> np.ndarray:
+    """Positive images: rate >= 1/1024 (``rule`` = a rate such as '0.0009765625'), or above the
+    median rate (``rule`` = 'median': for a model that reproduces every image)."""
+    rate = counts_total / n_samples
+    if rule == "median":
+        return rate > np.median(rate)
+    return rate >= float(rule)
+
+
+def ceiling(counts: np.ndarray, per_set: int, half_sets: int, rows=None, rule: str = str(1 / 1024)) -> tuple[float, float]:
+    """Split-half ceiling: labels from half A (``label``), predictor = half B's counts, both
     directions averaged; and Spearman of the two halves' counts. Halves of ``half_sets`` sets."""
     rows = np.arange(counts.shape[1]) if rows is None else rows
     a = counts[:half_sets, rows].sum(0)
     b = counts[half_sets:2 * half_sets, rows].sum(0)
-    need = half_sets * per_set / 1024
-    au = np.nanmean([auroc(a >= need, b), auroc(b >= need, a)])
+    n = half_sets * per_set
+    au = np.nanmean([auroc(label(a, n, rule), b), auroc(label(b, n, rule), a)])
     return float(au), spearman(a, b)
 
 
@@ -71,19 +80,20 @@ def report(a) -> None:
     total = counts.sum(0)
     N = n_sets * per_set
     rate = total / N
-    labels = total >= N / 1024
+    rule = a.label
+    labels = label(total, N, rule)
     tune, ev = np.arange(0, n_img, 2), np.arange(1, n_img, 2)
-    lines = [f"samples: {n_sets} sets of {per_set} = {N}; images reproduced at rate >= 1/1024: "
+    lines = [f"samples: {n_sets} sets of {per_set} = {N}; positives (rule {rule}): "
              f"{int(labels.sum())} of {n_img} (tuning half {int(labels[tune].sum())}, evaluation half "
              f"{int(labels[ev].sum())}); with >= 1 copy: {int((total > 0).sum())}; copies: {int(total.sum())} "
              f"({total.sum() / N:.4f} of all samples)", "", "Split-half noise ceilings (AUROC, Spearman):"]
     for h in sorted({1, 2, n_sets // 2}):
         if 2 * h <= n_sets:
-            c_all, c_ev = ceiling(counts, per_set, h), ceiling(counts, per_set, h, ev)
+            c_all, c_ev = ceiling(counts, per_set, h, rule=rule), ceiling(counts, per_set, h, ev, rule)
             lines.append(f"- {h * per_set} samples per half: all images {c_all[0]:.3f} / {c_all[1]:.2f}; "
                          f"evaluation half {c_ev[0]:.3f} / {c_ev[1]:.2f}")
-    ceil_all = ceiling(counts, per_set, n_sets // 2)[0]
-    ceil_ev = ceiling(counts, per_set, n_sets // 2, ev)[0]
+    ceil_all = ceiling(counts, per_set, n_sets // 2, rule=rule)[0]
+    ceil_ev = ceiling(counts, per_set, n_sets // 2, ev, rule)[0]
     sc = run / "scores"
     rows_all, rows_ev = [], []
     for p in sorted(sc.glob("*.json")):
