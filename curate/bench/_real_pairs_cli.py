@@ -83,8 +83,9 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool) -> dict:
            "default_capped": R.evaluate(d, y, min(t, relative * background)),
            "per_kind": {k: R.evaluate(d[[r["kind"] == k for r in rows]], y[[r["kind"] == k for r in rows]], t)
                         for k in ("test-train", "train-train")},
-           "distances": R.distribution(d, y),
-           "largest_threshold_at_precision_0.95": R.best_threshold(d, y, 0.95)}
+           "distances": R.distribution(d, y)}
+    if half == "tuning":  # a choice: never made on the reporting half
+        res["largest_threshold_at_precision_0.95"] = R.best_threshold(d, y, 0.95)
     # what the default gets wrong, for a person to look at (distance order)
     for name, pick in (("misses", (y == 1) & (d > t)), ("false_hits", (y == 0) & (d <= t))):
         idx = np.nonzero(pick)[0][np.argsort(d[pick])]
