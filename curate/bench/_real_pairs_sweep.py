@@ -62,6 +62,21 @@ def score(d: np.ndarray, y: np.ndarray) -> dict:
             "precision@p0.95": round(best["precision"], 3)}
 
 
+def best_rule(d0: np.ndarray, d1: np.ndarray, y: np.ndarray, min_precision: float = 0.95) -> dict:
+    """The best of ``d0 <= a or d1 <= b`` and ``d0 <= a and d1 <= b`` over a grid of (a, b):
+    the largest recall whose pair precision stays >= min_precision (a tuning aid)."""
+    best = {"recall": 0.0}
+    for rule in ("or", "and"):
+        for a in np.round(np.arange(0.15, 0.35, 0.01), 2):
+            for b in np.round(np.arange(0.05, 0.40, 0.01), 2):
+                hit = (d0 <= a) | (d1 <= b) if rule == "or" else (d0 <= a) & (d1 <= b)
+                tp, fp = int((hit & (y == 1)).sum()), int((hit & (y == 0)).sum())
+                if tp + fp and tp / (tp + fp) >= min_precision and tp / (y == 1).sum() > best["recall"]:
+                    best = {"rule": rule, "a": float(a), "b": float(b), "recall": float(round(tp / (y == 1).sum(), 3)),
+                            "precision": round(tp / (tp + fp), 3)}
+    return best
+
+
 def main(argv=None) -> None:
     import torch
 
@@ -76,6 +91,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--fit", action="store_true", help="also the fitted residual (slow: ~1 s a pair)")
     p.add_argument("--only", nargs="*", default=None, help="names of SPECS to run (default: all)")
+    p.add_argument("--rules", action="store_true",
+                   help="also two-distance rules: the default with each of chroma 0, chroma 0.2, colour rgb")
     a = p.parse_args(argv)
     rows = R.load_pairs(half="tuning")
     y = np.array([r["label"] for r in rows])
@@ -88,6 +105,11 @@ def main(argv=None) -> None:
             continue
         out[name] = score(aligned_with(canvases, pairs, o), y)
         print(name, out[name], flush=True)
+    if a.rules:
+        d0 = aligned_with(canvases, pairs, {})
+        for name in ("chroma0", "chroma0.2", "rgb"):
+            out[f"rule_default_with_{name}"] = best_rule(d0, aligned_with(canvases, pairs, SPECS[name]), y)
+            print(name, out[f"rule_default_with_{name}"], flush=True)
     if a.fit:
         cache = a.out / "fits_all_tuning.json"
         fits = {}
