@@ -24,7 +24,9 @@ from curate.bench._real_pairs_core import (BINS, COLUMNS, DATA, HALVES, aligned,
                                            collect, components, distribution, evaluate, half_of, judging_sample,
                                            load_pairs, render_grid, write_grids, write_pairs)
 
-__all__ = ["DATA", "COLUMNS", "HALVES", "BINS", "load_pairs", "components", "half_of", "assign_halves", "write_pairs", "evaluate", "distribution", "best_threshold", "aligned", "judging_sample", "render_grid", "write_grids", "collect"]
+__all__ = ["DATA", "COLUMNS", "HALVES", "BINS", "load_pairs", "components", "half_of", "assign_halves",
+           "write_pairs", "evaluate", "distribution", "best_threshold", "aligned", "judging_sample",
+           "render_grid", "write_grids", "collect"]
 
 
 def main(argv=None) -> None:
