@@ -6,6 +6,8 @@ Every step is resumable (a finished output is skipped) and writes under ``--run`
 
     python docs/scores_ceiling.py sample  --run runs/h22 --sets 10 --per-set 1024 --steps 25
     python docs/scores_ceiling.py score   --run runs/h22 --steps 25
+    python docs/scores_ceiling.py extra   --run runs/h22
+    python docs/scores_ceiling.py basin   --run runs/h22 --steps 25
     python docs/scores_ceiling.py report  --run runs/h22 --plot docs/scores-ceiling-calibration.png
 
 ``--run`` must hold ``model/`` (a ``curate train`` checkpoint) and ``train.safetensors`` (its
@@ -28,6 +30,7 @@ CURATE = [sys.executable, "-m", "curate"]
 # Tuning: every other training image (even positions); the evaluation half is the odd ones.
 RECON_GRID = [dict(t=t, steps=50, draws=8) for t in (0.5, 0.3, 0.7)]
 RECON_LATE = [dict(t=t, steps=50, draws=8) for t in (0.4, 0.6)]  # after reproduction_probability
+RECON_EXTRA = [dict(t=0.5, steps=50, draws=16), dict(t=0.5, steps=25, draws=8)]  # step "extra": K and S
 BASELINES = ["volume_growth", "divergence", "generation_logp", "denoising_score", "pia", "flipd", "eps_norm"]
 
 
@@ -63,6 +66,65 @@ def _save(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+def extra(a):
+    """More draws K and fewer steps S at t = 0.5 (their own step, so it can run beside ``score``)."""
+    torch, load_model, load_file = _setup()
+    from curate.scores.reconstruction import distances
+
+    run = Path(a.run)
+    model = load_model(run / "model", device="cpu")
+    x = load_file(run / "train.safetensors")["images"]
+    for params in RECON_EXTRA:
+        path = run / "scores" / f"recon_t{params['t']}_S{params['steps']}_K{params['draws']}.json"
+        if not path.exists():
+            print("scoring", path.stem, flush=True)
+            d = distances(model, x, solver="euler", distance="rms", seed=0, **params)
+            _save(path, dict(params=params, draws=d.tolist(), values=(-d.mean(1)).tolist()))
+
+
+def basin(a):
+    """Where the starts that copy an image lie, against its inverted latent u (first 8 images;
+    the copies of the first 4 sample sets): why importance sampling along u misses the mass."""
+    torch, load_model, load_file = _setup()
+    from curate.sampling import block_noise
+    from curate.scores._ode import integrate, rms
+    from curate.scores.reproduction_probability import sampler_ends
+
+    run = Path(a.run)
+    model = load_model(run / "model", device="cpu")
+    x = load_file(run / "train.safetensors")["images"]
+    shape, D = tuple(x.shape[1:]), x[0].numel()
+    u = integrate(model, x, 1e-3, 1.0, a.steps, "euler")
+    back = rms(sampler_ends(model, u, a.steps), x)
+    print(f"round trip |Phi(u) - x| rms: median {back.median():.4f}, {(back < 0.1).float().mean():.2f} of images "
+          f"within 0.10; |u|^2 / D mean {u.flatten(1).pow(2).mean(1).mean():.2f}")
+    uh = u.flatten(1) / u.flatten(1).norm(dim=1, keepdim=True)
+    g = torch.Generator().manual_seed(0)
+    few, n = x[:8], 32
+    e = torch.randn(8, n, D, generator=g)
+
+    def hits(centre, r):
+        starts = (centre[:8].unsqueeze(1) + r * e).reshape(-1, *shape)
+        d = rms(sampler_ends(model, starts, a.steps), few.repeat_interleave(n, 0)).reshape(8, n)
+        return (d < 0.1).float().mean(1)
+
+    for name, centre, r in [("u + 0.3 e", u.flatten(1), 0.3), ("u + 0.6 e", u.flatten(1), 0.6),
+                            ("u + e", u.flatten(1), 1.0), ("sqrt(D) u_hat + 0.5 e", uh * D ** 0.5, 0.5),
+                            ("4 u_hat + e", 4 * uh, 1.0), ("8 u_hat + e", 8 * uh, 1.0)]:
+        print(f"hits from {name}: " + " ".join(f"{h:.2f}" for h in hits(centre, r).tolist()))
+    cos = []
+    for s in range(4):
+        z = block_noise(1000 + s, 0, 0, a.per_set, shape).flatten(1)
+        samples = load_file(run / "samples" / f"set{s}.safetensors")["images"].flatten(1)
+        r, i = (torch.cdist(samples, x.flatten(1)) / D ** 0.5).min(1)
+        zc, ic = z[r < 0.1], i[r < 0.1]
+        cos.append((zc / zc.norm(dim=1, keepdim=True) * uh[ic]).sum(1))
+    cos = torch.cat(cos)
+    q = torch.quantile(cos, torch.tensor([0.1, 0.5, 0.9])).tolist()
+    print(f"{len(cos)} copies: cos(start, u_hat of the copied image) 10/50/90 %: {q[0]:.3f} {q[1]:.3f} {q[2]:.3f} "
+          f"(two random directions: sd {D ** -0.5:.3f})")
 
 
 def score(a):
@@ -106,7 +168,7 @@ def score(a):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["sample", "score", "report"])
+    ap.add_argument("step", choices=["sample", "score", "extra", "basin", "report"])
     ap.add_argument("--run", default="runs/h22")
     ap.add_argument("--sets", type=int, default=10)
     ap.add_argument("--per-set", type=int, default=1024)
@@ -122,4 +184,4 @@ if __name__ == "__main__":
 
         report(a)
     else:
-        {"sample": sample, "score": score}[a.step](a)
+        {"sample": sample, "score": score, "extra": extra, "basin": basin}[a.step](a)
