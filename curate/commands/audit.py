@@ -105,6 +105,6 @@ def _run(args) -> int:
                 from curate.reproduction.plot import score_vs_reproductions
 
                 score_vs_reproductions(ev.scores, ev.counts, args.plot, score_name=f, p=ev.p,
-                                       samples=ev.m_a + ev.m_b, title=f"{f} against {args.key} ({args.dataset})")
+                                       samples=ev.m_a + ev.m_b, title=f"{f} against the audit {args.key!r}")
                 print(f"  plot: {args.plot}")
     return 0
