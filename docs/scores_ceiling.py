@@ -39,6 +39,22 @@ def _sh(cmd):
     subprocess.run(list(map(str, cmd)), check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def data(a):
+    """The training images: ``--n`` CIFAR-10 training images (a permutation seeded by
+    ``--subset-seed``), box-filtered to ``--size``, as ``train.safetensors`` (float in [-1, 1])."""
+    torch, _, _ = _setup()
+    from safetensors.torch import save_file
+
+    from curate.data.cifar import load_tensor, split_size
+
+    n = split_size(a.cifar_root, "train")
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(a.subset_seed))[:a.n].sort().values.numpy()
+    x, _, index = load_tensor(a.cifar_root, "train", idx, image_size=a.size)
+    Path(a.run).mkdir(parents=True, exist_ok=True)
+    save_file({"images": x.contiguous()}, str(Path(a.run) / "train.safetensors"))
+    print(f"{len(x)} images {tuple(x.shape[1:])}, official indices {index.tolist()}")
+
+
 def sample(a):
     run = Path(a.run)
     (run / "samples").mkdir(parents=True, exist_ok=True)
@@ -168,7 +184,11 @@ def score(a):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["sample", "score", "extra", "basin", "report"])
+    ap.add_argument("step", choices=["data", "sample", "score", "extra", "basin", "report"])
+    ap.add_argument("--cifar-root", default="../shared/data/cifar10")
+    ap.add_argument("--n", type=int, default=48)
+    ap.add_argument("--size", type=int, default=8)
+    ap.add_argument("--subset-seed", type=int, default=22)
     ap.add_argument("--run", default="runs/h22")
     ap.add_argument("--sets", type=int, default=10)
     ap.add_argument("--per-set", type=int, default=1024)
@@ -184,4 +204,4 @@ if __name__ == "__main__":
 
         report(a)
     else:
-        {"sample": sample, "score": score, "extra": extra, "basin": basin}[a.step](a)
+        {"data": data, "sample": sample, "score": score, "extra": extra, "basin": basin}[a.step](a)
