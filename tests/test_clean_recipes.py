@@ -331,7 +331,7 @@ def test_clean_cifar_smoke_end_to_end(tmp_path, capsys):
 
 
 def test_the_report_names_the_dedupe_distance_and_its_cap():
-    from curate.recipes._clean_markdown import dedupe_rule
+    from curate.recipes.clean.markdown import dedupe_rule
 
     assert dedupe_rule({"method": "pixel", "threshold": None}) == "normalised pixel L2 <= 0.1"
     capped = dedupe_rule({"method": "descriptor", "threshold": 0.2, "threshold_applied": 0.0764,

@@ -273,7 +273,7 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="fractions"):
         DescriptorSpec(max_crop=0.7)
     with pytest.raises(ValueError, match="index"):
-        KeySearch(np.zeros((3, 4), np.float32), None, index="faiss")
+        KeySearch(np.zeros((3, 4), np.float32), None, index="annoy")
     keys, canvases = d.describe(np.zeros((3, 3, 8, 8), np.float32))
     with pytest.raises(ValueError, match="k must be"):
         find_pairs(keys, canvases, np.arange(3), 0.1, descriptor=d, k=0)

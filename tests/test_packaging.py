@@ -61,6 +61,7 @@ def test_wheel_ships_presets_and_plugin(tmp_path):
     names = _wheel_names(wheel)
     want = {f"curate/_shipped/recipes/{p.relative_to(ROOT / 'recipes')}" for p in (ROOT / "recipes").rglob("*.toml")}
     want |= {f"curate/_shipped/plugins/curate/{n}" for n in ("__init__.py", "fiftyone.yml")}
+    want |= {"curate/bench/data/cifar10_pairs.csv", "curate/bench/data/README.md"}  # the labelled real pairs
     assert len(want) > 10 and want <= names, sorted(want - names)
     # only inside the package: no top-level recipes/ or plugins/ in site-packages
     assert not [n for n in names if n.startswith(("recipes/", "plugins/"))]

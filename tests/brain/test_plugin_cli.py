@@ -163,7 +163,7 @@ def test_plugin_install_is_found_by_fiftyone(fo, tmp_path, monkeypatch, capsys):
     names = [p.name for p in fop.list_plugins(enabled="all")]
     assert "@curate/curate" in names
     defn = fop.get_plugin("@curate/curate")
-    assert set(defn.operators) == {"compute_score", "flag_high_risk", "dedupe",
+    assert set(defn.operators) == {"compute_score", "flag_high_risk", "dedupe", "compute_reproductions",
                                    "export_clean", "score_histogram"}  # panels included
 
 
