@@ -210,3 +210,26 @@ def test_correlation_ceiling_bounds_a_score_that_knows_the_true_rate():
     assert best == pytest.approx(c.max_spearman, abs=0.03)
     noisy = spearmanr(p_true * rng.lognormal(0, 1, n), a + b).statistic
     assert noisy < c.max_spearman
+
+
+def test_aligned_nearest_catches_edited_copies_that_pixels_miss():
+    """The edit-robust criterion: a shifted, re-coloured or mirrored copy of a training
+    photo is at a small aligned distance from its source, while its pixel RMS distance is
+    far above the RMS criterion's threshold; unrelated photos stay far in both."""
+    from curate.data.tensors import to_model_range
+    from curate.duplicates import edits as E
+    from curate.duplicates.nearest import AlignedNearest
+
+    photos = E.natural_like(40, seed=11)                       # (n, 32, 32, 3) uint8
+    train = to_model_range(photos[:30].transpose(0, 3, 1, 2))
+    edited = [E.apply_all(photos[3], [("shift", {"dx": 3, "dy": -2})]),
+              E.apply_all(photos[7], [("brightness_contrast", {"brightness": 1.2, "contrast": 0.85})]),
+              E.apply_all(photos[9], [("mirror", {}), ("colour", E.edge_cases("colour")[1])])]
+    queries = to_model_range(np.stack(edited + list(photos[30:36])).transpose(0, 3, 1, 2))
+    an = AlignedNearest(train.numpy())
+    idx, dist = an.nearest(queries.numpy())
+    thr = an.threshold()
+    assert idx[:3].tolist() == [3, 7, 9] and (dist[:3] <= thr).all(), (idx, dist, thr)
+    assert (dist[3:] > thr).all()  # unrelated photos are no copies
+    pix = match(queries, TrainingSet(train))
+    assert not pix.copies["rms"][:3].any()  # the pixel criterion misses every edited copy
