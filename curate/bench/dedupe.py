@@ -87,12 +87,41 @@ def run_dedupe(samples, method: str, threshold, *, index: str, k: int, progress:
     return out
 
 
-def plant_copies(orig: np.ndarray, n_copies: int, seed: int, folder: Path):
-    """Edited copies of ``orig`` (see :func:`curate.duplicates.edits.plant`) written as PNG
-    into ``folder``: (copies, sources, edits, paths)."""
+def real_kinds(p: dict) -> list[tuple[str, dict]]:
+    """A realistic edit (:func:`curate.duplicates.edits.draw_real`) as the kinds of
+    :data:`~curate.duplicates.edits.KINDS` it visibly contains, for the per-kind tables: a
+    crop of more than 3 % of the side, any shift, a mirror, a contrast or channel-gain change
+    of more than 5 % or a gamma off by more than 5 % (colour), a brightness change of more
+    than 5 grey levels, a JPEG re-encode."""
+    out = []
+    if p["crop"]["side"] < 0.97:
+        out.append(("crop", p["crop"]))
+    if p["dx"] or p["dy"]:
+        out.append(("shift", {"dx": p["dx"], "dy": p["dy"]}))
+    if p["mirror"]:
+        out.append(("mirror", {}))
+    if abs(float(np.mean(p["offsets"]) + (np.mean(p["gains"]) - 1) * 127.5)) > 5:
+        out.append(("brightness_contrast", {}))
+    if max(abs(g - 1) for g in p["gains"]) > 0.05 or abs(p["gamma"] - 1) > 0.05:
+        out.append(("colour", {"gains": p["gains"], "gamma": p["gamma"]}))
+    if p["quality"] is not None:
+        out.append(("reencode", {"quality": p["quality"]}))
+    return out
+
+
+def plant_copies(orig: np.ndarray, n_copies: int, seed: int, folder: Path, edits: str = "real"):
+    """Edited copies of ``orig`` written as PNG into ``folder``: (copies, sources, edits, paths).
+
+    ``edits="real"``: mild combined edits as measured on real CIFAR-10 near-duplicate pairs
+    (:func:`curate.duplicates.edits.plant_real`); ``"classic"``: one to three strong edits
+    of distinct kinds (:func:`curate.duplicates.edits.plant`, the benchmark's former edits)."""
     from PIL import Image
 
-    copies, sources, edits = E.plant(orig, n_copies, seed)
+    if edits == "real":
+        copies, sources, params = E.plant_real(orig, n_copies, seed)
+        edits = [real_kinds(p) for p in params]
+    else:
+        copies, sources, edits = E.plant(orig, n_copies, seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{j:04d}.png" for j in range(len(copies))]
     for c, p in zip(copies, paths):
@@ -113,7 +142,7 @@ def run(args) -> dict:
         raise SystemExit(f"error: only {len(files)} training images from position {args.first}")
     paths = [p for _, p in files]
     orig = read_images(paths)
-    copies, sources, edits, copy_paths = plant_copies(orig, args.copies, args.seed, out / "copies")
+    copies, sources, edits, copy_paths = plant_copies(orig, args.copies, args.seed, out / "copies", args.edits)
     images = np.concatenate([orig, copies])
     n = len(orig)
     result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"},

@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--first", type=int, default=0, help="position (official order) of the first training image")
     p.add_argument("--copies", type=int, default=200, help="planted edited copies")
     p.add_argument("--seed", type=int, default=0, help="seed of the edits")
+    p.add_argument("--edits", choices=("real", "classic"), default="real",
+                   help="real: mild combined edits as measured on real near-duplicate pairs; classic: 1-3 strong "
+                        "edits (the former benchmark)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods compared")
     p.add_argument("--threshold", type=float, default=None,
                    help="descriptor threshold; unset: dedupe's default")

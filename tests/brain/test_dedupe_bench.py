@@ -31,7 +31,7 @@ def test_curate_bench_dedupe_scores_planted_copies(fo, tmp_path, capsys):
     out = tmp_path / "bench"
     assert cli(["bench", "dedupe", "--cifar-root", str(tmp_path / "cifar"), "--originals", str(N),
                 "--copies", str(COPIES), "--seed", str(SEED), "--out", str(out), "--no-progress",
-                "--scale", str(N + 4), "--index-sample", "5"]) == 0
+                "--scale", str(N + 4), "--index-sample", "5", "--edits", "classic"]) == 0
     r = json.loads((out / "results.json").read_text())
     copies, sources, edits = E.plant(photos, COPIES, SEED)  # what the benchmark planted
     assert [p["source"] for p in r["planted"]] == sources.tolist()
@@ -69,3 +69,21 @@ def test_both_entry_points_share_one_definition():
     for k in ("command", "what", "func"):
         via_cli.pop(k)
     assert via_cli == vars(parse_args(argv))
+
+
+def test_the_default_edits_are_the_real_pairs_model(tmp_path):
+    """``--edits real`` (the default) plants :func:`edits.plant_real`'s copies, and the per-kind
+    tables read each realistic edit as the kinds it visibly contains."""
+    from curate.bench.dedupe import plant_copies, real_kinds
+    from curate.bench.dedupe_options import parse_args
+
+    assert parse_args(["--cifar-root", "x"]).edits == "real"
+    photos = E.natural_like(30, seed=2)
+    copies, sources, edits, paths = plant_copies(photos, 12, 4, tmp_path / "c")
+    want, want_sources, params = E.plant_real(photos, 12, 4)
+    np.testing.assert_array_equal(copies, want)
+    assert sources.tolist() == want_sources.tolist()
+    assert [[k for k, _ in e] for e in edits] == [[k for k, _ in real_kinds(p)] for p in params]
+    assert real_kinds(E.identity_real()) == []
+    p = dict(E.identity_real(), dx=1, mirror=True, quality=60)
+    assert [k for k, _ in real_kinds(p)] == ["shift", "mirror", "reencode"]
