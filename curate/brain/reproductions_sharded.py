@@ -24,6 +24,8 @@ import torch
 
 def run_sharded(train, setup, *, progress=True, resume=True, overwrite=False, rank=None, world_size=None):
     """Run ``setup`` (checked, nothing written) on this rank's blocks; see the module doc."""
+    import fiftyone as fo
+
     from curate.brain._audit_run import load_results
     from curate.brain._audit_setup import prepare
     from curate.brain._engine import database_errors
@@ -71,7 +73,10 @@ def run_sharded(train, setup, *, progress=True, resume=True, overwrite=False, ra
         parts = group.gather((done, skipped))
         # 3. rank 0 writes the counts of the whole audit.
         out = None
-        if rank == 0:
+        # nothing new and the counts already written: nothing to redo
+        finished = (sum(p[0] for p in parts) == 0 and verdict["resumed"] and fo.dataset_exists(c.copies_dataset)
+                    and getattr(load_results(dataset, c.audit_key), "complete", False))
+        if rank == 0 and not finished:
             generated.reload()
             with database_errors(train, f"writing the counts of {c.audit_key!r}"):
                 out = finish(train, setup, generated, skipped=sum(p[1] for p in parts),
@@ -81,9 +86,9 @@ def run_sharded(train, setup, *, progress=True, resume=True, overwrite=False, ra
             dataset._reload(hard=True)  # see the results rank 0 stored
             res = load_results(dataset, c.audit_key)
             s = res.summary if res is not None else {}
-            out = AuditSummary(c.audit_key, sum(p[0] for p in parts), sum(p[1] for p in parts), s.get("failed", 0), s.get("copies", {}).get(c.criterion, 0),
-                               s.get("reproduced_samples", 0), len(setup.failed), verdict["resumed"],
-                               c.generated_dataset, c.copies_dataset)
+            out = AuditSummary(c.audit_key, sum(p[0] for p in parts), sum(p[1] for p in parts), s.get("failed", 0),
+                               s.get("copies", {}).get(c.criterion, 0), s.get("reproduced_samples", 0),
+                               len(setup.failed), verdict["resumed"], c.generated_dataset, c.copies_dataset)
         return out
     finally:
         group.close()
