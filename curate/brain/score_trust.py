@@ -96,3 +96,27 @@ def evaluate_score(train, score_field: str | None = None, audit_key: str = "repr
         evaluations[f"{score_field}:{criterion}"] = ev.to_dict()
         save_results(dataset, cfg, evaluations=evaluations, p_fields=p_fields)
     return ev
+
+
+def audit_keys(samples) -> list[str]:
+    """Brain keys of the reproduction audits on ``samples``' dataset."""
+    from curate.brain._audit_run import METHOD
+
+    return sorted(samples._dataset.list_brain_runs(method=METHOD))
+
+
+def score_vs_copies(samples, score_field: str, audit_key: str = "reproductions") -> dict:
+    """The points of a score field against an audit's copies, one per unique training image
+    of ``samples`` (the panel's and the plot's numbers): ``{"score": [...], "copies": [...],
+    "ids": [...]}`` (the ids of each group's first sample), images without a score left out."""
+    gkey = f"{audit_key}_group"
+    ids, groups, scores, copies = samples.exists(gkey).values(["id", gkey, score_field, audit_key])
+    seen, out = set(), {"score": [], "copies": [], "ids": []}
+    for i, g, s, c in zip(ids, groups, scores, copies):
+        if g in seen or s is None or c is None or not np.isfinite(s):
+            continue
+        seen.add(g)
+        out["score"].append(float(s))
+        out["copies"].append(int(c))
+        out["ids"].append(i)
+    return out

@@ -423,6 +423,49 @@ class ScoreHistogram(foo.Panel):
         return types.Property(panel, view=types.GridView(height=100, width=100))
 
 
+class ScoreVsCopies(foo.Panel):
+    """A score field against a reproduction audit's copies, one point per unique image."""
+
+    @property
+    def config(self):
+        return foo.PanelConfig(name="score_vs_copies", label="curate: score vs copies")
+
+    def on_load(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_view(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_field(self, ctx):
+        ctx.panel.state.score_field = ctx.params.get("value")
+        self._refresh(ctx)
+
+    def _refresh(self, ctx):
+        from curate.brain.score_trust import audit_keys, score_vs_copies
+
+        keys, fields = audit_keys(ctx.dataset), _float_fields(ctx)
+        field = ctx.panel.state.score_field
+        field = field if field in fields else (_default_field() if _default_field() in fields else None)
+        ctx.panel.state.score_field = field
+        pts = score_vs_copies(ctx.view, field, keys[0]) if keys and field else {"score": [], "copies": []}
+        ctx.panel.data.scatter = [{"type": "scatter", "mode": "markers", "x": pts["score"], "y": pts["copies"],
+                                   "name": field}]
+        ctx.panel.state.summary = (f"{len(pts['score'])} unique images, audit {keys[0]!r}" if keys else
+                                   "no audit yet: run 'curate: audit what the model copies'")
+
+    def render(self, ctx):
+        panel = types.Object()
+        choices = types.Dropdown()
+        for f in _float_fields(ctx):
+            choices.add_choice(f, label=f)
+        panel.enum("score_field", choices.values(), view=choices, label="Score field",
+                   default=ctx.panel.state.score_field, on_change=self.on_change_field)
+        panel.md(ctx.panel.state.summary or "", name="summary")
+        panel.plot("scatter", layout={"xaxis": {"title": ctx.panel.state.score_field or ""},
+                                      "yaxis": {"title": "copies among the generated samples"}})
+        return types.Property(panel, view=types.GridView(height=100, width=100))
+
+
 def register(p):
     p.register(ComputeScore)
     p.register(FlagHighRisk)
@@ -430,3 +473,4 @@ def register(p):
     p.register(ExportClean)
     p.register(ComputeReproductions)
     p.register(ScoreHistogram)
+    p.register(ScoreVsCopies)

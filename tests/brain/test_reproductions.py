@@ -265,3 +265,21 @@ def test_cli_audit_and_report(digits_ds, train_model, tmp_path, capsys):
     assert ev["n_reproduced"] == sum(v > 0 for v in train.values(KEY))
     assert main(argv) == 0  # again: resumes, nothing to draw
     assert "generated 0 (already done 16" in capsys.readouterr().out
+
+
+def test_panel_plots_a_score_against_the_copies(digits_ds, foo, tmp_path):
+    from _plugin import URI
+
+    train = digits_ds.match_tags("train")
+    model = _partly_copying_model(digits_ds)
+    _audit(train, model, tmp_path, n=32)
+    cb.compute_denoising_score(train, model, batch_size=40, progress=False)
+    res = foo.execute_operator(URI + "score_vs_copies", ctx=dict(
+        dataset=digits_ds, params=dict(__method__="on_load", panel_id="p2", state={})))
+    assert res.error is None, res.error
+    reqs = res.to_json()["executor"]["requests"]
+    data = [r["params"]["data"] for r in reqs if r["operator_uri"] == "patch_panel_data"][0]["scatter"][0]
+    # one point per unique training image: its score and its copies, as stored
+    want = {g: (s, c) for g, s, c in zip(*train.values([f"{KEY}_group", "denoising_score", KEY]))}
+    assert sorted(zip(data["x"], data["y"])) == sorted(want.values())
+    assert sum(data["y"]) == sum(train.values(KEY))
