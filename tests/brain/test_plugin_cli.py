@@ -164,7 +164,7 @@ def test_plugin_install_is_found_by_fiftyone(fo, tmp_path, monkeypatch, capsys):
     assert "@curate/curate" in names
     defn = fop.get_plugin("@curate/curate")
     assert set(defn.operators) == {"compute_score", "flag_high_risk", "dedupe", "compute_reproductions",
-                                   "export_clean", "score_histogram"}  # panels included
+                                   "export_clean", "score_histogram", "score_vs_copies"}  # panels included
 
 
 def test_a_toy_score_registered_in_one_place_runs_through_the_cli(fo, digits_ds, capsys):
