@@ -2,8 +2,9 @@
 
 Operators, in the order of a cleaning: dedupe (step 1, needs no score), compute_score
 (step 2: any registered score kind; its form is generated from curate.scores; delegation
-allowed, progress reported), flag_high_risk (step 3), export_clean (step 4). Panel:
-score_histogram. Each operator only builds its form and calls the library; nothing is
+allowed, progress reported), flag_high_risk (step 3), export_clean (step 4); and
+compute_reproductions (the reproduction audit: what the model copies). Panels:
+score_histogram, score_vs_copies (a score against an audit's copies). Each operator only builds its form and calls the library; nothing is
 computed here, and a value the form leaves empty is passed as None so that the library's
 own default applies (one set of defaults for the Python API, the CLI and the App).
 """
