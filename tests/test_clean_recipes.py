@@ -364,3 +364,40 @@ def test_a_gpu_preset_on_a_cpu_says_so_with_an_estimate(tmp_path):
     assert runs == 4 and steps == 15000  # four arms, one training seed, the preset's budget
     assert hours == pytest.approx(per_step * steps * runs / 3600, abs=0.05 + 0.005 * steps * runs / 3600)
     assert not (tmp_path / "o" / "images").exists()  # nothing was built
+
+
+@pytest.mark.slow
+def test_constant_size_arms_replace_the_removed_images_from_the_pool(tmp_path):
+    """With clean.constant_size the score and random arms train on as many images as the
+    dedupe arm (the same k fresh pool images replace what each removed), the export carries
+    the replacements, and copies of replacements are counted apart (against the pixels)."""
+    import fiftyone as fo
+
+    from curate.recipes.clean.data import view_images
+
+    out = tmp_path / "fair"
+    result = clean_digits.main(["--config", "smoke", "--set", "data.n_pool=30", "--set", "clean.constant_size=true",
+                                "--set", "clean.dedupe_threshold=0.0", "--out", str(out)])
+    cl = result["clean"]
+    assert cl["constant_size"] and cl["n_replacements"] == cl["top_k"] == 20
+    assert cl["n_kept"]["dedupe_score"] == cl["n_kept"]["dedupe_random"] == cl["n_kept"]["dedupe"]
+    assert cl["n_exported"] == cl["n_kept"]["dedupe_score"]
+    ds = fo.load_dataset(result["dataset_name"])
+    assert ds.count_sample_tags()["pool"] == 30 and ds.match_tags("train").count() == 200 + 14  # + planted copies
+    repl = ds.match_tags("replacement")
+    assert repl.count() == 20 and not repl.match_tags("train").count()
+    # the pool is the last 30 of the 230 images read (by file), after the 200 that train
+    read = sorted(p for p in ds.values("filepath") if "/planted/" not in p)
+    assert len(read) == 230 and sorted(ds.match_tags("pool").values("filepath")) == read[-30:]
+    # the exported arm's training images are its arm plus the replacements, pixel for pixel
+    _, exported = view_images(fo.load_dataset(result["clean"]["exported_dataset"]))
+    _, arm = view_images(ds.match_tags("train").match_tags(["duplicate", "high_risk"], bool=False))
+    _, fresh = view_images(repl)
+    key = lambda x: sorted(map(bytes, (x.numpy() * 127.5 + 127.5).round().astype("uint8").reshape(len(x), -1)))  # noqa
+    assert key(exported) == sorted(key(arm) + key(fresh))
+    for run in result["memorization"]["runs"].values():
+        for crit in ("carlini", "gu", "rms"):
+            assert run[crit]["memorized_samples_of_replacements"] >= 0
+    # the baseline never saw the replacements: its samples' copies of them, if any, are chance look-alikes
+    base = result["memorization"]["runs"]["baseline_s0"]["rms"]
+    assert base["memorized_samples_of_replacements"] == 0

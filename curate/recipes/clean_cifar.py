@@ -33,7 +33,8 @@ def build(name: str, run_path, cfg: dict):
     size = int(d.get("image_size", 0) or 0) or None
     try:
         ds = load_cifar10(root, split="train", dataset_name=name, download=bool(d["download"]),
-                          images_dir=run_path / "images", max_samples=int(d["n_images"]) or None,
+                          images_dir=run_path / "images",
+                          max_samples=int(d["n_images"]) + int(d.get("n_pool", 0)) if int(d["n_images"]) else None,
                           image_size=size, overwrite=True, persistent=True, progress=True)
     except FileNotFoundError as exc:
         raise SystemExit(f"error: {exc} (set it with --cifar-root, or --download when online)") from None

@@ -5,7 +5,10 @@
 * ``high_risk``: the k highest-scored images of the de-duplicated set
   (:func:`curate.brain.flag_high_risk` with ``unique=True``; the ``dedupe_score`` arm);
 * ``random_removed``: k images of the de-duplicated set chosen at random, seeded (the
-  ``dedupe_random`` arm).
+  ``dedupe_random`` arm);
+* ``replacement`` (with ``clean.constant_size``): k images of the unused pool (tag
+  ``pool``), chosen at random, seeded, that the ``dedupe_score`` and ``dedupe_random`` arms
+  train on in place of the k they removed.
 
 Only the score field and the dedupe decide; ``planted_group`` is never read here.
 """
@@ -13,9 +16,10 @@ from __future__ import annotations
 
 import torch
 
-from curate.recipes.clean.settings import ARM_EXCLUDE, dedupe_kwargs
+from curate.recipes.clean.settings import ARM_EXCLUDE, REPLACED_ARMS, constant_size, dedupe_kwargs
 
 CLEAN_TAGS = ("duplicate", "high_risk", "random_removed")
+REPLACEMENT_TAG = "replacement"
 
 
 def arm_view(train, arm: str):
@@ -57,6 +61,14 @@ def tag_arms(train, cfg: dict, score_field: str, seed: int) -> dict:
     train._dataset.select(pick).tag_samples("random_removed")
     n_train = train.count()
     kept = {arm: arm_view(train, arm).count() for arm in ARM_EXCLUDE}
+    pool = train._dataset.match_tags("pool")
+    pool.untag_samples(REPLACEMENT_TAG)
+    n_replaced = 0
+    if constant_size(cfg):  # the same k fresh images for both arms, drawn apart from the removals
+        fresh = random_unique(pool, k, seed + 1)
+        train._dataset.select(fresh).tag_samples(REPLACEMENT_TAG)
+        n_replaced = len(fresh)
+        kept.update({arm: kept[arm] + n_replaced for arm in REPLACED_ARMS})
     dd = dict(kw)
     if kw["method"] == "descriptor":  # the threshold after the background cap, as the run stored it
         info = train._dataset.get_brain_info(kw["brain_key"]).config.curate_dedupe
@@ -64,4 +76,4 @@ def tag_arms(train, cfg: dict, score_field: str, seed: int) -> dict:
     return {"n_train": n_train, "n_groups": len(groups), "n_duplicates_tagged": train.match_tags("duplicate").count(),
             "n_unique": n_unique, "top_k": k, "n_score_removed": flagged.count(), "n_random_removed": len(pick),
             "n_kept": kept, "n_removed": {arm: n_train - n for arm, n in kept.items()},
-            "dedupe": dd}
+            "constant_size": constant_size(cfg), "n_replacements": n_replaced, "dedupe": dd}

@@ -44,8 +44,8 @@ from curate.recipes.clean import measure, stages
 from curate.recipes.clean.data import dataset_name
 from curate.recipes.clean.layout import Layout
 from curate.recipes.clean.report import write_report
-from curate.recipes.clean.settings import (ARMS, EXPORTED_ARM, check_dedupe, check_seeds, fill_score_settings,
-                                           run_key, score_kind_settings)
+from curate.recipes.clean.settings import (ARMS, EXPORTED_ARM, check_dedupe, check_pool, check_seeds,
+                                           fill_score_settings, run_key, score_kind_settings)
 
 #: FiftyOne stages that live in the database (rerun if the dataset has vanished).
 DB_STAGES = ("dataset", "score", "clean")
@@ -63,6 +63,7 @@ def check_config(cfg: dict) -> None:
     if isinstance(c["top_k"], bool) or not isinstance(c["top_k"], int) or c["top_k"] < 1:
         raise _config.ConfigError(f"clean.top_k (the k unique images removed) must be an int >= 1, got {c['top_k']!r}")
     check_dedupe(cfg)
+    check_pool(cfg)
     score_kind_settings(s)
     if m["samples"] < 2:
         raise _config.ConfigError("memorization.samples must be >= 2")

@@ -10,9 +10,10 @@ from curate.recipes._common import log
 from curate.recipes.clean.bootstrap import summarize
 from curate.recipes.clean.data import train_view, view_images
 from curate.recipes.clean.layout import Layout
+from curate.recipes.clean.arms import REPLACEMENT_TAG
 from curate.recipes.clean.stages import load_arm_model
 from curate.recipes.clean.settings import (ARMS, BASE_ARM, CRITERIA, RANDOM_ARM, SCORE_ARM, TARGET_FACTOR,
-                                          bootstrap_seed, run_key)
+                                          bootstrap_seed, constant_size, run_key)
 
 
 def memorized(x: torch.Tensor, ref: torch.Tensor, include_flips: bool):
@@ -35,11 +36,21 @@ def memorized(x: torch.Tensor, ref: torch.Tensor, include_flips: bool):
 def memorization(lay: Layout, cfg: dict) -> dict:
     """Every model's samples against the original training set (all samples, duplicates
     included), by Carlini's and Gu's criterion; each result saved under ``memorization/``.
+    With ``clean.constant_size`` the replacements join the reference, and copies of them are
+    counted apart (``memorized_samples_of_replacements``): the arms are compared on copies
+    of the original set.
 
     Returns per model the counts (memorized samples, of which copy a planted image,
     distinct training images reproduced) and the bootstrap summary (:func:`summarize`)."""
     mc = cfg["memorization"]
     ids, ref = view_images(train_view(lay.name))
+    n_orig = len(ids)
+    if constant_size(cfg):  # the replacements are training images of two arms: copies of them count apart
+        import fiftyone as fo
+
+        rids, rref = view_images(fo.load_dataset(lay.name).match_tags(REPLACEMENT_TAG))
+        ids, ref = ids + rids, torch.cat([ref, rref])
+    replacement = torch.arange(len(ids)) >= n_orig
     ref_dev = ref.to(lay.device)
     group_of = dict(zip(*train_view(lay.name).values(["id", "planted_group"])))
     planted = torch.tensor([group_of.get(i) is not None for i in ids])
@@ -57,15 +68,19 @@ def memorization(lay: Layout, cfg: dict) -> dict:
             flags[arm][seed] = {}
             for crit in CRITERIA:
                 mem = res.memorized(crit).cpu()
-                flags[arm][seed][crit] = mem.numpy()
+                of_original = mem & ~replacement[nn1]
+                flags[arm][seed][crit] = of_original.numpy()  # the comparison counts copies of the original set
                 row[crit] = {
-                    "memorized_samples": int(mem.sum()),
+                    "memorized_samples": int(of_original.sum()),
                     "memorized_samples_planted": int((mem & planted[nn1]).sum()),
-                    "images_reproduced": int(res.group.cpu()[nn1[mem]].unique().numel()),
+                    "memorized_samples_of_replacements": int((mem & replacement[nn1]).sum()),
+                    "images_reproduced": int(res.group.cpu()[nn1[of_original]].unique().numel()),
                 }
             runs[key] = row
             log(f"  {key}: " + ", ".join(f"{c} {row[c]['memorized_samples']}" for c in CRITERIA)
-                + f" memorized of {res.n_samples}")
+                + f" memorized of {res.n_samples}" + (" (copies of replacements: " + ", ".join(
+                    f"{c} {row[c]['memorized_samples_of_replacements']}" for c in CRITERIA) + ")"
+                    if replacement.any() else ""))
     stats = summarize(flags, n_boot=int(mc["bootstrap"]), rng_seed=lambda s: bootstrap_seed(lay.seed, s),
                       base=BASE_ARM, score=SCORE_ARM, random=RANDOM_ARM, factor=TARGET_FACTOR)
     return {"runs": runs, **stats}

@@ -24,6 +24,15 @@ ARM_EXCLUDE = {
 }
 #: The arm whose training set is written to ``export/`` (and trains on the re-imported export).
 EXPORTED_ARM = "dedupe_score"
+#: With ``clean.constant_size``, the arms whose k removed images are replaced by k fresh
+#: images of the unused pool (tag ``replacement``), so that these arms, and ``dedupe``,
+#: train on sets of one size and differ only in *which* images were removed.
+REPLACED_ARMS = ("dedupe_score", "dedupe_random")
+
+
+def constant_size(cfg: dict) -> bool:
+    """Whether the removals by score and at random are replaced from the pool (``data.n_pool``)."""
+    return bool(cfg["clean"].get("constant_size", False))
 #: The arms compared to ask what the score adds beyond de-duplication.
 BASE_ARM, SCORE_ARM, RANDOM_ARM = "dedupe", "dedupe_score", "dedupe_random"
 #: Score-ranked removal should cut memorized samples at least this many times as much as random removal.
@@ -98,6 +107,19 @@ def check_dedupe(cfg: dict) -> None:
         raise _config.ConfigError(f"clean.dedupe_grouping must be one of {GROUPINGS}, got {c['dedupe_grouping']!r}")
     if not isinstance(c.get("dedupe_mirror", False), bool):
         raise _config.ConfigError(f"clean.dedupe_mirror must be true or false, got {c['dedupe_mirror']!r}")
+
+
+def check_pool(cfg: dict) -> None:
+    """ConfigError unless ``clean.constant_size`` has a pool of at least ``clean.top_k`` images."""
+    c, d = cfg["clean"], cfg["data"]
+    n_pool = d.get("n_pool", 0)
+    if isinstance(n_pool, bool) or not isinstance(n_pool, int) or n_pool < 0:
+        raise _config.ConfigError(f"data.n_pool must be an int >= 0, got {n_pool!r}")
+    if not isinstance(c.get("constant_size", False), bool):
+        raise _config.ConfigError(f"clean.constant_size must be true or false, got {c['constant_size']!r}")
+    if constant_size(cfg) and n_pool < int(c["top_k"]):
+        raise _config.ConfigError(f"clean.constant_size replaces the top_k = {c['top_k']} removed images from the "
+                                  f"pool, but data.n_pool = {n_pool}; set data.n_pool >= clean.top_k")
 
 
 def check_seeds(seeds) -> list[int]:

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Callable
 
 from curate.recipes import _config
-from curate.recipes.clean.arms import arm_view, tag_arms
+from curate.recipes.clean.arms import REPLACEMENT_TAG, arm_view, tag_arms
 from curate.recipes.clean.data import plant_duplicates, train_view, view_images
 from curate.recipes.clean.layout import Layout
-from curate.recipes.clean.settings import ARM_EXCLUDE, EXPORTED_ARM, run_key, sampling_seed, score_kind_settings
+from curate.recipes.clean.settings import (ARM_EXCLUDE, EXPORTED_ARM, REPLACED_ARMS, constant_size, run_key, sampling_seed,
+                                           score_kind_settings)
 
 
 def _delete(*names: str) -> None:
@@ -30,6 +31,15 @@ def dataset(lay: Layout, cfg: dict, build: Callable[[str], dict]) -> dict:
     info = build(lay.name)
     ds = fo.load_dataset(lay.name)
     d = cfg["data"]
+    n_pool = int(d.get("n_pool", 0))
+    if n_pool:  # the last images (by file) are held out: fresh replacements for constant-size arms
+        ids = ds.match_tags("train").sort_by("filepath").values("id")
+        if n_pool >= len(ids):
+            raise ValueError(f"data.n_pool = {n_pool} leaves no training image of {len(ids)}")
+        pool = ds.select(ids[-n_pool:])
+        pool.untag_samples("train")
+        pool.tag_samples("pool")
+        info["n_pool"] = n_pool
     info.update(plant_duplicates(ds, ds.match_tags("train"), n_planted=int(d["n_planted"]), copies=int(d["copies"]),
                                  seed=lay.seed, folder=lay.path / "images" / "planted"))
     info["n_train"] = ds.match_tags("train").count()
@@ -37,14 +47,26 @@ def dataset(lay: Layout, cfg: dict, build: Callable[[str], dict]) -> dict:
     return info
 
 
-def training_view(lay: Layout, arm: str):
-    """What ``arm`` trains on: a view of the training samples, or for the exported arm the
-    export re-imported (so the export is what trains)."""
+def arm_samples(lay: Layout, cfg: dict, arm: str):
+    """The samples ``arm`` trains on in the run's dataset: the training samples minus what the
+    arm removes, plus (with ``clean.constant_size``, for :data:`REPLACED_ARMS`) the replacements."""
+    import fiftyone as fo
+
+    view = arm_view(train_view(lay.name), arm)
+    if constant_size(cfg) and arm in REPLACED_ARMS:
+        ds = fo.load_dataset(lay.name)
+        view = ds.select(view.values("id") + ds.match_tags(REPLACEMENT_TAG).values("id"), ordered=True)
+    return view
+
+
+def training_view(lay: Layout, cfg: dict, arm: str):
+    """What ``arm`` trains on: :func:`arm_samples`, or for the exported arm the export
+    re-imported (so the export is what trains)."""
     import fiftyone as fo
 
     if arm == EXPORTED_ARM:
         return fo.load_dataset(lay.exported_name)
-    return arm_view(train_view(lay.name), arm)
+    return arm_samples(lay, cfg, arm)
 
 
 def train_arm(lay: Layout, cfg: dict, arm: str, seed: int) -> dict:
@@ -52,7 +74,7 @@ def train_arm(lay: Layout, cfg: dict, arm: str, seed: int) -> dict:
     from curate.training import train
 
     m = cfg["model"]
-    ids, images = view_images(training_view(lay, arm))
+    ids, images = view_images(training_view(lay, cfg, arm))
     kwargs = {k: v for k, v in m.items() if k not in ("preset",)}
     train(images, lay.model_dir(arm, seed), preset=m["preset"], seed=seed, device=lay.device, **kwargs)
     return {"arm": arm, "seed": seed, "n_images": len(ids), "steps": int(m["steps"]), "batch_size": int(m["batch_size"])}
@@ -93,8 +115,9 @@ def clean(lay: Layout, cfg: dict) -> dict:
     train = train_view(lay.name)
     out = tag_arms(train, cfg, score_field(cfg), lay.seed)
     export_dir = lay.path / "export"
+    n_export = export_clean(arm_samples(lay, cfg, EXPORTED_ARM), export_dir, exclude_tags=(), overwrite=True,
+                            progress=False)
     excl = ARM_EXCLUDE[EXPORTED_ARM]
-    n_export = export_clean(train, export_dir, exclude_tags=excl, overwrite=True, progress=False)
     _delete(lay.exported_name)
     cleaned = fo.Dataset.from_dir(dataset_dir=str(export_dir), dataset_type=fot.ImageClassificationDirectoryTree,
                                   name=lay.exported_name, persistent=True, progress=False)
