@@ -93,7 +93,8 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
         progress: True for a rich bar, or a callable ``f(fraction, label)``.
 
     Returns:
-        the groups, each a list of sample ids with the kept sample first.
+        the groups, each a list of sample ids with the kept sample first, numbered (and
+        ordered) by their first member in ``samples``' order.
     """
     import fiftyone.core.fields as fof
 
@@ -171,7 +172,8 @@ def _ranked_groups(samples, ids: list[str], pairs, keep: str, score_field: str, 
 
     if grouping == "anchored":
         order = sorted(range(len(ids)), key=rank)
-        return [[ids[i] for i in g] for g in anchored_groups(len(ids), pairs, order)]
+        groups = sorted(anchored_groups(len(ids), pairs, order), key=min)  # numbered in collection order
+        return [[ids[i] for i in g] for g in groups]
     return [[ids[i] for i in sorted(m, key=rank)] for m in components(len(ids), pairs)]
 
 

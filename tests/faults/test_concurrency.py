@@ -102,8 +102,8 @@ def test_shards_partition_any_view_and_one_process_scores_all(digits_ds, train_m
     with pytest.raises(ValueError, match="rank 2 outside"):
         shard_ids(ids, 2, 2)
     # Outside torchrun: one process, the whole view, the same values as the tracker.
-    r = score_sharded(digits_ds, train_model, rank=0, world_size=1, steps=2, progress=False)
+    r = score_sharded(digits_ds, train_model, "volume_growth", rank=0, world_size=1, steps=2, progress=False)
     assert (r.shard_size, r.scored, r.total_scored, r.resumed) == (40, 40, 40, False)
     assert_scores_equal(stored(digits_ds), reference_scores(train_model, digits_ds, steps=2))
     with pytest.raises(ValueError, match="sigma must be"):  # settings checked on every rank
-        score_sharded(digits_ds, train_model, rank=0, world_size=1, sigma=0, progress=False)
+        score_sharded(digits_ds, train_model, "volume_growth", rank=0, world_size=1, sigma=0, progress=False)
