@@ -8,13 +8,13 @@ import pytest
 from curate.duplicates import Descriptor
 from curate.duplicates import edits as E
 from curate.duplicates.align import Aligner
-from curate.duplicates.search import _Verifier
+from curate.duplicates.search import PairVerifier
 
 
 def _distances(x: np.ndarray, colour: str) -> np.ndarray:
     _, canvases = Descriptor().describe(x)
     pairs = np.array([(0, i) for i in range(1, len(x))])
-    return _Verifier(Aligner(colour=colour), canvases, True, refine_below=np.inf).distances(pairs)
+    return PairVerifier(Aligner(colour=colour), canvases, True, refine_below=np.inf).distances(pairs)
 
 
 def test_rgb_is_blind_to_a_per_channel_affine_map():

@@ -13,7 +13,7 @@ import torch
 from curate.duplicates.choices import DEFAULT_THRESHOLD
 from curate.duplicates import Aligner, Descriptor, DescriptorSpec, find_pairs
 from curate.duplicates import edits as E
-from curate.duplicates.search import KeySearch, _Verifier, mirror_basis
+from curate.duplicates.search import KeySearch, PairVerifier, mirror_basis
 
 THRESHOLD = DEFAULT_THRESHOLD["descriptor"]
 CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
@@ -28,7 +28,7 @@ def _model_range(u8: np.ndarray) -> np.ndarray:
 def _aligned(images_u8: np.ndarray, pairs, mirror=True) -> np.ndarray:
     """Aligned distances of index pairs, every pair refined (no coarse shortcut)."""
     _, canvases = Descriptor().describe(_model_range(images_u8))
-    return _Verifier(Aligner(), canvases, mirror, refine_below=np.inf).distances(np.array(pairs))
+    return PairVerifier(Aligner(), canvases, mirror, refine_below=np.inf).distances(np.array(pairs))
 
 
 def _groups(images_u8: np.ndarray, queries=None, **kw) -> set:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from curate.duplicates.search import KeySearch, _Verifier
+from curate.duplicates.search import KeySearch, PairVerifier
 
 
 def _nearest(q: np.ndarray, x: np.ndarray, exclude_self: bool, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +94,7 @@ def compare(orig: np.ndarray, copies: np.ndarray, sources: np.ndarray, *, k: int
     sims = torch.from_numpy(keys[n:]) @ torch.from_numpy(keys[:n]).T
     sims = torch.maximum(sims, torch.from_numpy(keys[n:][:, perm].copy()) @ torch.from_numpy(keys[:n]).T)
     cand_c = torch.topk(sims, min(k, n), dim=1).indices.numpy()
-    verify = _Verifier(Aligner(d.spec), canvases, True, refine_below=np.inf)
+    verify = PairVerifier(Aligner(d.spec), canvases, True, refine_below=np.inf)
     pairs_o = np.stack([np.repeat(np.arange(n), cand_o.shape[1]), cand_o.ravel()], 1)
     pairs_c = np.stack([np.repeat(n + np.arange(len(copies)), cand_c.shape[1]), cand_c.ravel()], 1)
     d_o = verify.distances(pairs_o).reshape(n, -1).min(1)

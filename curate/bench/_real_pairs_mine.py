@@ -134,9 +134,9 @@ def aligned_distances(canvases: np.ndarray, pairs: np.ndarray, refine_below: flo
     exact) wherever the coarse distance is <= ``refine_below``."""
     from curate._progress import progress as bar
     from curate.duplicates.align import Aligner
-    from curate.duplicates.search import _Verifier
+    from curate.duplicates.search import PairVerifier
 
-    v = _Verifier(Aligner(), canvases, mirror=True, refine_below=refine_below)
+    v = PairVerifier(Aligner(), canvases, mirror=True, refine_below=refine_below)
     out = np.empty(len(pairs))
     step = 20_000
     with bar(len(pairs), "aligned distances (pairs)", progress) as advance:

@@ -44,11 +44,11 @@ def aligned_with(canvases: np.ndarray, pairs: np.ndarray, overrides: dict) -> np
     """(P, 2) rows -> (P,) exact aligned distances under DescriptorSpec(**overrides)."""
     from curate.duplicates.align import Aligner
     from curate.duplicates.descriptor import DescriptorSpec
-    from curate.duplicates.search import _Verifier
+    from curate.duplicates.search import PairVerifier
 
     o = dict(overrides)
     colour = o.pop("colour", "ycc")
-    return _Verifier(Aligner(DescriptorSpec(**o), colour=colour), canvases, mirror=True,
+    return PairVerifier(Aligner(DescriptorSpec(**o), colour=colour), canvases, mirror=True,
                      refine_below=np.inf).distances(pairs)
 
 

@@ -12,7 +12,7 @@ does not pay for torch.
 """
 from __future__ import annotations
 
-__all__ = ["Aligner", "Descriptor", "DescriptorSpec", "PairResult", "find_pairs"]
+__all__ = ["Aligner", "Descriptor", "DescriptorSpec", "PairResult", "PairVerifier", "find_pairs"]
 
 
 def __getattr__(name: str):
@@ -24,7 +24,7 @@ def __getattr__(name: str):
         from curate.duplicates import descriptor
 
         return getattr(descriptor, name)
-    if name in ("PairResult", "find_pairs"):
+    if name in ("PairResult", "PairVerifier", "find_pairs"):
         from curate.duplicates import search
 
         return getattr(search, name)

@@ -22,7 +22,7 @@ import numpy as np
 from curate.duplicates.align import Aligner
 from curate.duplicates.choices import DEFAULT_RELATIVE, DEFAULT_THRESHOLD
 from curate.duplicates.descriptor import Descriptor, DescriptorSpec
-from curate.duplicates.search import _Verifier, reference_sample
+from curate.duplicates.search import PairVerifier, reference_sample
 
 
 class AlignedNearest:
@@ -63,7 +63,7 @@ class AlignedNearest:
         canv = np.concatenate([self.canvases[rows], qcanvases])
         q0 = len(rows)
         pairs = np.array([(row_of[j], q0 + i) for i, c in enumerate(cand) for j in c], dtype=np.int64)
-        d = _Verifier(self.aligner, canv, self.mirror, refine_below).distances(pairs)
+        d = PairVerifier(self.aligner, canv, self.mirror, refine_below).distances(pairs)
         out, s = [], 0
         for c in cand:
             out.append(np.asarray(d[s:s + len(c)], dtype=np.float64))

@@ -199,7 +199,7 @@ class _Run:
         perm = descriptor.mirror_permutation(canvases.shape[1]) if mirror else None
         self.keys = KeySearch(keys, perm, index=index, memory_mb=memory_mb)
         self.timings = {"index_build_s": time.perf_counter() - t0, "search_s": 0.0, "verify_s": 0.0}
-        self.verifier = _Verifier(Aligner(descriptor.spec), canvases, mirror, refine_below)
+        self.verifier = PairVerifier(Aligner(descriptor.spec), canvases, mirror, refine_below)
         self.n = len(keys)
         self.done: dict[tuple[int, int], float] = {}
         self.partners: dict[int, list[int]] = {}
@@ -248,8 +248,12 @@ class _Run:
             kk *= 2
 
 
-class _Verifier:
-    """Aligned distances of pairs of rows of ``canvases``, images processed in batches."""
+class PairVerifier:
+    """Aligned distances (:mod:`curate.duplicates.align`) of pairs of rows of ``canvases``
+    (n, C, h, h) from :meth:`Descriptor.describe`, images processed in batches:
+    ``PairVerifier(Aligner(spec), canvases, mirror, refine_below).distances(pairs)`` -> (P,)
+    float64 for ``pairs`` (P, 2) of row indices; exact below ``refine_below`` (the local
+    search refines them), upper bounds above it (``math.inf``: every pair exact)."""
 
     def __init__(self, aligner: Aligner, canvases: np.ndarray, mirror: bool, refine_below: float,
                  batch: int = 32, workers: int | None = None):

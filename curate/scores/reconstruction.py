@@ -83,7 +83,7 @@ def aligned_distances(images: torch.Tensor, recs: torch.Tensor) -> torch.Tensor:
 
     from curate.duplicates.align import Aligner
     from curate.duplicates.descriptor import Descriptor
-    from curate.duplicates.search import _Verifier
+    from curate.duplicates.search import PairVerifier
 
     B, K = recs.shape[:2]
     both = torch.cat([images.unsqueeze(1).to(recs.dtype), recs], 1).flatten(0, 1)  # (B (K+1), C, H, W)
@@ -92,7 +92,7 @@ def aligned_distances(images: torch.Tensor, recs: torch.Tensor) -> torch.Tensor:
     rows = np.arange(B)[:, None] * (K + 1)
     pairs = np.stack(np.broadcast_arrays(rows, rows + np.arange(1, K + 1)[None]), -1).reshape(-1, 2)
     # refine every pair: a reconstruction is scored by its exact aligned distance
-    dist = _Verifier(Aligner(desc.spec), canvases, mirror=True, refine_below=math.inf).distances(pairs)
+    dist = PairVerifier(Aligner(desc.spec), canvases, mirror=True, refine_below=math.inf).distances(pairs)
     return torch.from_numpy(np.asarray(dist, dtype=np.float64)).reshape(B, K)
 
 
