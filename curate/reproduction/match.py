@@ -43,13 +43,8 @@ from dataclasses import dataclass, field
 import torch
 
 from curate import _progress
-
-CARLINI_ALPHA = 0.5
-CARLINI_N = 50
-GU_THRESHOLD = 1.0 / 3.0
-RMS_THRESHOLD = 0.10
-#: The pixel criteria, in the order reports show them.
-CRITERIA = ("carlini", "gu", "rms")
+from curate.memorization import (CARLINI_ALPHA, CARLINI_N, CRITERIA, GU_THRESHOLD,  # noqa: F401 (one definition each; CRITERIA re-exported)
+                                 RMS_THRESHOLD, carlini_ratio, gu_ratio)
 
 
 def _flat(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -229,12 +224,9 @@ def match(samples: torch.Tensor, train: TrainingSet, *, alpha: float = CARLINI_A
     dist, idx = nearest(samples, train, k, memory_mb=memory_mb, progress=progress)
     d1 = dist[:, 0]
     # Carlini: l = d_1 / (alpha · mean_{n_c nearest} d); an exact copy (d_1 = 0) has l = 0.
-    c_ratio = torch.where(d1 == 0, torch.zeros_like(d1), d1 / (alpha * dist[:, :n_nearest].mean(1)))
+    c_ratio = carlini_ratio(dist, alpha=alpha, n_nearest=n_nearest).to(d1.dtype)
     # Gu: d_1 / d_2 (needs two unique training images).
-    if k >= 2:
-        g_ratio = torch.where(d1 == 0, torch.zeros_like(d1), d1 / dist[:, 1])
-    else:
-        g_ratio = torch.full_like(d1, math.nan)
+    g_ratio = gu_ratio(dist).to(d1.dtype) if k >= 2 else torch.full_like(d1, math.nan)
     rms = d1 / math.sqrt(train.dim)
     group = idx[:, 0]
     return Matches(
