@@ -50,4 +50,4 @@ def test_ivf_recall_grows_with_the_cells_probed(keys):
 def test_auto_is_exact_below_the_limit(keys):
     kk, perm = keys
     assert KeySearch(kk, perm, index="auto").index == "exact"
-    assert default_nlist(1_000_000) == 4000 and default_nlist(100) == 2
+    assert default_nlist(1_000_000) == 1000 and default_nlist(100) == 2

@@ -20,7 +20,7 @@ import numpy as np
 #: The chunked exact search is used up to this many keys by ``index="auto"``; beyond it,
 #: the approximate FAISS index (when faiss is installed).
 AUTO_EXACT_MAX = 100_000
-#: IVF cells scanned per query (chosen on CIFAR-10 keys, see docs/near-duplicates.md).
+#: IVF cells scanned per query (checked on CIFAR-10 keys by ``curate bench keys``, docs/near-duplicates.md).
 DEFAULT_NPROBE = 32
 
 
@@ -33,9 +33,11 @@ def faiss_available() -> bool:
 
 
 def default_nlist(n: int) -> int:
-    """Cells of the IVF index for ``n`` rows: about 4 sqrt(n), at least 1, at most n / 39
-    (k-means wants about 39 training points per cell)."""
-    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+    """Cells of the IVF index for ``n`` rows: about sqrt(n), at least 1, at most n / 39
+    (k-means wants about 39 training points per cell). More cells make queries cheaper but
+    the k-means training dearer (it grows with cells squared): at 2 million rows (a million
+    keys and their mirror images) 4 sqrt(n) cells took most of an hour to train on one core."""
+    return max(1, min(int(math.sqrt(n)), n // 39))
 
 
 class FaissKeys:
