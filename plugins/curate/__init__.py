@@ -340,16 +340,9 @@ def histogram_data(samples, field, bins=30):
     return counts.tolist(), edges.tolist()
 
 
-class ScoreHistogram(foo.Panel):
-    """Histogram of any float field of the current view, and its top images (click one
-    to open it; a button shows them all, highest first, in the grid)."""
-
-    TOP = 8
-
-    @property
-    def config(self):
-        # the name stays: App workspaces saved with the panel keep finding it
-        return foo.PanelConfig(name="score_histogram", label="curate: score histogram")
+class _FieldPanel(foo.Panel):
+    """A panel about one float field of the current view: it redraws (``_refresh``) when it
+    loads, when the view changes and when its field dropdown picks another field."""
 
     def on_load(self, ctx):
         self._refresh(ctx)
@@ -360,6 +353,21 @@ class ScoreHistogram(foo.Panel):
     def on_change_field(self, ctx):
         ctx.panel.state.score_field = ctx.params.get("value")
         self._refresh(ctx)
+
+    def _refresh(self, ctx):
+        raise NotImplementedError
+
+
+class ScoreHistogram(_FieldPanel):
+    """Histogram of any float field of the current view, and its top images (click one
+    to open it; a button shows them all, highest first, in the grid)."""
+
+    TOP = 8
+
+    @property
+    def config(self):
+        # the name stays: App workspaces saved with the panel keep finding it
+        return foo.PanelConfig(name="score_histogram", label="curate: score histogram")
 
     def show_top(self, ctx):
         field = ctx.panel.state.score_field
@@ -424,22 +432,12 @@ class ScoreHistogram(foo.Panel):
         return types.Property(panel, view=types.GridView(height=100, width=100))
 
 
-class ScoreVsCopies(foo.Panel):
+class ScoreVsCopies(_FieldPanel):
     """A score field against a reproduction audit's copies, one point per unique image."""
 
     @property
     def config(self):
         return foo.PanelConfig(name="score_vs_copies", label="curate: score vs copies")
-
-    def on_load(self, ctx):
-        self._refresh(ctx)
-
-    def on_change_view(self, ctx):
-        self._refresh(ctx)
-
-    def on_change_field(self, ctx):
-        ctx.panel.state.score_field = ctx.params.get("value")
-        self._refresh(ctx)
 
     def _refresh(self, ctx):
         from curate.brain.score_trust import audit_keys, score_vs_copies
