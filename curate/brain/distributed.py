@@ -73,6 +73,20 @@ class _Group:
         self.dist.all_gather_object(out, obj)
         return out
 
+    def rank0_verdict(self, rank: int, decide) -> dict:
+        """``decide()`` (a dict) run on rank 0 only, handed to every rank; a ValueError or
+        RuntimeError there is raised as a ValueError on every rank, so all stop together."""
+        verdict = None
+        if rank == 0:
+            try:
+                verdict = decide()
+            except (ValueError, RuntimeError) as e:
+                verdict = {"error": str(e)}
+        verdict = self.gather(verdict)[0]
+        if "error" in verdict:
+            raise ValueError(verdict["error"])
+        return verdict
+
     def close(self) -> None:
         if self.own:
             self.dist.destroy_process_group()
@@ -118,18 +132,12 @@ def score_sharded(samples, model, score: str | None = None, *, rank: int | None 
         field = plan.config.score_field
         dataset = samples._dataset
         # 2. rank 0 registers the run once; the others wait for its verdict.
-        verdict = None
-        if rank == 0:
-            try:
-                with database_errors(samples, f"preparing the run {field!r}"):
-                    with dataset_lock(dataset):
-                        verdict = {"resumed": prepare_run(samples, plan.config, resume=resume,
-                                                           overwrite=overwrite)}
-            except (ValueError, RuntimeError) as e:
-                verdict = {"error": str(e)}
-        verdict = group.gather(verdict)[0]
-        if "error" in verdict:
-            raise ValueError(verdict["error"])
+        def register() -> dict:
+            with database_errors(samples, f"preparing the run {field!r}"):
+                with dataset_lock(dataset):
+                    return {"resumed": prepare_run(samples, plan.config, resume=resume, overwrite=overwrite)}
+
+        verdict = group.rank0_verdict(rank, register)
         if rank != 0:
             dataset._reload(hard=True)  # see the fields rank 0 declared
         # 3. each rank scores what is left of its fixed shard.

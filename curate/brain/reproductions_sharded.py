@@ -46,19 +46,14 @@ def run_sharded(train, setup, *, progress=True, resume=True, overwrite=False, ra
     group = _Group(world_size)
     try:
         # 1. rank 0 registers (or resumes) the run and creates the generated dataset.
-        verdict = None
-        if rank == 0:
-            try:
-                with database_errors(train, f"preparing the audit {c.audit_key!r}"):
-                    with dataset_lock(dataset):
-                        resumed = prepare(train, c, resume=resume, overwrite=overwrite)
-                        open_generated(train, c)
-                verdict = {"resumed": resumed}
-            except (ValueError, RuntimeError) as e:
-                verdict = {"error": str(e)}
-        verdict = group.gather(verdict)[0]
-        if "error" in verdict:
-            raise ValueError(verdict["error"])
+        def register() -> dict:
+            with database_errors(train, f"preparing the audit {c.audit_key!r}"):
+                with dataset_lock(dataset):
+                    resumed = prepare(train, c, resume=resume, overwrite=overwrite)
+                    open_generated(train, c)
+            return {"resumed": resumed}
+
+        verdict = group.rank0_verdict(rank, register)
         if rank != 0:
             dataset._reload(hard=True)
         generated = open_generated(train, c)
