@@ -19,6 +19,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="grids: seed of the judging sample")
     p.add_argument("--fit", action="store_true", help="measure, planted: also fit the edits")
     p.add_argument("--copies", type=int, default=200, help="planted: copies of training images 40,000..")
+    p.add_argument("--collection", type=int, default=0,
+                   help="measure: the end-to-end search among the half's images plus this many others drawn "
+                        "at random (seed 0) instead of all 60,000 (0): how the decision depends on the "
+                        "collection's size")
     return p.parse_args(argv)
 
 
@@ -46,7 +50,8 @@ def main(argv=None) -> None:
         if a.step == "planted":
             res, name = planted(a.cifar_root, a.out, a.copies, a.seed, a.fit), f"planted_seed{a.seed}.json"
         else:
-            res, name = measure(a.cifar_root, a.out, a.pairs or R.DATA, a.half, a.fit), f"measure_{a.half}.json"
+            res = measure(a.cifar_root, a.out, a.pairs or R.DATA, a.half, a.fit, a.collection)
+            name = f"measure_{a.half}.json" if not a.collection else f"measure_{a.half}_n{a.collection}.json"
         (a.out / name).write_text(json.dumps(res, indent=1))
         print(json.dumps(res, indent=1))
 
@@ -59,10 +64,13 @@ def counts(rows: list[dict]) -> dict:
     return dict(sorted(out.items()))
 
 
-def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool) -> dict:
-    """Today's default decision on one half: the aligned distance alone (threshold 0.2,
-    with and without the background cap of the whole 60,000) and the distances per label;
-    with ``fit``, the fitted edits of the positive pairs."""
+def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection: int = 0) -> dict:
+    """The decisions on one half: the aligned distance of each labelled pair against the
+    threshold (0.2, with and without the background cap of the whole 60,000), the shipped
+    decision end to end (:func:`curate.bench._real_pairs_core.decided`: the candidates, the
+    cap and the ratio test, over all 60,000 images) and the threshold alone the same way,
+    the distances per label, grids of the shipped decision's misses and false hits; with
+    ``fit``, the fitted edits of the positive pairs."""
     import inspect
 
     from curate.bench import _real_pairs_mine as M
@@ -86,11 +94,27 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool) -> dict:
            "distances": R.distribution(d, y)}
     if half == "tuning":  # a choice: never made on the reporting half
         res["largest_threshold_at_precision_0.95"] = R.best_threshold(d, y, 0.95)
-    # what the default gets wrong, for a person to look at (distance order)
-    for name, pick in (("misses", (y == 1) & (d > t)), ("false_hits", (y == 0) & (d <= t))):
+    # the shipped decision end to end (candidates among all 60,000, background cap, ratio
+    # test), and the threshold alone, the same way
+    sub, sub_rows = np.arange(len(keys)), rows
+    if collection:  # the half's images and `collection` others drawn at random
+        mine = np.unique([i for r in rows for i in (r["a"], r["b"])])
+        others = np.setdiff1d(np.random.default_rng(0).permutation(len(keys))[:collection], mine)
+        sub = np.concatenate([mine, others])
+        pos = {g: i for i, g in enumerate(sub.tolist())}
+        sub_rows = [{**r, "a": pos[r["a"]], "b": pos[r["b"]]} for r in rows]
+    hit, info = R.decided(keys[sub], canvases[sub], sub_rows)
+    hit0, info0 = R.decided(keys[sub], canvases[sub], sub_rows, ratio=None)
+    res["end_to_end"] = {"images": len(sub),"default": {**R.evaluate_hits(hit, y), **info},
+                         "threshold_only": {**R.evaluate_hits(hit0, y), **info0},
+                         "per_kind": {k: R.evaluate_hits(hit[m], y[m]) for k in ("test-train", "train-train")
+                                      for m in [np.array([r["kind"] == k for r in rows])]}}
+    # what the shipped decision gets wrong, for a person to look at (distance order)
+    for name, pick in (("misses", (y == 1) & ~hit), ("false_hits", (y == 0) & hit)):
         idx = np.nonzero(pick)[0][np.argsort(d[pick])]
         if len(idx):
-            R.render_grid(images, [rows[i] for i in idx], out / f"{name}_{half}.png", 0)
+            suffix = f"_n{collection}" if collection else ""
+            R.render_grid(images, [rows[i] for i in idx], out / f"{name}_{half}{suffix}.png", 0)
             res[name] = [(f"{rows[i]['split_a']}:{rows[i]['index_a']}", f"{rows[i]['split_b']}:{rows[i]['index_b']}",
                           round(float(d[i]), 4)) for i in idx]
     if fit:

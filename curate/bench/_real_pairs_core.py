@@ -120,6 +120,39 @@ def aligned(canvases: np.ndarray, rows: list[dict]) -> np.ndarray:
     return aligned_distances(canvases, pairs, refine_below=np.inf, progress=False)
 
 
+def decided(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw) -> tuple[np.ndarray, dict]:
+    """Which of the rows' pairs the whole search decides are duplicates, end to end: every
+    image of the rows is a query among all n images (keys (n, d), canvases), with
+    :func:`curate.brain.dedupe`'s defaults for the descriptor unless ``kw`` overrides them
+    (``ratio``, ``relative``, ``threshold``, ``k``). A pair whose images are not each
+    other's candidates is not found. Returns (len(rows),) bool and the search's summary."""
+    import inspect
+
+    from curate.brain import dedupe
+    from curate.duplicates import Descriptor, find_pairs
+    from curate.duplicates.choices import DEFAULT_THRESHOLD
+    from curate.duplicates.search import reference_sample
+
+    defaults = inspect.signature(dedupe).parameters
+    opts = {"threshold": DEFAULT_THRESHOLD["descriptor"], **{k: defaults[k].default for k in ("k", "relative", "ratio")}}
+    opts.update(kw)
+    queries = np.unique([i for r in rows for i in (r["a"], r["b"])])
+    res = find_pairs(keys, canvases, queries, opts.pop("threshold"), descriptor=Descriptor(),
+                     reference=reference_sample(keys), **opts)
+    found = {tuple(p) for p in res.pairs.tolist()}
+    hit = np.array([(min(r["a"], r["b"]), max(r["a"], r["b"])) in found for r in rows])
+    return hit, {"threshold_applied": res.threshold, "background": res.background, "by_ratio": res.by_ratio,
+                 "pairs_found": len(res.pairs), **{k: v for k, v in kw.items()}}
+
+
+def evaluate_hits(hit, labels) -> dict:
+    """Recall / pair precision of a yes/no decision on labelled pairs."""
+    h, y = np.asarray(hit, bool), np.asarray(labels)
+    tp, fp, pos = int((h & (y == 1)).sum()), int((h & (y == 0)).sum()), int((y == 1).sum())
+    return {"positives": pos, "negatives": int((y == 0).sum()), "tp": tp, "fp": fp,
+            "recall": tp / pos if pos else float("nan"), "precision": tp / (tp + fp) if tp + fp else float("nan")}
+
+
 # ------------------------------------------------------------------ the grids ---
 
 def judging_sample(candidates: Path, seed: int = 0, bins=BINS) -> list[dict]:

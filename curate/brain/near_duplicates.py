@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.duplicates.choices import (DEFAULT_GROUPING, DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RELATIVE,
+from curate.duplicates.choices import (DEFAULT_GROUPING, DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RATIO, DEFAULT_RELATIVE,
                                        DEFAULT_THRESHOLD, GROUPINGS, INDEXES, KEEP_RULES, METHODS)
 from curate.duplicates.grouping import anchored_groups, components, near_pairs
 
@@ -44,7 +44,7 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
            group_field: str = "duplicate_group", size=None, channels=None, resize: bool = False,
            batch_size: int = 256, clear: bool = True, method: str = "descriptor", mirror: bool = True,
            k: int = 10, index: str = DEFAULT_INDEX, relative: float | None = DEFAULT_RELATIVE,
-           brain_key: str | None = "dedupe",
+           ratio: float | None = DEFAULT_RATIO, brain_key: str | None = "dedupe",
            view_name: str | None = "duplicate_groups", spec=None, grouping: str = DEFAULT_GROUPING,
            progress=False) -> list[list[str]]:
     """Find near-duplicate groups and tag all but one member of each.
@@ -82,6 +82,13 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
             background distance (how close unrelated images come: the median over up to
             512 of its images of the distance to their 3rd nearest candidate), so that
             low-detail images (8x8 digits) are not grouped with their look-alikes; None: no cap.
+        ratio: descriptor: a pair farther than the threshold, but within 1.75 times it, is
+            also a duplicate when its distance is at most ``ratio`` times the mean of its two
+            images' distances to their 7th nearest other candidate (a ratio test: a copy
+            with strong edits stands out from its image's neighbours, a look-alike among
+            look-alikes does not). Not where the ``relative`` cap binds (low-detail
+            collections such as 8x8 digits keep the capped threshold alone). None: the
+            threshold alone decides.
         brain_key: descriptor: store the keys as a FiftyOne similarity index under this
             brain key (replacing an earlier dedupe index there); None stores nothing.
         view_name: save the view of all group members under this name; None: no view.
@@ -126,6 +133,8 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
         raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
     if relative is not None and not relative > 0:
         raise ValueError(f"relative must be > 0 (or None), got {relative!r}")
+    if ratio is not None and not ratio > 0:
+        raise ValueError(f"ratio must be > 0 (or None), got {ratio!r}")
     if keep != "first":
         from curate.brain._names import require_score_field
 
@@ -142,14 +151,14 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
     else:
         ids, keys, res, spec = _descriptor_pairs(samples, query_ids, threshold, spec=spec, mirror=mirror,
                                                  k=int(k), index=index, relative=relative,
-                                                 progress=progress, **policy)
+                                                 ratio=ratio, progress=progress, **policy)
         pairs = res.pairs.tolist() if res is not None else []
     groups = _ranked_groups(samples, ids, pairs, keep, score_field, grouping)
     _write_groups(samples, groups, tag, group_field, clear)
     if method == "descriptor" and brain_key is not None:
         _store_index(samples, ids, keys, brain_key, {
             "spec": spec.to_dict(), "threshold": threshold, "mirror": bool(mirror), "k": int(k),
-            "index": index, "relative": relative, "query_tag": query_tag, "tag": tag,
+            "index": index, "relative": relative, "ratio": ratio, "query_tag": query_tag, "tag": tag,
             "group_field": group_field, "groups": len(groups), "grouping": grouping,
             "threshold_applied": res.threshold if res is not None else None,
             "background": res.background if res is not None else None})
@@ -194,7 +203,7 @@ def _write_groups(samples, groups, tag: str, group_field: str, clear: bool) -> N
         dataset.set_values(group_field, numbers, key_field="id")
 
 
-def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, relative, progress,
+def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, relative, ratio, progress,
                       **policy):
     """Keys (n, d) of ``samples`` and the verified pairs (a PairResult, None without queries)."""
     from curate._progress import progress as progress_bar
@@ -206,7 +215,8 @@ def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, 
     if len(qidx):
         with progress_bar(len(ids), "dedupe: verifying candidates", progress) as advance:
             res = find_pairs(keys, canvases, qidx, threshold, descriptor=descriptor, mirror=mirror, k=k,
-                             index=index, relative=relative, reference=reference_sample(keys), progress=advance)
+                             index=index, relative=relative, reference=reference_sample(keys), ratio=ratio,
+                             progress=advance)
     return ids, keys, res, descriptor.spec
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from curate.commands._dataset import add_dataset_args, default_score_field
-from curate.duplicates.choices import (DEFAULT_GROUPING, DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RELATIVE,
+from curate.duplicates.choices import (DEFAULT_GROUPING, DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RATIO,
+                                       DEFAULT_RELATIVE,
                                        DEFAULT_THRESHOLD, GROUPINGS, INDEXES, KEEP_RULES, METHODS)
 
 
@@ -37,6 +38,10 @@ def register(subparsers) -> None:
     p.add_argument("--relative", type=float, default=DEFAULT_RELATIVE,
                    help="descriptor: cap the threshold at this times the collection's background "
                         "distance (negative: no cap)")
+    p.add_argument("--ratio", type=float, default=DEFAULT_RATIO,
+                   help="descriptor: a pair within 1.75x the threshold is also a duplicate when its distance "
+                        "is at most this times its images' distance to their 7th nearest candidate "
+                        "(negative: the threshold alone)")
     p.add_argument("--brain-key", default="dedupe",
                    help="descriptor: brain key of the similarity index ('' = do not store it)")
     p.add_argument("--query-tag", default="",
@@ -64,6 +69,7 @@ def _run(args) -> int:
                            query_tag=args.query_tag or None, keep=args.keep, score_field=args.field,
                            tag=args.tag, grouping=args.grouping, mirror=not args.no_mirror, k=args.k, index=args.index,
                            relative=args.relative if args.relative >= 0 else None,
+                           ratio=args.ratio if args.ratio >= 0 else None,
                            brain_key=args.brain_key or None, view_name=args.view_name or None,
                            progress=not args.no_progress)
     except ValueError as e:

@@ -16,6 +16,12 @@
    duplicate or every image was a candidate.
 4. Optionally (``relative``) the threshold is first capped by the collection's
    *background* distance, so that low-detail images are not grouped with look-alikes.
+5. Optionally (``ratio``) a ratio test: a pair farther than the threshold but within
+   ``reach`` times it is a duplicate when it stands out from both images' neighbours
+   (distance <= ``ratio`` x the mean of their ``ratio_rank``-th nearest other candidate
+   distances). Images whose own candidates were not searched (``queries`` a subset) are
+   searched first, so a pair's background does not depend on which images were queried.
+   Not where the cap of step 4 binds (a low-detail collection).
 
 Cost (n images, q queries, d key dims): the exact search is ``O(q n d)`` time and
 ``O(memory_mb)`` memory; a tree index is built in ``O(n log n)`` and answers each
@@ -43,7 +49,7 @@ except ImportError:  # pragma: no cover
 from curate.duplicates.align import Aligner
 from curate.duplicates.descriptor import Descriptor
 
-from curate.duplicates.choices import INDEXES
+from curate.duplicates.choices import INDEXES, RATIO_RANK, RATIO_REACH
 
 
 @dataclass
@@ -60,6 +66,7 @@ class PairResult:
     nearest: np.ndarray | None = None  # (q,) each query's smallest candidate distance
     threshold: float | None = None     # the threshold applied (after the background cap)
     background: float | None = None    # the background distance, when measured
+    by_ratio: int = 0                  # pairs beyond the threshold that the ratio test accepted
 
 
 def mirror_basis(perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +155,7 @@ class KeySearch:
 def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, threshold: float, *,
                descriptor: Descriptor, mirror: bool = True, k: int = 10, index: str = "exact",
                refine: float = 0.15, relative: float | None = None, reference=None, rank: int = 3,
+               ratio: float | None = None, reach: float = RATIO_REACH, ratio_rank: int = RATIO_RANK,
                memory_mb: float = 256.0, progress=None) -> PairResult:
     """Duplicate pairs among ``n`` images of which ``queries`` (q,) are searched.
 
@@ -162,12 +170,20 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
     CIFAR-10 photos the background is about 0.55 (the cap does not bind); on 8x8 digits,
     where different writers' digits are as close as copies of a photo, about 0.19.
 
+    With ``ratio``, a pair with threshold < distance <= ``reach`` x threshold is also a
+    duplicate when distance <= ``ratio`` x its local background (step 5 of the module
+    docstring; :func:`local_background`) -- unless the background cap binds: in a
+    collection whose unrelated images come that close (8x8 digits) nothing beyond the
+    capped threshold counts.
+
     ``progress(n)`` is called as verification advances (in images).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if ratio is not None and not (ratio > 0 and reach >= 1 and ratio_rank >= 1):
+        raise ValueError(f"need ratio > 0, reach >= 1, ratio_rank >= 1; got {ratio}, {reach}, {ratio_rank}")
     run = _Run(keys, canvases, descriptor, mirror, index, -1.0, memory_mb)
-    background = None
+    background, requested = None, threshold
     if relative is not None and reference is not None and len(reference):
         # coarse distances suffice for the background (they only overestimate it)
         ref = np.unique(np.asarray(reference, dtype=np.int64))
@@ -178,17 +194,49 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
             background = float(np.median(kth))
             threshold = min(threshold, relative * background)
         run.forget()
-    run.verifier.refine_below = threshold + refine
+    if threshold < requested:  # the cap binds: unrelated images come close (low detail),
+        ratio = None              # so nothing beyond the capped threshold is a duplicate
+    upper = threshold * reach if ratio is not None else threshold  # farthest a duplicate can be
+    run.verifier.refine_below = upper + refine
     queries = np.unique(np.asarray(queries, dtype=np.int64))
     run.progress = progress
     run.search(queries, k, stop_at=threshold)
     if progress and run.shown < run.n:
         progress(run.n - run.shown)  # the images no candidate pair touched
-    keep = sorted(p for p, d in run.done.items() if d <= threshold and (p[0] in run.asked or p[1] in run.asked))
+
+    def asked(p):
+        return p[0] in run.asked or p[1] in run.asked
+
+    keep = {p for p, d in run.done.items() if d <= threshold and asked(p)}
+    by_ratio = 0
+    if ratio is not None:
+        maybe = [p for p, d in run.done.items() if threshold < d <= upper and asked(p)]
+        unsearched = sorted({i for p in maybe for i in p} - run.asked)
+        if unsearched:  # their backgrounds need their own k nearest keys
+            run.search(np.array(unsearched, dtype=np.int64), k, stop_at=None)
+            maybe = [p for p, d in run.done.items() if threshold < d <= upper and asked(p)]
+            keep |= {p for p, d in run.done.items() if d <= threshold and asked(p)}
+        for a, b in maybe:
+            bg = [x for x in (local_background(run.distances_of(a, without=b), ratio_rank),
+                              local_background(run.distances_of(b, without=a), ratio_rank)) if x is not None]
+            if bg and run.done[(a, b)] <= ratio * float(np.mean(bg)):
+                keep.add((a, b))
+                by_ratio += 1
+    keep = sorted(keep)
     pairs = np.array(keep, dtype=np.int64).reshape(-1, 2)
     nearest = np.array([run.distances_of(q).min(initial=np.inf) for q in queries.tolist()])
     return PairResult(pairs, np.array([run.done[p] for p in keep], dtype=np.float64), len(run.done),
-                      run.rounds, run.timings, nearest, threshold, background)
+                      run.rounds, run.timings, nearest, threshold, background, by_ratio)
+
+
+def local_background(distances: np.ndarray, rank: int) -> float | None:
+    """An image's local background: the ``rank``-th smallest of its candidate distances
+    (the partner of the pair being judged left out), the largest when it has fewer; None
+    without candidates. ``rank`` > 1 so that a few copies of the image do not lower it."""
+    if len(distances) == 0:
+        return None
+    d = np.sort(distances)
+    return float(d[min(rank, len(d)) - 1])
 
 
 class _Run:
@@ -211,8 +259,9 @@ class _Run:
         self.done.clear()
         self.partners.clear()
 
-    def distances_of(self, i: int) -> np.ndarray:
-        return np.array([self.done[(min(i, j), max(i, j))] for j in self.partners.get(i, [])])
+    def distances_of(self, i: int, without: int | None = None) -> np.ndarray:
+        """Verified distances of image i to its candidate partners (but ``without``)."""
+        return np.array([self.done[(min(i, j), max(i, j))] for j in self.partners.get(i, []) if j != without])
 
     def _advance(self, m: int) -> None:  # the first round's images; later rounds are few
         if self.progress and self.rounds == 1:

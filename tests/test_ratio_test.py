@@ -1,0 +1,127 @@
+"""The descriptor's ratio test (curate.duplicates.search, step 5): checked against a second,
+brute-force computation from the full matrix of exact aligned distances."""
+import numpy as np
+import pytest
+
+from curate.duplicates import Aligner, Descriptor, find_pairs
+from curate.duplicates import edits as E
+from curate.duplicates.choices import DEFAULT_RATIO, RATIO_RANK, RATIO_REACH
+from curate.duplicates.search import PairVerifier, local_background
+
+
+def _model_range(u8: np.ndarray) -> np.ndarray:
+    return u8.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+
+
+@pytest.fixture(scope="module")
+def collection():
+    """20 synthetic photos, a series of 14 realistic copies of photo 0 (a crowd: its
+    images' 10th nearest neighbour is close, so the ratio test refuses some of its pairs)
+    and one copy each of photos 1-4 (alone: the test accepts them), so that pairs fall
+    below the threshold, in the ratio band (both ways) and beyond it."""
+    photos = E.natural_like(20, seed=3)
+    rng = np.random.default_rng(0)
+    copies = [E.apply_real(photos[0], E.draw_real(rng)) for _ in range(14)]
+    copies += [E.apply_real(photos[i], E.draw_real(rng)) for i in range(1, 5)]
+    u8 = np.concatenate([photos, np.stack(copies)])
+    d = Descriptor()
+    keys, canvases = d.describe(_model_range(u8))
+    n = len(u8)
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+    exact = PairVerifier(Aligner(), canvases, True, refine_below=np.inf).distances(pairs)
+    D = np.full((n, n), np.inf)
+    D[pairs[:, 0], pairs[:, 1]] = D[pairs[:, 1], pairs[:, 0]] = exact
+    return keys, canvases, D, d
+
+
+def _brute(D: np.ndarray, queries, t: float, ratio, reach: float, rank: int) -> set:
+    """Every pair touching a query: d <= t, or t < d <= reach t and d <= ratio x the mean
+    of both images' rank-th smallest distance to the others (the partner left out)."""
+    n = len(D)
+    out = set()
+    for a in range(n):
+        for b in range(a + 1, n):
+            if a not in queries and b not in queries:
+                continue
+            d = D[a, b]
+            if d <= t:
+                out.add((a, b))
+            elif ratio is not None and d <= reach * t:
+                bg = []
+                for i, j in ((a, b), (b, a)):
+                    others = np.sort([D[i, m] for m in range(n) if m not in (i, j)])
+                    bg.append(others[min(rank, len(others)) - 1])
+                if d <= ratio * np.mean(bg):
+                    out.add((a, b))
+    return out
+
+
+@pytest.mark.parametrize("t", [0.05, 0.08, 0.2])
+def test_every_pair_decision_matches_brute_force(collection, t):
+    keys, canvases, D, d = collection
+    n = len(keys)
+    # k = n - 1 makes every image a candidate of every other; a huge refine makes every
+    # distance exact, so the search and the brute force see the same numbers
+    res = find_pairs(keys, canvases, np.arange(n), t, descriptor=d, k=n - 1, refine=100.0, ratio=DEFAULT_RATIO)
+    want = _brute(D, set(range(n)), t, DEFAULT_RATIO, RATIO_REACH, RATIO_RANK)
+    assert {tuple(p) for p in res.pairs.tolist()} == want
+    assert res.by_ratio == len(want - _brute(D, set(range(n)), t, None, RATIO_REACH, RATIO_RANK))
+    np.testing.assert_allclose(res.distances, [D[a, b] for a, b in sorted(want)], atol=1e-9)
+
+
+def test_the_band_is_exercised_both_ways(collection):
+    """At t = 0.08 the ratio test accepts some pairs of the band and refuses others (the
+    collection is built so; otherwise the test above would check nothing of the rule)."""
+    keys, canvases, D, d = collection
+    n = len(keys)
+    band = [(a, b) for a in range(n) for b in range(a + 1, n) if 0.08 < D[a, b] <= RATIO_REACH * 0.08]
+    yes = _brute(D, set(range(n)), 0.08, DEFAULT_RATIO, RATIO_REACH, RATIO_RANK)
+    assert any(p in yes for p in band) and any(p not in yes for p in band)
+
+
+def test_off_is_the_threshold_alone(collection):
+    keys, canvases, D, d = collection
+    n = len(keys)
+    res = find_pairs(keys, canvases, np.arange(n), 0.12, descriptor=d, k=n - 1, refine=100.0, ratio=None)
+    assert {tuple(p) for p in res.pairs.tolist()} == {(a, b) for a in range(n) for b in range(a + 1, n)
+                                                       if D[a, b] <= 0.12}
+    assert res.by_ratio == 0
+
+
+def test_a_query_subset_gets_the_decisions_of_the_whole_search(collection):
+    """Images outside the queries are searched for their backgrounds, so a pair is decided
+    the same whichever of its images was asked about."""
+    keys, canvases, D, d = collection
+    n = len(keys)
+    full = find_pairs(keys, canvases, np.arange(n), 0.08, descriptor=d, k=n - 1, refine=100.0, ratio=DEFAULT_RATIO)
+    q = np.arange(20, n)  # the copies only
+    part = find_pairs(keys, canvases, q, 0.08, descriptor=d, k=n - 1, refine=100.0, ratio=DEFAULT_RATIO)
+    touching = {tuple(p) for p in full.pairs.tolist() if p[0] in q or p[1] in q}
+    assert {tuple(p) for p in part.pairs.tolist()} == touching == _brute(
+        D, set(q.tolist()), 0.08, DEFAULT_RATIO, RATIO_REACH, RATIO_RANK)
+
+
+def test_local_background_and_bad_settings(collection):
+    assert local_background(np.array([0.5, 0.1, 0.3]), 2) == 0.3
+    assert local_background(np.array([0.5, 0.1, 0.3]), 10) == 0.5  # fewer: the farthest
+    assert local_background(np.array([]), 3) is None
+    keys, canvases, _, d = collection
+    for bad in ({"ratio": 0.0}, {"ratio": -1.0}, {"ratio": 0.5, "reach": 0.9}, {"ratio": 0.5, "ratio_rank": 0}):
+        with pytest.raises(ValueError, match="ratio"):
+            find_pairs(keys, canvases, np.arange(3), 0.2, descriptor=d, **bad)
+
+
+def test_no_ratio_test_where_the_background_cap_binds(collection):
+    """A collection whose unrelated images come close (the cap binds: 8x8 digits) keeps the
+    capped threshold alone; where the cap does not bind the ratio test runs."""
+    keys, canvases, D, d = collection
+    n = len(keys)
+    ref = np.arange(n)
+    capped = find_pairs(keys, canvases, ref, 0.2, descriptor=d, k=n - 1, refine=100.0, ratio=DEFAULT_RATIO,
+                        relative=0.01, reference=ref)
+    assert capped.threshold < 0.2 and capped.by_ratio == 0
+    assert {tuple(p) for p in capped.pairs.tolist()} == {(a, b) for a in range(n) for b in range(a + 1, n)
+                                                         if D[a, b] <= capped.threshold}
+    loose = find_pairs(keys, canvases, ref, 0.08, descriptor=d, k=n - 1, refine=100.0, ratio=DEFAULT_RATIO,
+                       relative=100.0, reference=ref)
+    assert loose.threshold == 0.08 and loose.by_ratio > 0
