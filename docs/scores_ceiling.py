@@ -9,6 +9,7 @@ Every step is resumable (a finished output is skipped) and writes under ``--run`
     python docs/scores_ceiling.py extra   --run runs/h22
     python docs/scores_ceiling.py basin   --run runs/h22 --steps 25
     python docs/scores_ceiling.py report  --run runs/h22 --plot docs/scores-ceiling-calibration.png
+    python docs/scores_ceiling.py axes    --run runs/h16   # "one axis and one step suffice?"
 
 ``--run`` must hold ``model/`` (a ``curate train`` checkpoint) and ``train.safetensors`` (its
 training images). Samples are drawn with ``curate sample`` and counted with ``curate memorization``
@@ -100,6 +101,38 @@ def extra(a):
             _save(path, dict(params=params, draws=d.tolist(), values=(-d.mean(1)).tolist()))
 
 
+AXES_GRID = [(1, 1), (1, 10), (1, 100), (8, 1), (8, 10), (32, 10)]  # (axes N, steps T) of volume_growth
+
+
+def axes(a):
+    """The paper's claim that one axis and one step suffice: ``volume_growth`` over a grid of
+    axes N and steps T (the rest at its defaults), each against the labels of all samples
+    (``--label``) beside the split-half ceiling; scores cached under ``scores/``."""
+    torch, load_model, load_file = _setup()
+    import curate.scores as scores
+    from scores_ceiling_report import ceiling, label, load_counts, score_row  # beside this file
+
+    run = Path(a.run)
+    model = load_model(run / "model", device="cpu")
+    x = load_file(run / "train.safetensors")["images"]
+    counts, per_set = load_counts(run)
+    total = counts.sum(0)
+    n = counts.shape[0] * per_set
+    labels, rate = label(total, n, a.label), total / n
+    ceil, _ = ceiling(counts, per_set, counts.shape[0] // 2, rule=a.label)
+    print(f"labels: {int(labels.sum())} of {len(labels)} positive from {n} samples; split-half ceiling {ceil:.3f}")
+    print("| axes N | steps T | AUROC | fraction of ceiling | Spearman with rate | TPR at 1 % FPR |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n_axes, steps in AXES_GRID:
+        path = run / "scores" / f"volume_growth_N{n_axes}_T{steps}.json"
+        if not path.exists():
+            r = scores.get("volume_growth")(model, x, seed=0, axes=n_axes, steps=steps)
+            _save(path, dict(params=dict(axes=n_axes, steps=steps), values=r.values.tolist()))
+        row = score_row("volume_growth", np.array(json.loads(path.read_text())["values"]), labels, rate, ceil)
+        print(f"| {n_axes} | {steps} | {row['auroc']:.3f} | {row['frac']:.2f} | {row['spearman']:.2f} | {row['tpr']:.2f} |",
+              flush=True)
+
+
 def basin(a):
     """Where the starts that copy an image lie, against its inverted latent u (first 8 images;
     the copies of the first 4 sample sets): why importance sampling along u misses the mass."""
@@ -184,7 +217,7 @@ def score(a):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["data", "sample", "score", "extra", "basin", "report"])
+    ap.add_argument("step", choices=["data", "sample", "score", "extra", "basin", "axes", "report"])
     ap.add_argument("--cifar-root", default="../shared/data/cifar10")
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--size", type=int, default=8)
@@ -204,4 +237,4 @@ if __name__ == "__main__":
 
         report(a)
     else:
-        {"data": data, "sample": sample, "score": score, "extra": extra, "basin": basin}[a.step](a)
+        {"data": data, "sample": sample, "score": score, "extra": extra, "basin": basin, "axes": axes}[a.step](a)
