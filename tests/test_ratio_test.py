@@ -125,3 +125,19 @@ def test_no_ratio_test_where_the_background_cap_binds(collection):
     loose = find_pairs(keys, canvases, ref, 0.08, descriptor=d, k=n - 1, refine=100.0, ratio=DEFAULT_RATIO,
                        relative=100.0, reference=ref)
     assert loose.threshold == 0.08 and loose.by_ratio > 0
+
+
+def test_refinement_in_worker_processes_gives_the_same_numbers(collection):
+    """Large verifications refine in forked processes; the numbers are the serial loop's."""
+    keys, canvases, D, d = collection
+    n = len(keys)
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+    serial = PairVerifier(Aligner(), canvases, True, refine_below=np.inf, workers=1).distances(pairs)
+    forked = PairVerifier(Aligner(), canvases, True, refine_below=np.inf, workers=2, parallel_min=1).distances(pairs)
+    np.testing.assert_array_equal(serial, forked)
+    part = PairVerifier(Aligner(), canvases, True, refine_below=0.3, workers=2, parallel_min=1).distances(pairs)
+    assert (part >= serial - 1e-6).all()  # above refine_below: coarse (float32) upper bounds
+    assert (part > serial + 1e-3).any()    # ... which some pairs are
+    low = part <= 0.25                      # refined, so exact: the serial loop's numbers
+    assert low.sum() > 0
+    np.testing.assert_array_equal(part[low], serial[low])

@@ -31,6 +31,7 @@ query in sub-linear time when the keys have a low intrinsic dimension. Verificat
 from __future__ import annotations
 
 import concurrent.futures as cf
+import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass, field
@@ -305,10 +306,11 @@ class PairVerifier:
     search refines them), upper bounds above it (``math.inf``: every pair exact)."""
 
     def __init__(self, aligner: Aligner, canvases: np.ndarray, mirror: bool, refine_below: float,
-                 batch: int = 32, workers: int | None = None):
+                 batch: int = 32, workers: int | None = None, parallel_min: int = 4096):
         self.al, self.canvases, self.mirror = aligner, canvases, mirror
         self.refine_below, self.batch = refine_below, batch
         self.workers = workers or min(4, os.cpu_count() or 1)
+        self.parallel_min = parallel_min  # refinements from which worker processes pay off
         self._base: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _bases(self, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -371,15 +373,51 @@ class PairVerifier:
         coarse = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sim2.max(1)))
         unmoved = np.linalg.norm(bases[ra] - bases[rb], axis=1)
         out = coarse.copy()
-        for p in np.nonzero((coarse <= self.refine_below) | (unmoved <= self.refine_below))[0].tolist():
-            out[p] = unmoved[p]
-            a, b = pairs[p].tolist()
-            for k, (moved, target) in enumerate(((a, bases[rb[p]]), (b, bases[ra[p]]))):
-                j = arg2[p, k]
-                z, tx, ty = al.params[j % W]
-                r, _ = al.refine(self.canvases[moved], target, (bool(j >= W), z, tx, ty))
-                out[p] = min(out[p], r)
+        todo = np.nonzero((coarse <= self.refine_below) | (unmoved <= self.refine_below))[0]
+        state = (al, self.canvases, pairs, bases, ra, rb, arg2)
+        if self.workers > 1 and len(todo) >= self.parallel_min and "fork" in mp.get_all_start_methods():
+            refined = _refine_in_processes(state, todo, self.workers)
+        else:
+            refined = _refine_rows(state, todo)
+        out[todo] = np.minimum(unmoved[todo], refined)
         return out
+
+
+_STATE = None  # what forked refinement workers read (set just before the fork)
+
+
+def _refine_rows(state, rows: np.ndarray) -> np.ndarray:
+    """The local search (:meth:`Aligner.refine`) of pairs ``rows`` in both directions from
+    their best coarse windows: (len(rows),) the smaller refined distance of each."""
+    al, canvases, pairs, bases, ra, rb, arg2 = state
+    W = al.n_windows
+    out = np.empty(len(rows))
+    for i, p in enumerate(rows.tolist()):
+        a, b = pairs[p].tolist()
+        best = np.inf
+        for k, (moved, target) in enumerate(((a, bases[rb[p]]), (b, bases[ra[p]]))):
+            j = arg2[p, k]
+            z, tx, ty = al.params[j % W]
+            best = min(best, al.refine(canvases[moved], target, (bool(j >= W), z, tx, ty))[0])
+        out[i] = best
+    return out
+
+
+def _refine_chunk(rows: np.ndarray) -> np.ndarray:
+    return _refine_rows(_STATE, rows)
+
+
+def _refine_in_processes(state, rows: np.ndarray, workers: int) -> np.ndarray:
+    """:func:`_refine_rows` split over forked processes (the local search is a Python loop
+    over small arrays: threads would wait on the GIL). Same numbers as the serial loop."""
+    global _STATE
+    _STATE = state
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_refine_chunk, np.array_split(rows, workers * 8))
+    finally:
+        _STATE = None
+    return np.concatenate(parts)
 
 
 def reference_sample(keys: np.ndarray, size: int = 512) -> np.ndarray:
