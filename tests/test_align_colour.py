@@ -8,7 +8,7 @@ import pytest
 from curate.duplicates import Descriptor
 from curate.duplicates import edits as E
 from curate.duplicates.align import Aligner
-from curate.duplicates.search import PairVerifier
+from curate.duplicates.verify import PairVerifier
 
 
 def _distances(x: np.ndarray, colour: str) -> np.ndarray:

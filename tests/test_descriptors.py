@@ -13,7 +13,8 @@ import torch
 from curate.duplicates.choices import DEFAULT_THRESHOLD
 from curate.duplicates import Aligner, Descriptor, DescriptorSpec, find_pairs
 from curate.duplicates import edits as E
-from curate.duplicates.search import KeySearch, PairVerifier, mirror_basis
+from curate.duplicates.search import KeySearch, mirror_basis
+from curate.duplicates.verify import PairVerifier
 
 THRESHOLD = DEFAULT_THRESHOLD["descriptor"]
 CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"

@@ -6,7 +6,8 @@ import pytest
 from curate.duplicates import Aligner, Descriptor, find_pairs
 from curate.duplicates import edits as E
 from curate.duplicates.choices import DEFAULT_RATIO, RATIO_RANK, RATIO_REACH
-from curate.duplicates.search import PairVerifier, local_background
+from curate.duplicates.search import local_background
+from curate.duplicates.verify import PairVerifier
 
 
 def _model_range(u8: np.ndarray) -> np.ndarray:

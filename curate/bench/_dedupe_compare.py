@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from curate.duplicates.search import KeySearch, PairVerifier
+from curate.duplicates.search import KeySearch
+from curate.duplicates.verify import PairVerifier
 
 
 def _nearest(q: np.ndarray, x: np.ndarray, exclude_self: bool, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:

@@ -134,7 +134,7 @@ def aligned_distances(canvases: np.ndarray, pairs: np.ndarray, refine_below: flo
     exact) wherever the coarse distance is <= ``refine_below``."""
     from curate._progress import progress as bar
     from curate.duplicates.align import Aligner
-    from curate.duplicates.search import PairVerifier
+    from curate.duplicates.verify import PairVerifier
 
     v = PairVerifier(Aligner(), canvases, mirror=True, refine_below=refine_below)
     out = np.empty(len(pairs))

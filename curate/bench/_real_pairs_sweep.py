@@ -44,7 +44,7 @@ def aligned_with(canvases: np.ndarray, pairs: np.ndarray, overrides: dict) -> np
     """(P, 2) rows -> (P,) exact aligned distances under DescriptorSpec(**overrides)."""
     from curate.duplicates.align import Aligner
     from curate.duplicates.descriptor import DescriptorSpec
-    from curate.duplicates.search import PairVerifier
+    from curate.duplicates.verify import PairVerifier
 
     o = dict(overrides)
     colour = o.pop("colour", "ycc")

@@ -3,6 +3,7 @@
 * :mod:`curate.duplicates.descriptor`: per-image keys (a tiny GIST) and canvases;
 * :mod:`curate.duplicates.align`: the aligned distance of two images (best zoom, shift, mirror);
 * :mod:`curate.duplicates.search`: nearest keys as candidates, verified by the aligned distance;
+* :mod:`curate.duplicates.verify`: the aligned distance of candidate pairs, in batches;
 * :mod:`curate.duplicates.edits`: the edits a duplicate goes through (benchmark and tests);
 * the benchmark with known answers lives in :mod:`curate.bench.dedupe` (``curate bench dedupe``).
 
@@ -24,7 +25,11 @@ def __getattr__(name: str):
         from curate.duplicates import descriptor
 
         return getattr(descriptor, name)
-    if name in ("PairResult", "PairVerifier", "find_pairs"):
+    if name == "PairVerifier":
+        from curate.duplicates.verify import PairVerifier
+
+        return PairVerifier
+    if name in ("PairResult", "find_pairs"):
         from curate.duplicates import search
 
         return getattr(search, name)

@@ -22,7 +22,8 @@ import numpy as np
 from curate.duplicates.align import Aligner
 from curate.duplicates.choices import DEFAULT_RELATIVE, DEFAULT_THRESHOLD
 from curate.duplicates.descriptor import Descriptor, DescriptorSpec
-from curate.duplicates.search import PairVerifier, reference_sample
+from curate.duplicates.search import reference_sample
+from curate.duplicates.verify import PairVerifier
 
 
 class AlignedNearest:

@@ -83,7 +83,7 @@ def aligned_distances(images: torch.Tensor, recs: torch.Tensor) -> torch.Tensor:
 
     from curate.duplicates.align import Aligner
     from curate.duplicates.descriptor import Descriptor
-    from curate.duplicates.search import PairVerifier
+    from curate.duplicates.verify import PairVerifier
 
     B, K = recs.shape[:2]
     both = torch.cat([images.unsqueeze(1).to(recs.dtype), recs], 1).flatten(0, 1)  # (B (K+1), C, H, W)
