@@ -71,10 +71,11 @@ class PeakRSS:
         self.peak_mb = max(self._top, self.rss_mb()) - self.start
 
 
-def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, progress, grids: Path | None = None) -> dict:
+def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, progress, grids: Path | None = None,
+                 ratio=None) -> dict:
     """Decode + describe + all-pairs search over the first n CIFAR-10 images (train, then
     test), without FiftyOne; and the key search alone by a ball tree on a query sample."""
-    from curate.duplicates.choices import DEFAULT_RATIO, DEFAULT_RELATIVE, DEFAULT_THRESHOLD
+    from curate.duplicates.choices import DEFAULT_RELATIVE, DEFAULT_THRESHOLD
     from curate.duplicates.grouping import anchored_groups, components
     from curate.duplicates.search import reference_sample
     from curate.duplicates import Descriptor, find_pairs
@@ -99,7 +100,7 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
         out["decode_describe_cpu_s"] = time.process_time() - c0
         t1, c1 = time.perf_counter(), time.process_time()
         res = find_pairs(keys, canvases, np.arange(len(keys)), threshold, descriptor=d, k=k,
-                         relative=DEFAULT_RELATIVE, reference=reference_sample(keys), ratio=DEFAULT_RATIO,
+                         relative=DEFAULT_RELATIVE, reference=reference_sample(keys), ratio=ratio,
                          progress=progress)
         out["search_verify_s"] = time.perf_counter() - t1
         out["search_verify_cpu_s"] = time.process_time() - c1

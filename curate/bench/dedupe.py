@@ -66,7 +66,7 @@ def build_dataset(name: str, orig_paths: list, copy_paths: list):
     return ds
 
 
-def run_dedupe(samples, method: str, threshold, *, index: str, k: int, progress: bool) -> dict:
+def run_dedupe(samples, method: str, threshold, *, index: str, k: int, progress: bool, ratio=None) -> dict:
     """dedupe() of all pairs of ``samples``; groups as item numbers, seconds, peak MB."""
     from curate.brain import dedupe
 
@@ -74,7 +74,7 @@ def run_dedupe(samples, method: str, threshold, *, index: str, k: int, progress:
     t, cpu = time.perf_counter(), time.process_time()
     with PeakRSS() as mem:
         groups = dedupe(samples, method=method, threshold=threshold, query_tag=None, keep="first",
-                        tag=f"dup_{method}", group_field=f"group_{method}", k=k, index=index,
+                        tag=f"dup_{method}", group_field=f"group_{method}", k=k, index=index, ratio=ratio,
                         brain_key=f"bench_{method}" if method == "descriptor" else None,
                         view_name=None, progress=progress)
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
@@ -145,6 +145,7 @@ def run(args) -> dict:
     copies, sources, edits, copy_paths = plant_copies(orig, args.copies, args.seed, out / "copies", args.edits)
     images = np.concatenate([orig, copies])
     n = len(orig)
+    ratio = args.ratio if args.ratio >= 0 else None
     result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"},
               "planted": [{"copy": n + j, "source": int(s), "source_index": int(files[s][0]),
                            "edits": e} for j, (s, e) in enumerate(zip(sources, edits))],
@@ -159,10 +160,10 @@ def run(args) -> dict:
         for method in args.methods:
             thr = args.threshold if method == "descriptor" else args.pixel_threshold
             console.print(f"[bold]{method}[/]: originals alone (CIFAR-10's own duplicates)")
-            alone = run_dedupe(ds.match_tags("original"), method, thr, index=args.index, k=args.k,
+            alone = run_dedupe(ds.match_tags("original"), method, thr, index=args.index, k=args.k, ratio=ratio,
                                progress=progress)
             console.print(f"[bold]{method}[/]: originals + planted copies")
-            full = run_dedupe(ds, method, thr, index=args.index, k=args.k, progress=progress)
+            full = run_dedupe(ds, method, thr, index=args.index, k=args.k, progress=progress, ratio=ratio)
             sc = score(full["groups"], n, sources, edits, alone["groups"])
             result["methods"][method] = {"score": sc, "seconds": full["seconds"], "cpu_s": full["cpu_s"],
                                          "peak_mb": full["peak_mb"],
@@ -175,7 +176,7 @@ def run(args) -> dict:
             fo.delete_dataset(ds.name)
     if args.scale:
         console.print(f"[bold]scale[/]: describe + all-pairs search over {args.scale} CIFAR-10 images")
-        result["scale"] = scale_timing(args.cifar_root, args.scale, k=args.k, threshold=args.threshold,
+        result["scale"] = scale_timing(args.cifar_root, args.scale, k=args.k, threshold=args.threshold, ratio=ratio,
                                        index_sample=args.index_sample, progress=None, grids=out / "grids")
     result["environment"] = environment()
     (out / "results.json").write_text(json.dumps(result, indent=1))

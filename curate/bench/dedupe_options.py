@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from curate.duplicates.choices import INDEXES, METHODS
+from curate.duplicates.choices import DEFAULT_RATIO, INDEXES, METHODS
 
 DESCRIPTION = ("dedupe on CIFAR-10 training images plus planted edited copies (known answers): "
                "precision and recall per kind of edit, time and peak memory, for each method")
@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="descriptor threshold; unset: dedupe's default")
     p.add_argument("--pixel-threshold", type=float, default=None, help="pixel threshold; unset: dedupe's default")
     p.add_argument("--k", type=int, default=10, help="candidates per image")
+    p.add_argument("--ratio", type=float, default=DEFAULT_RATIO,
+                   help="descriptor: dedupe's ratio test beyond the threshold (negative: the threshold alone)")
     p.add_argument("--index", default="exact", choices=INDEXES, help="key search of the descriptor")
     p.add_argument("--scale", type=int, default=0,
                    help="also time describe + all-pairs search over this many CIFAR-10 images "
