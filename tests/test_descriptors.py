@@ -2,13 +2,10 @@
 their ranges are found, different images are not, mirroring obeys the switch, and the
 numbers do not depend on batches or order. Data: synthetic natural-like images the
 tests make, scikit-learn's real digits, and CIFAR-10 from ../shared when present."""
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from curate.duplicates.choices import DEFAULT_THRESHOLD
 from curate.duplicates import Aligner, Descriptor, DescriptorSpec, find_pairs
