@@ -105,7 +105,7 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
         sub_rows = [{**r, "a": pos[r["a"]], "b": pos[r["b"]]} for r in rows]
     hit, info = R.decided(keys[sub], canvases[sub], sub_rows)
     hit0, info0 = R.decided(keys[sub], canvases[sub], sub_rows, ratio=None)
-    res["end_to_end"] = {"images": len(sub),"default": {**R.evaluate_hits(hit, y), **info},
+    res["end_to_end"] = {"images": len(sub), "default": {**R.evaluate_hits(hit, y), **info},
                          "threshold_only": {**R.evaluate_hits(hit0, y), **info0},
                          "per_kind": {k: R.evaluate_hits(hit[m], y[m]) for k in ("test-train", "train-train")
                                       for m in [np.array([r["kind"] == k for r in rows])]}}

@@ -85,13 +85,15 @@ def write_pairs(rows: list[dict], path: Path | str = DATA) -> None:
 def evaluate(distances, labels, threshold: float) -> dict:
     """Decision ``distance <= threshold`` on labelled pairs: recall of the positives, pair
     precision (judged negatives decided as duplicates count as false positives)."""
-    d, y = np.asarray(distances, dtype=np.float64), np.asarray(labels)
-    hit = d <= threshold
-    tp, fp = int((hit & (y == 1)).sum()), int((hit & (y == 0)).sum())
-    pos = int((y == 1).sum())
-    return {"threshold": threshold, "positives": pos, "negatives": int((y == 0).sum()), "tp": tp, "fp": fp,
-            "recall": tp / pos if pos else float("nan"),
-            "precision": tp / (tp + fp) if tp + fp else float("nan")}
+    return {"threshold": threshold, **evaluate_hits(np.asarray(distances, dtype=np.float64) <= threshold, labels)}
+
+
+def evaluate_hits(hit, labels) -> dict:
+    """Recall / pair precision of a yes/no decision on labelled pairs."""
+    h, y = np.asarray(hit, bool), np.asarray(labels)
+    tp, fp, pos = int((h & (y == 1)).sum()), int((h & (y == 0)).sum()), int((y == 1).sum())
+    return {"positives": pos, "negatives": int((y == 0).sum()), "tp": tp, "fp": fp,
+            "recall": tp / pos if pos else float("nan"), "precision": tp / (tp + fp) if tp + fp else float("nan")}
 
 
 def distribution(distances, labels, qs=(0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)) -> dict:
@@ -142,15 +144,7 @@ def decided(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw) -> t
     found = {tuple(p) for p in res.pairs.tolist()}
     hit = np.array([(min(r["a"], r["b"]), max(r["a"], r["b"])) in found for r in rows])
     return hit, {"threshold_applied": res.threshold, "background": res.background, "by_ratio": res.by_ratio,
-                 "pairs_found": len(res.pairs), **{k: v for k, v in kw.items()}}
-
-
-def evaluate_hits(hit, labels) -> dict:
-    """Recall / pair precision of a yes/no decision on labelled pairs."""
-    h, y = np.asarray(hit, bool), np.asarray(labels)
-    tp, fp, pos = int((h & (y == 1)).sum()), int((h & (y == 0)).sum()), int((y == 1).sum())
-    return {"positives": pos, "negatives": int((y == 0).sum()), "tp": tp, "fp": fp,
-            "recall": tp / pos if pos else float("nan"), "precision": tp / (tp + fp) if tp + fp else float("nan")}
+                 "pairs_found": len(res.pairs), **kw}
 
 
 # ------------------------------------------------------------------ the grids ---

@@ -65,15 +65,17 @@ def score(d: np.ndarray, y: np.ndarray) -> dict:
 def best_rule(d0: np.ndarray, d1: np.ndarray, y: np.ndarray, min_precision: float = 0.95) -> dict:
     """The best of ``d0 <= a or d1 <= b`` and ``d0 <= a and d1 <= b`` over a grid of (a, b):
     the largest recall whose pair precision stays >= min_precision (a tuning aid)."""
+    from curate.bench import _real_pairs_core as R
+
     best = {"recall": 0.0}
     for rule in ("or", "and"):
         for a in np.round(np.arange(0.15, 0.35, 0.01), 2):
             for b in np.round(np.arange(0.05, 0.40, 0.01), 2):
                 hit = (d0 <= a) | (d1 <= b) if rule == "or" else (d0 <= a) & (d1 <= b)
-                tp, fp = int((hit & (y == 1)).sum()), int((hit & (y == 0)).sum())
-                if tp + fp and tp / (tp + fp) >= min_precision and tp / (y == 1).sum() > best["recall"]:
-                    best = {"rule": rule, "a": float(a), "b": float(b), "recall": float(round(tp / (y == 1).sum(), 3)),
-                            "precision": round(tp / (tp + fp), 3)}
+                e = R.evaluate_hits(hit, y)
+                if e["tp"] + e["fp"] and e["precision"] >= min_precision and e["recall"] > best["recall"]:
+                    best = {"rule": rule, "a": float(a), "b": float(b), "recall": round(e["recall"], 3),
+                            "precision": round(e["precision"], 3)}
     return best
 
 
