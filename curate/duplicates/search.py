@@ -195,19 +195,18 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
     if progress and run.shown < run.n:
         progress(run.n - run.shown)  # the images no candidate pair touched
 
-    def asked(p):
-        return p[0] in run.asked or p[1] in run.asked
+    def asked_pairs(lo: float, hi: float) -> list[tuple[int, int]]:
+        """Verified pairs with lo < distance <= hi that touch a query."""
+        return [p for p, d in run.done.items() if lo < d <= hi and (p[0] in run.asked or p[1] in run.asked)]
 
-    keep = {p for p, d in run.done.items() if d <= threshold and asked(p)}
+    if ratio is not None:  # the band's images need their own k nearest keys for their backgrounds
+        unsearched = sorted({i for p in asked_pairs(threshold, upper) for i in p} - run.asked)
+        if unsearched:
+            run.search(np.array(unsearched, dtype=np.int64), k, stop_at=None)
+    keep = set(asked_pairs(-np.inf, threshold))
     by_ratio = 0
     if ratio is not None:
-        maybe = [p for p, d in run.done.items() if threshold < d <= upper and asked(p)]
-        unsearched = sorted({i for p in maybe for i in p} - run.asked)
-        if unsearched:  # their backgrounds need their own k nearest keys
-            run.search(np.array(unsearched, dtype=np.int64), k, stop_at=None)
-            maybe = [p for p, d in run.done.items() if threshold < d <= upper and asked(p)]
-            keep |= {p for p, d in run.done.items() if d <= threshold and asked(p)}
-        for a, b in maybe:
+        for a, b in asked_pairs(threshold, upper):
             bg = [x for x in (local_background(run.distances_of(a, without=b), ratio_rank),
                               local_background(run.distances_of(b, without=a), ratio_rank)) if x is not None]
             if bg and run.done[(a, b)] <= ratio * float(np.mean(bg)):
