@@ -27,15 +27,15 @@ def build(name: str, run_path, cfg: dict):
     """The first ``data.n_images`` CIFAR-10 training images in the official order (0 = all
     50,000), at ``data.image_size`` (0 = 32), as a persistent FiftyOne dataset named ``name``."""
     from curate.data.datasets import load_cifar10
+    from curate.recipes.clean.settings import images_to_load
 
     d = cfg["data"]
     root = Path(d["root"]).expanduser()
     size = int(d.get("image_size", 0) or 0) or None
     try:
         ds = load_cifar10(root, split="train", dataset_name=name, download=bool(d["download"]),
-                          images_dir=run_path / "images",
-                          max_samples=int(d["n_images"]) + int(d.get("n_pool", 0)) if int(d["n_images"]) else None,
-                          image_size=size, overwrite=True, persistent=True, progress=True)
+                          images_dir=run_path / "images", max_samples=images_to_load(cfg), image_size=size,
+                          overwrite=True, persistent=True, progress=True)
     except FileNotFoundError as exc:
         raise SystemExit(f"error: {exc} (set it with --cifar-root, or --download when online)") from None
     return {"source": f"CIFAR-10 training images under {root}" + (f", resized to {size}x{size}" if size else ""),

@@ -26,11 +26,10 @@ RECIPE = "clean_digits"
 def build(name: str, run_path, cfg: dict):
     """The digits training split as a persistent FiftyOne dataset named ``name``."""
     from curate.data.datasets import load_digits
+    from curate.recipes.clean.settings import images_to_load
 
-    d = cfg["data"]
-    n = int(d["n_images"]) + int(d.get("n_pool", 0)) if int(d["n_images"]) else None  # the pool follows
-    ds = load_digits("train", images_dir=run_path / "images", dataset_name=name, max_samples=n, overwrite=True,
-                     persistent=True, progress=True)
+    ds = load_digits("train", images_dir=run_path / "images", dataset_name=name, max_samples=images_to_load(cfg),
+                     overwrite=True, persistent=True, progress=True)
     return {"source": "scikit-learn digits, train split (index % 5 != 4)", "n_source": ds.count()}
 
 

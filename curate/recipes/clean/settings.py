@@ -33,6 +33,13 @@ REPLACED_ARMS = ("dedupe_score", "dedupe_random")
 def constant_size(cfg: dict) -> bool:
     """Whether the removals by score and at random are replaced from the pool (``data.n_pool``)."""
     return bool(cfg["clean"].get("constant_size", False))
+
+
+def images_to_load(cfg: dict) -> int | None:
+    """How many source images a recipe's ``build`` loads: ``data.n_images`` followed by the
+    ``data.n_pool`` held out as replacements; None (all) when ``data.n_images`` is 0."""
+    d = cfg["data"]
+    return int(d["n_images"]) + int(d.get("n_pool", 0)) if int(d["n_images"]) else None
 #: The arms compared to ask what the score adds beyond de-duplication.
 BASE_ARM, SCORE_ARM, RANDOM_ARM = "dedupe", "dedupe_score", "dedupe_random"
 #: Score-ranked removal should cut memorized samples at least this many times as much as random removal.
