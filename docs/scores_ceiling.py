@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -85,20 +84,27 @@ def _save(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _reconstruction(run: Path, model, x, params: dict) -> None:
+    """``reconstruction`` distances (RMS, Euler, seed 0) at ``params`` (t, steps, draws) into
+    ``scores/recon_t{t}_S{steps}_K{draws}.json``, unless already there."""
+    from curate.scores.reconstruction import distances
+
+    path = run / "scores" / f"recon_t{params['t']}_S{params['steps']}_K{params['draws']}.json"
+    if not path.exists():
+        print("scoring", path.stem, flush=True)
+        d = distances(model, x, solver="euler", distance="rms", seed=0, **params)
+        _save(path, dict(params=params, draws=d.tolist(), values=(-d.mean(1)).tolist()))
+
+
 def extra(a):
     """More draws K and fewer steps S at t = 0.5 (their own step, so it can run beside ``score``)."""
     torch, load_model, load_file = _setup()
-    from curate.scores.reconstruction import distances
 
     run = Path(a.run)
     model = load_model(run / "model", device="cpu")
     x = load_file(run / "train.safetensors")["images"]
     for params in RECON_EXTRA:
-        path = run / "scores" / f"recon_t{params['t']}_S{params['steps']}_K{params['draws']}.json"
-        if not path.exists():
-            print("scoring", path.stem, flush=True)
-            d = distances(model, x, solver="euler", distance="rms", seed=0, **params)
-            _save(path, dict(params=params, draws=d.tolist(), values=(-d.mean(1)).tolist()))
+        _reconstruction(run, model, x, params)
 
 
 AXES_GRID = [(1, 1), (1, 10), (1, 100), (8, 1), (8, 10), (32, 10)]  # (axes N, steps T) of volume_growth
@@ -179,28 +185,21 @@ def basin(a):
 def score(a):
     torch, load_model, load_file = _setup()
     import curate.scores as scores
-    from curate.scores.reconstruction import distances
 
     run = Path(a.run)
     out = run / "scores"
     out.mkdir(exist_ok=True)
     model = load_model(run / "model", device="cpu")
     x = load_file(run / "train.safetensors")["images"]
-    jobs = [(k, {}) for k in BASELINES]
-    for p in RECON_GRID:
-        jobs.append((f"recon_t{p['t']}_S{p['steps']}_K{p['draws']}", p))
-    for name, params in jobs:
+    for name in BASELINES:
         path = out / f"{name}.json"
-        if path.exists():
-            continue
-        print("scoring", name, flush=True)
-        if name.startswith("recon_"):
-            d = distances(model, x, solver="euler", distance="rms", seed=0, **params)
-            _save(path, dict(params=params, draws=d.tolist(), values=(-d.mean(1)).tolist()))
-        else:
+        if not path.exists():
+            print("scoring", name, flush=True)
             r = scores.get(name)(model, x, seed=0)
             _save(path, dict(params=scores.get(name).defaults(), values=r.values.tolist(),
                              extra={k: v.tolist() for k, v in r.extra.items()}))
+    for params in RECON_GRID:
+        _reconstruction(run, model, x, params)
     path = out / "reproduction_probability.json"
     if not path.exists():
         print("scoring reproduction_probability", flush=True)
@@ -208,11 +207,7 @@ def score(a):
         _save(path, dict(params=dict(steps=a.steps, proposals=a.proposals), values=r.values.tolist(),
                          extra={k: v.tolist() for k, v in r.extra.items()}))
     for params in RECON_LATE:
-        path = out / f"recon_t{params['t']}_S{params['steps']}_K{params['draws']}.json"
-        if not path.exists():
-            print("scoring", path.stem, flush=True)
-            d = distances(model, x, solver="euler", distance="rms", seed=0, **params)
-            _save(path, dict(params=params, draws=d.tolist(), values=(-d.mean(1)).tolist()))
+        _reconstruction(run, model, x, params)
 
 
 if __name__ == "__main__":
