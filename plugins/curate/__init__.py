@@ -354,8 +354,34 @@ class _FieldPanel(foo.Panel):
         ctx.panel.state.score_field = ctx.params.get("value")
         self._refresh(ctx)
 
+    #: with neither the chosen field nor the default kind's field present: show the first
+    #: float field (True) or none (False)
+    FIRST_FIELD_FALLBACK = True
+
     def _refresh(self, ctx):
         raise NotImplementedError
+
+    def _pick_field(self, ctx):
+        """The field to show (the dropdown's, else the default kind's, else see
+        FIRST_FIELD_FALLBACK), stored in the panel state."""
+        fields = _float_fields(ctx)
+        field = ctx.panel.state.score_field
+        if field not in fields:
+            default = _default_field()
+            field = default if default in fields else (
+                fields[0] if fields and self.FIRST_FIELD_FALLBACK else None)
+        ctx.panel.state.score_field = field
+        return field
+
+    def _field_dropdown(self, ctx, panel):
+        """The "Score field" dropdown of the float fields, when there are any."""
+        fields = _float_fields(ctx)
+        if fields:
+            choices = types.Dropdown()
+            for f in fields:
+                choices.add_choice(f, label=f)
+            panel.enum("score_field", choices.values(), view=choices, label="Score field",
+                       default=ctx.panel.state.score_field, on_change=self.on_change_field)
 
 
 class ScoreHistogram(_FieldPanel):
@@ -391,11 +417,7 @@ class ScoreHistogram(_FieldPanel):
     def _refresh(self, ctx):
         from urllib.parse import quote
 
-        fields = _float_fields(ctx)
-        field = ctx.panel.state.score_field
-        if field not in fields:
-            field = _default_field() if _default_field() in fields else (fields[0] if fields else None)
-        ctx.panel.state.score_field = field
+        field = self._pick_field(ctx)
         counts, edges = histogram_data(ctx.view, field) if field else ([], [])
         centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
         ctx.panel.data.histogram = [{"type": "bar", "x": centers, "y": counts, "name": field}]
@@ -410,14 +432,8 @@ class ScoreHistogram(_FieldPanel):
 
     def render(self, ctx):
         panel = types.Object()
-        fields = _float_fields(ctx)
         field = ctx.panel.state.score_field
-        if fields:
-            choices = types.Dropdown()
-            for f in fields:
-                choices.add_choice(f, label=f)
-            panel.enum("score_field", choices.values(), view=choices, label="Score field", default=field,
-                       on_change=self.on_change_field)
+        self._field_dropdown(ctx, panel)
         panel.md(ctx.panel.state.summary or "", name="summary")
         panel.plot("histogram", layout={"title": f"{field} (higher = more likely reproduced)" if field else "",
                                         "xaxis": {"title": field or ""}, "yaxis": {"title": "samples"}})
@@ -435,6 +451,8 @@ class ScoreHistogram(_FieldPanel):
 class ScoreVsCopies(_FieldPanel):
     """A score field against a reproduction audit's copies, one point per unique image."""
 
+    FIRST_FIELD_FALLBACK = False  # a float field that is no score would mislead here
+
     @property
     def config(self):
         return foo.PanelConfig(name="score_vs_copies", label="curate: score vs copies")
@@ -442,10 +460,7 @@ class ScoreVsCopies(_FieldPanel):
     def _refresh(self, ctx):
         from curate.brain.score_trust import audit_keys, score_vs_copies
 
-        keys, fields = audit_keys(ctx.dataset), _float_fields(ctx)
-        field = ctx.panel.state.score_field
-        field = field if field in fields else (_default_field() if _default_field() in fields else None)
-        ctx.panel.state.score_field = field
+        keys, field = audit_keys(ctx.dataset), self._pick_field(ctx)
         pts = score_vs_copies(ctx.view, field, keys[0]) if keys and field else {"score": [], "copies": []}
         ctx.panel.data.scatter = [{"type": "scatter", "mode": "markers", "x": pts["score"], "y": pts["copies"],
                                    "name": field}]
@@ -454,11 +469,7 @@ class ScoreVsCopies(_FieldPanel):
 
     def render(self, ctx):
         panel = types.Object()
-        choices = types.Dropdown()
-        for f in _float_fields(ctx):
-            choices.add_choice(f, label=f)
-        panel.enum("score_field", choices.values(), view=choices, label="Score field",
-                   default=ctx.panel.state.score_field, on_change=self.on_change_field)
+        self._field_dropdown(ctx, panel)
         panel.md(ctx.panel.state.summary or "", name="summary")
         panel.plot("scatter", layout={"xaxis": {"title": ctx.panel.state.score_field or ""},
                                       "yaxis": {"title": "copies among the generated samples"}})
