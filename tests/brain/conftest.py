@@ -33,7 +33,13 @@ def digits_ds(fo, tmp_path, request):
     """A fresh digits dataset: 40 train + 40 test PNGs written into tmp_path."""
     from curate.data.datasets import load_digits
 
-    name = "digits-" + request.node.name.replace("[", "-").replace("]", "")[:60]
+    import hashlib
+
+    # unique per test and parameter (the workers share one mongod): a cut name plus a hash
+    # of the whole test id, which the cut would otherwise drop for long parametrized names
+    node = request.node.nodeid
+    name = ("digits-" + request.node.name.replace("[", "-").replace("]", "")[:48] + "-"
+            + hashlib.sha1(node.encode()).hexdigest()[:8])
     ds = load_digits(images_dir=tmp_path / "png", dataset_name=name, max_samples=40, overwrite=True,
                      progress=False)
     yield ds
