@@ -119,5 +119,10 @@ def test_sigkill_clean_recipe_at_random_points_then_resume(tmp_path, child_env):
     assert got.keys() == want.keys()
     for name in want:
         assert got[name] == want[name], (name, history)
+    # A stage killed after its last write but before its marker: rerunning it writes the same
+    # record (the score stage then finds every sample scored and must still say so).
+    (tmp_path / "straight" / "score.done.json").unlink()
+    clean_digits.main(args + [str(tmp_path / "straight")])
+    assert _clean_results(tmp_path / "straight") == want
     for p in (tmp_path / "straight" / "samples").glob("*.safetensors"):
         assert torch.equal(load_file(str(out / "samples" / p.name))["samples"], load_file(str(p))["samples"]), p.name

@@ -96,11 +96,14 @@ def score(lay: Layout, cfg: dict) -> dict:
 
     s = cfg["score"]
     kind, params = score_kind_settings(s)
-    summ = compute_score(train_view(lay.name), load_arm_model(lay, "baseline", lay.score_seed), kind.name,
-                         score_field=score_field(cfg), batch_size=int(s["batch_size"]), seed=lay.seed,
-                         device=lay.device, num_workers=2, overwrite=True, **params)
-    return {"scored": summ.scored, "failed": summ.failed, "skipped": summ.skipped, "field": score_field(cfg),
-            "score": kind.name, "model": run_key("baseline", lay.score_seed)}
+    compute_score(train_view(lay.name), load_arm_model(lay, "baseline", lay.score_seed), kind.name,
+                  score_field=score_field(cfg), batch_size=int(s["batch_size"]), seed=lay.seed,
+                  device=lay.device, num_workers=2, overwrite=True, **params)
+    # The record describes the field, not this call: a call that resumes a killed stage
+    # scores only what was left, and the run it finishes must read the same as one never killed.
+    view, field = train_view(lay.name), score_field(cfg)
+    return {"scored": view.exists(field).count(), "failed": view.exists(f"{field}_error").count(),
+            "samples": len(view), "field": field, "score": kind.name, "model": run_key("baseline", lay.score_seed)}
 
 
 def clean(lay: Layout, cfg: dict) -> dict:
