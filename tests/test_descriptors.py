@@ -174,6 +174,21 @@ def test_keys_and_canvases_do_not_depend_on_batch_or_order(photos):
         np.testing.assert_array_equal(c, canvases[order])
 
 
+def test_a_stack_described_in_threads_is_bitwise_one_stack(photos):
+    """Large stacks split over threads (THREAD_MIN images each at least): the same bits."""
+    from curate.duplicates.descriptor import THREAD_MIN
+
+    rng = np.random.default_rng(1)
+    n = 3 * THREAD_MIN + 5
+    x = _model_range(photos[rng.integers(0, len(photos), n)])
+    x = np.clip(x + rng.normal(0, 0.05, x.shape).astype(np.float32), -1, 1)  # every image its own
+    one = Descriptor(threads=1).describe(x)
+    for threads in (2, 3):
+        many = Descriptor(threads=threads).describe(x)
+        np.testing.assert_array_equal(many[0], one[0])
+        np.testing.assert_array_equal(many[1], one[1])
+
+
 def test_pairs_do_not_depend_on_order(photos):
     edited = np.stack([E.apply_all(photos[i], [("crop", E.edge_cases("crop")[0]), ("reencode", {"quality": 40})])
                        for i in range(6)])

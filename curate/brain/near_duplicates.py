@@ -36,6 +36,8 @@ from curate.duplicates.choices import (DEFAULT_GROUPING, DEFAULT_INDEX, DEFAULT_
                                        DEFAULT_THRESHOLD, GROUPINGS, INDEXES, KEEP_RULES, METHODS)
 from curate.duplicates.grouping import anchored_groups, components, near_pairs
 
+#: Images described as one stack (split over the descriptor's threads); at most 64 MiB held.
+DESCRIBE_STACK = 2048
 RUN_MARK = "curate_dedupe"  # config entry that marks a similarity index this module made
 
 
@@ -244,16 +246,25 @@ def _describe(samples, spec, *, size, channels, resize, batch_size, progress):
     descriptor = Descriptor(spec)
     if size is None:  # the descriptor resamples to its working size anyway
         size, resize = (descriptor.spec.work,) * 2, True
-    ids, keys, canvases, failed = [], [], [], {}
+    ids, keys, canvases, failed, held = [], [], [], {}, []
+
+    def describe_held():  # batches gathered into stacks large enough for the descriptor's threads
+        if held:
+            kk, cc = descriptor.describe(np.concatenate(held))
+            keys.append(kk)
+            canvases.append(cc)
+            held.clear()
+
     with progress_bar(samples.count(), "dedupe: describing images", progress) as advance:
         for b in iter_batches(samples, batch_size=batch_size, size=size, channels=channels, resize=resize):
             failed.update(b.failed)
             if len(b.ids):
-                kk, cc = descriptor.describe(b.images.numpy())
+                held.append(b.images.numpy())
                 ids += b.ids
-                keys.append(kk)
-                canvases.append(cc)
+                if sum(map(len, held)) >= DESCRIBE_STACK or sum(h.nbytes for h in held) >= 2 ** 26:
+                    describe_held()
             advance(len(b.ids) + len(b.failed))
+        describe_held()
     _refuse_failed(failed)
     if not ids:
         return [], np.zeros((0, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32), descriptor
