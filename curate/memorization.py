@@ -187,6 +187,14 @@ class Memorization:
         """Per-training-image reproduction counts (n,) under one of :data:`CRITERIA`."""
         return getattr(self, "counts_" + _criterion(criterion))
 
+    def counts_in(self, samples: torch.Tensor, criterion: str = "carlini") -> torch.Tensor:
+        """:meth:`counts` (n,) over the generated samples where ``samples`` (m,) bool is
+        True: a subset's own counts (the two halves of a split-half noise ceiling)."""
+        mem = self.memorized(criterion) & torch.as_tensor(samples, dtype=torch.bool, device=self.carlini.device)
+        g = self.group.to(self.nn_index.device)[self.nn_index[:, 0]]
+        per_group = torch.bincount(g[mem], minlength=int(self.group.max()) + 1)
+        return per_group.to(self.group.device)[self.group]
+
     def memorized(self, criterion: str = "carlini") -> torch.Tensor:
         """(m,) bool: the samples that are copies under one of :data:`CRITERIA`."""
         return getattr(self, _criterion(criterion))

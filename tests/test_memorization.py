@@ -99,6 +99,9 @@ def test_find_memorized_geometry_and_counts():
     assert res.counts_gu.tolist() == [3, 0, 0, 0]
     assert res.counts("carlini").tolist() == [3, 0, 0, 0]
     assert res.settings["k"] == 4  # n < n_c = 50: the mean runs over all 4
+    # a subset's counts: samples 1 and 3 (hand-computed: one copy of #0, sample 3 copies nothing)
+    assert res.counts_in(torch.tensor([False, True, False, True])).tolist() == [1, 0, 0, 0]
+    assert res.counts_in(torch.tensor([True, False, True, False]), "gu").tolist() == [2, 0, 0, 0]
 
 
 def test_exact_duplicates_in_training_set():
@@ -114,6 +117,9 @@ def test_exact_duplicates_in_training_set():
     counts = res.counts("gu")
     assert counts[3] == 4 and counts[20:].tolist() == [4] * 5 and counts.sum() == 4 * 6
     assert res.summary()["memorized_images_gu"] == 1 and res.summary()["n_unique_train"] == 20
+    # every copy of a duplicated image carries its group's count in a subset too; all = counts()
+    assert res.counts_in(torch.tensor([True, False, False, True]), "gu")[[3, 20, 24]].tolist() == [2, 2, 2]
+    assert torch.equal(res.counts_in(torch.ones(4, dtype=torch.bool), "gu"), counts)
     # Without de-duplication the copies hide each other: d_1 = d_2, Gu ratio 1.
     raw = find_memorized(samples, train, dedupe=False)
     torch.testing.assert_close(raw.gu_ratio, torch.ones(4, dtype=torch.float64))

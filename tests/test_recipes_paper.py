@@ -95,6 +95,16 @@ def test_memorized_vs_not_smoke_end_to_end(tmp_path, capsys):
 
     s = load_file(str(out / "scores_fast.safetensors"))["score"].numpy()
     assert row["spearman"] == pytest.approx(spearmanr(s, counts.numpy()).statistic, abs=1e-12)
+    # The noise ceiling, recomputed from the same cdist: even samples against odd ones.
+    ca, cb = (torch.bincount(di[h::2, 0][mem[h::2]], minlength=32).numpy() for h in (0, 1))
+    ceiling = result["noise_ceiling"]
+    assert (ceiling["positives_a"], ceiling["positives_b"]) == (int((ca >= 1).sum()), int((cb >= 1).sum()))
+    want = (roc_auc_score(cb >= 1, ca) + roc_auc_score(ca >= 1, cb)) / 2
+    assert ceiling["auroc"] == pytest.approx(want, abs=1e-12)
+    assert ceiling["spearman"] == pytest.approx(spearmanr(ca, cb).statistic, abs=1e-12)
+    fast = result["against_ceiling"]["fast (N=1, T=1)"]
+    assert fast["auroc"] == pytest.approx((roc_auc_score(cb >= 1, s) + roc_auc_score(ca >= 1, s)) / 2, abs=1e-12)
+    assert fast["fraction_of_ceiling"] == pytest.approx(fast["auroc"] / want, abs=1e-12)
 
 
 def test_presets_resolve_and_dry_run(capsys):

@@ -7,8 +7,9 @@ A digits training set in which a few images are planted many times over (exact
 copies); a U-Net trained on it; enough generated samples to find, by the Carlini and
 Gu criteria, which training images the model reproduces (the ground truth); then every
 scoring method on the unique training images: memorized vs not (AUROC, TPR at 1 % FPR,
-Welch t-test), Spearman with the reproduction counts, and where the planted
-duplicates rank.
+Welch t-test), Spearman with the reproduction counts, where the planted duplicates rank,
+and every method beside the labels' split-half noise ceiling (how well one half of the
+samples' counts predicts the other's: no score can be judged above it).
 
 Stages: data, train, memorization, score_<method>, report (see overfit_check).
 """
@@ -50,6 +51,35 @@ def stage_data(cfg: dict, run) -> dict:
     return {"n_unique": unique.shape[0], "n_train": train.shape[0], "n_planted": n_planted, "copies": copies}
 
 
+def against_ceiling(res, criterion: str, n_unique: int, meta: dict, scores: dict) -> dict:
+    """The labels' split-half noise ceiling (:mod:`curate.reproduction.ceiling`: even and odd
+    samples, an image reproduced in a half when copied there at least once) and every method
+    judged on the same footing, with its fraction of the ceiling; printed and returned."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from curate.reproduction.ceiling import halves, noise_ceiling, score_on_halves
+
+    in_a = torch.as_tensor(halves(torch.arange(res.n_samples)))
+    ca = res.counts_in(in_a, criterion)[:n_unique]
+    cb = res.counts_in(~in_a, criterion)[:n_unique]
+    c = noise_ceiling(ca, cb)
+    table = Table(title=f"against the labels' noise ceiling: AUROC {c.auroc:.3f}, Spearman {c.spearman:.3f} "
+                        f"(half A's counts predicting half B's; {c.positives_a} / {c.positives_b} images "
+                        f"reproduced in the halves)")
+    for col in ("method", "AUROC (half labels)", "fraction of ceiling", "Spearman (half counts)"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    rows = {}
+    for name, m in meta.items():
+        r = score_on_halves(scores[f"score.{name}"], ca, cb)
+        r["fraction_of_ceiling"] = r["auroc"] / c.auroc if c.auroc == c.auroc and c.auroc > 0 else None
+        rows[m["label"]] = r
+        table.add_row(m["label"], *(("-" if v is None or v != v else f"{v:.3f}")
+                                    for v in (r["auroc"], r["fraction_of_ceiling"], r["spearman"])))
+    Console(width=160).print(table)
+    return {"noise_ceiling": c.to_dict(), "against_ceiling": rows}
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     return _config.run_recipe(RECIPE, __doc__.splitlines()[0], "digits", argv, _main)
 
@@ -83,6 +113,7 @@ def _main(cfg: dict, run) -> dict:
 
     scores = load_scores(run, meta)
     n = unique.shape[0]
+    ceiling = against_ceiling(res, criterion, n, meta, scores)
     decile = max(1, n // 10)
     planted_ranks = {}
     for name in meta:
@@ -99,7 +130,7 @@ def _main(cfg: dict, run) -> dict:
         title=f"memorized vs not ({criterion} criterion, {int(positive.sum())} memorized of {n})",
         pos_label="memorized", neg_label="not",
         extra={"memorization": mem, "criterion": criterion, "n_memorized": int(positive.sum()),
-               "planted": planted_ranks, "top_decile_size": decile,
+               "planted": planted_ranks, "top_decile_size": decile, **ceiling,
                "wall_seconds": time.perf_counter() - t_start},
     )
     if not planted.numel():
