@@ -54,8 +54,7 @@ def stage_data(cfg: dict, run) -> dict:
 def against_ceiling(res, criterion: str, n_unique: int, meta: dict, scores: dict) -> dict:
     """The labels' split-half noise ceiling (:mod:`curate.reproduction.ceiling`: even and odd
     samples, an image reproduced in a half when copied there at least once) and every method
-    judged on the same footing, with its fraction of the ceiling; printed and returned."""
-    from rich.console import Console
+    judged on the same footing, with its fraction of the ceiling; and their table."""
     from rich.table import Table
 
     from curate.reproduction.ceiling import halves, noise_ceiling, score_on_halves
@@ -76,8 +75,7 @@ def against_ceiling(res, criterion: str, n_unique: int, meta: dict, scores: dict
         rows[m["label"]] = r
         table.add_row(m["label"], *(("-" if v is None or v != v else f"{v:.3f}")
                                     for v in (r["auroc"], r["fraction_of_ceiling"], r["spearman"])))
-    Console(width=160).print(table)
-    return {"noise_ceiling": c.to_dict(), "against_ceiling": rows}
+    return {"noise_ceiling": c.to_dict(), "against_ceiling": rows}, table
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -113,7 +111,7 @@ def _main(cfg: dict, run) -> dict:
 
     scores = load_scores(run, meta)
     n = unique.shape[0]
-    ceiling = against_ceiling(res, criterion, n, meta, scores)
+    ceiling, ceiling_table = against_ceiling(res, criterion, n, meta, scores)
     decile = max(1, n // 10)
     planted_ranks = {}
     for name in meta:
@@ -133,6 +131,9 @@ def _main(cfg: dict, run) -> dict:
                "planted": planted_ranks, "top_decile_size": decile, **ceiling,
                "wall_seconds": time.perf_counter() - t_start},
     )
+    from rich.console import Console
+
+    Console(width=160).print(ceiling_table)
     if not planted.numel():
         return result
     best = next(k for k, m in meta.items() if m["label"] == result["best"]["name"])
