@@ -330,3 +330,26 @@ def test_bench_compare_puts_the_aligned_distance_ahead_of_pixels(photos):
     assert r["aligned"]["nearest"] == 1.0 and r["aligned"]["recall_at_1pct"] == 1.0
     assert r["pixel"]["recall_at_1pct"] <= 0.5  # the five mirrored copies are far in pixels
     assert r["aligned"]["median_copy"] < r["aligned"]["t"]
+
+
+def test_refine_many_is_the_local_search_of_each_problem(photos):
+    """The vectorised local search equals Aligner.refine run problem by problem (second,
+    independent computation), from every kind of start (mirrored or not, any coarse
+    window), and does not depend on how the problems are chunked."""
+    from curate.duplicates import Aligner
+
+    rng = np.random.default_rng(4)
+    d = Descriptor()
+    al = Aligner(d.spec)
+    src = photos[:40]
+    edited = np.stack([E.apply_real(p, E.draw_real(rng)) for p in src])
+    _, canvases = d.describe(_model_range(np.concatenate([src, edited])))
+    targets = al.base(canvases[:40])
+    moved = canvases[40:]
+    j = rng.integers(0, 2 * al.n_windows, 40)
+    starts = np.column_stack([(j >= al.n_windows).astype(float), al.params[j % al.n_windows]])
+    loop = np.array([al.refine(moved[i], targets[i], (bool(starts[i, 0]), *starts[i, 1:]))[0] for i in range(40)])
+    many = al.refine_many(moved, targets, starts)
+    np.testing.assert_allclose(many, loop, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(al.refine_many(moved, targets, starts, chunk=7), many)
+

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from scipy.special import ndtr  # the standard normal CDF
+
 from curate.duplicates.descriptor import FLOOR, DescriptorSpec, cell_centres, gauss_matrix
 
 
@@ -190,3 +192,74 @@ class Aligner:
                 best = (d, (flip, z2, tx2, ty2))
                 z, tx, ty = z2, tx2, ty2
         return best
+
+    def refine_many(self, canvases: np.ndarray, targets: np.ndarray, starts: np.ndarray, max_steps: int = 6,
+                    chunk: int = 512) -> np.ndarray:
+        """:meth:`refine` of P problems in lockstep, vectorised over them: canvases (P, C, h, h),
+        targets (P, C*t*t), starts (P, 4) rows (flip, zoom, x shift, y shift) -> (P,) float64
+        distances. The same search (candidates in the same order, the first best kept, a
+        problem stops when a step does not improve it); the numbers agree with the loop's to
+        rounding (its maps are cached by rounded zoom and shift, these computed directly)."""
+        out = np.empty(len(canvases))
+        for s in range(0, len(canvases), chunk):
+            out[s:s + chunk] = self._refine_chunk(canvases[s:s + chunk], targets[s:s + chunk],
+                                                  np.asarray(starts[s:s + chunk], dtype=np.float64), max_steps)
+        return out
+
+    def _refine_chunk(self, canvases, targets, starts, max_steps) -> np.ndarray:
+        P = len(canvases)
+        c = np.array(canvases, dtype=np.float64)
+        flip = starts[:, 0] != 0
+        c[flip] = c[flip][..., ::-1]
+        z, tx, ty = starts[:, 1].copy(), starts[:, 2].copy(), starts[:, 3].copy()
+        targets = np.asarray(targets, dtype=np.float64)
+        best = np.full(P, np.inf)
+        fs = self.spec.fine_step * self.h
+        e = np.array([-1.0, 0.0, 1.0])
+        t, ch = self.t, c.shape[1]
+        for step, dz in ((fs, self.dz), (fs / 2, self.dz / 2)):
+            active = np.arange(P)
+            for _ in range(max_steps):
+                if not len(active):
+                    break
+                A = len(active)
+                zc = np.minimum(np.maximum(z[active, None] + e * dz, 1.0), self.zmax)  # (A, 3) ascending
+                valid = np.ones((A, 3), bool)  # the loop's set of zooms: a repeated zoom once
+                valid[:, 1:] = zc[:, 1:] != zc[:, :-1]
+                lim = (self.h / 2 * (1 - 1 / zc) + self.spec.max_shift * self.h + fs)[..., None]  # (A, 3, 1)
+                ys = np.minimum(np.maximum(ty[active, None, None] + e * step, -lim), lim)  # (A, 3, 3)
+                xs = np.minimum(np.maximum(tx[active, None, None] + e * step, -lim), lim)
+                ry, rx = self._maps_at(zc, ys), self._maps_at(zc, xs)  # (A, 3, 3t, h)
+                w = ry[:, :, None] @ c[active, None] @ np.swapaxes(rx, -1, -2)[:, :, None]  # (A, 3, C, 3t, 3t)
+                w = w.reshape(A, 3, ch, 3, t, 3, t).transpose(0, 1, 3, 5, 2, 4, 6)  # (A, zoom, y, x, C, t, t)
+                d = np.linalg.norm(self.normalise(w) - targets[active, None, None, None, :], axis=-1)
+                d = np.where(valid[:, :, None, None], d, np.inf).reshape(A, 27)
+                k = d.argmin(1)  # the first of equals, as min() over the loop's list
+                dmin = d[np.arange(A), k]
+                better = dmin < best[active]
+                zi, yi, xi = k // 9, (k // 3) % 3, k % 3
+                ar = np.arange(A)
+                won = active[better]
+                best[won] = dmin[better]
+                z[won] = zc[ar, zi][better]
+                ty[won] = ys[ar, zi, yi][better]
+                tx[won] = xs[ar, zi, xi][better]
+                active = won
+        return best
+
+    def _maps_at(self, zooms: np.ndarray, offs: np.ndarray) -> np.ndarray:
+        """zooms (A, Z), offs (A, Z, K) -> (A, Z, K*t, h): :meth:`_map` (fine blur) of each
+        zoom and shift, the K shifts of one zoom stacked as :meth:`_maps3` stacks them."""
+        h, t = self.h, self.t
+        mid = (h - 1) / 2
+        z = zooms[..., None, None]  # (A, Z, 1, 1)
+        p = (mid + (cell_centres(h, t) - mid) / z + offs[..., None])[..., None]  # (A, Z, K, t, 1)
+        sigma = (self.spec.blur / 2 / z)[..., None]  # (A, Z, 1, 1, 1)
+        w = np.exp(-0.5 * ((np.arange(h) - p) / sigma) ** 2)
+        lo = ndtr((-0.5 - p) / sigma)
+        hi = 1.0 - ndtr((h - 0.5 - p) / sigma)
+        w = w / w.sum(-1, keepdims=True) * (1.0 - lo - hi)
+        w[..., :1] += lo
+        w[..., -1:] += hi
+        return w.reshape(zooms.shape + (-1, h))
+

@@ -111,20 +111,18 @@ _STATE = None  # what forked refinement workers read (set just before the fork)
 
 
 def _refine_rows(state, rows: np.ndarray) -> np.ndarray:
-    """The local search (:meth:`Aligner.refine`) of pairs ``rows`` in both directions from
-    their best coarse windows: (len(rows),) the smaller refined distance of each."""
+    """The local search (:meth:`Aligner.refine_many`) of pairs ``rows`` in both directions
+    from their best coarse windows: (len(rows),) the smaller refined distance of each."""
     al, canvases, pairs, bases, ra, rb, arg2 = state
+    if len(rows) == 0:
+        return np.zeros(0)
     W = al.n_windows
-    out = np.empty(len(rows))
-    for i, p in enumerate(rows.tolist()):
-        a, b = pairs[p].tolist()
-        best = np.inf
-        for k, (moved, target) in enumerate(((a, bases[rb[p]]), (b, bases[ra[p]]))):
-            j = arg2[p, k]
-            z, tx, ty = al.params[j % W]
-            best = min(best, al.refine(canvases[moved], target, (bool(j >= W), z, tx, ty))[0])
-        out[i] = best
-    return out
+    both = []
+    for k, (moved, target) in enumerate(((pairs[rows, 0], bases[rb[rows]]), (pairs[rows, 1], bases[ra[rows]]))):
+        j = arg2[rows, k]
+        starts = np.column_stack([(j >= W).astype(np.float64), al.params[j % W]])  # flip, zoom, x, y
+        both.append(al.refine_many(canvases[moved], target, starts))
+    return np.minimum(both[0], both[1])
 
 
 def _refine_chunk(rows: np.ndarray) -> np.ndarray:
@@ -132,8 +130,8 @@ def _refine_chunk(rows: np.ndarray) -> np.ndarray:
 
 
 def _refine_in_processes(state, rows: np.ndarray, workers: int) -> np.ndarray:
-    """:func:`_refine_rows` split over forked processes (the local search is a Python loop
-    over small arrays: threads would wait on the GIL). Same numbers as the serial loop."""
+    """:func:`_refine_rows` split over forked processes (the local search steps through many
+    small numpy calls: threads would wait on the GIL). Same numbers as one process."""
     global _STATE
     _STATE = state
     try:
