@@ -143,6 +143,17 @@ def test_ceiling_on_a_hand_worked_case():
     assert same.auroc == 1.0 and same.spearman == pytest.approx(1.0)
     h = score_on_halves(a.astype(float), a, a)
     assert h["auroc"] == 1.0
+    # labels at >= 2 copies per half: A -> B has B's positives none (AUROC undefined), B -> A:
+    # A's positives {0, 1} score (1, 0), negatives {2, 3} score (1, 0): (1/2 + 1 + 0 + 1/2) / 4
+    c2 = noise_ceiling(a, b, min_count=2)
+    assert np.isnan(c2.auroc_a_to_b) and c2.auroc_b_to_a == pytest.approx(0.5)
+    assert (c2.positives_a, c2.positives_b) == (2, 0) and c2.auroc == pytest.approx(0.5)
+    # a score (0.1, 0.4, 0.3, 0.2) against A's labels: positives (0.1, 0.4) vs negatives (0.3, 0.2)
+    # -> 0.1 < 0.3, 0.1 < 0.2, 0.4 > 0.3, 0.4 > 0.2: 2/4; B has no positive at 2
+    h2 = score_on_halves(np.array([0.1, 0.4, 0.3, 0.2]), a, b, min_count=2)
+    assert h2["auroc_labels_a"] == pytest.approx(0.5) and np.isnan(h2["auroc_labels_b"])
+    with pytest.raises(ValueError, match="min_count"):
+        noise_ceiling(a, b, min_count=0)
 
 
 def test_ceiling_of_independent_halves_is_chance():

@@ -51,10 +51,11 @@ def stage_data(cfg: dict, run) -> dict:
     return {"n_unique": unique.shape[0], "n_train": train.shape[0], "n_planted": n_planted, "copies": copies}
 
 
-def against_ceiling(res, criterion: str, n_unique: int, meta: dict, scores: dict) -> dict:
+def against_ceiling(res, criterion: str, n_unique: int, min_count: int, meta: dict, scores: dict) -> dict:
     """The labels' split-half noise ceiling (:mod:`curate.reproduction.ceiling`: even and odd
-    samples, an image reproduced in a half when copied there at least once) and every method
-    judged on the same footing, with its fraction of the ceiling; and their table."""
+    samples; an image is memorized in a half when copied there at least half the run's
+    ``min_count`` times, rounded up: the run's rate) and every method judged on the same
+    footing, with its fraction of the ceiling; and their table."""
     from rich.table import Table
 
     from curate.reproduction.ceiling import halves, noise_ceiling, score_on_halves
@@ -62,20 +63,21 @@ def against_ceiling(res, criterion: str, n_unique: int, meta: dict, scores: dict
     in_a = torch.as_tensor(halves(torch.arange(res.n_samples)))
     ca = res.counts_in(in_a, criterion)[:n_unique]
     cb = res.counts_in(~in_a, criterion)[:n_unique]
-    c = noise_ceiling(ca, cb)
+    half_min = max(1, -(-min_count // 2))
+    c = noise_ceiling(ca, cb, half_min)
     table = Table(title=f"against the labels' noise ceiling: AUROC {c.auroc:.3f}, Spearman {c.spearman:.3f} "
-                        f"(half A's counts predicting half B's; {c.positives_a} / {c.positives_b} images "
-                        f"reproduced in the halves)")
+                        f"(half A's counts predicting half B's; {c.positives_a} / {c.positives_b} of {n_unique} "
+                        f"images copied >= {half_min} times in the halves)")
     for col in ("method", "AUROC (half labels)", "fraction of ceiling", "Spearman (half counts)"):
         table.add_column(col, justify="left" if col == "method" else "right")
     rows = {}
     for name, m in meta.items():
-        r = score_on_halves(scores[f"score.{name}"], ca, cb)
+        r = score_on_halves(scores[f"score.{name}"], ca, cb, half_min)
         r["fraction_of_ceiling"] = r["auroc"] / c.auroc if c.auroc == c.auroc and c.auroc > 0 else None
         rows[m["label"]] = r
         table.add_row(m["label"], *(("-" if v is None or v != v else f"{v:.3f}")
                                     for v in (r["auroc"], r["fraction_of_ceiling"], r["spearman"])))
-    return {"noise_ceiling": c.to_dict(), "against_ceiling": rows}, table
+    return {"noise_ceiling": {**c.to_dict(), "min_count_per_half": half_min}, "against_ceiling": rows}, table
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -111,7 +113,7 @@ def _main(cfg: dict, run) -> dict:
 
     scores = load_scores(run, meta)
     n = unique.shape[0]
-    ceiling, ceiling_table = against_ceiling(res, criterion, n, meta, scores)
+    ceiling, ceiling_table = against_ceiling(res, criterion, n, int(cfg["min_count"]), meta, scores)
     decile = max(1, n // 10)
     planted_ranks = {}
     for name in meta:

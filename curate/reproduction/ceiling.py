@@ -90,25 +90,35 @@ class Ceiling:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
 
 
-def noise_ceiling(counts_a, counts_b) -> Ceiling:
-    """The ceiling from two halves' counts (g,) over the same g unique images (module doc)."""
+def _min_count(min_count) -> int:
+    if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 1:
+        raise ValueError(f"min_count must be an int >= 1, got {min_count!r}")
+    return int(min_count)
+
+
+def noise_ceiling(counts_a, counts_b, min_count: int = 1) -> Ceiling:
+    """The ceiling from two halves' counts (g,) over the same g unique images (module doc);
+    an image is reproduced in a half when copied there at least ``min_count`` times (1: the
+    module's rule; a caller whose labels need a rate passes that rate times the half's size)."""
     a, b = _np(counts_a), _np(counts_b)
+    m = _min_count(min_count)
     if a.shape != b.shape:
         raise ValueError(f"the halves' counts differ in length: {a.shape} vs {b.shape}")
-    ab = auroc_or_nan(a, b >= 1)  # half A's counts as the score, half B's labels
-    ba = auroc_or_nan(b, a >= 1)
+    ab = auroc_or_nan(a, b >= m)  # half A's counts as the score, half B's labels
+    ba = auroc_or_nan(b, a >= m)
     rho = spearman_or_nan(a, b)
     rel = 2 * rho / (1 + rho) if rho > 0 else math.nan  # Spearman-Brown step-up to all m samples
     return Ceiling(auroc=_mean(ab, ba), spearman=rho, auroc_a_to_b=ab,
-                   auroc_b_to_a=ba, positives_a=int((a >= 1).sum()), positives_b=int((b >= 1).sum()),
+                   auroc_b_to_a=ba, positives_a=int((a >= m).sum()), positives_b=int((b >= m).sum()),
                    n_images=int(a.size), reliability=rel, max_spearman=math.sqrt(rel) if rel == rel else math.nan)
 
 
-def score_on_halves(score, counts_a, counts_b) -> dict:
-    """A score judged like the ceiling: AUROC against each half's labels and Spearman with
-    each half's counts, each averaged over the two halves."""
+def score_on_halves(score, counts_a, counts_b, min_count: int = 1) -> dict:
+    """A score judged like the ceiling: AUROC against each half's labels (at least
+    ``min_count`` copies) and Spearman with each half's counts, each averaged over the halves."""
     a, b = _np(counts_a), _np(counts_b)
-    au_b, au_a = auroc_or_nan(score, b >= 1), auroc_or_nan(score, a >= 1)
+    m = _min_count(min_count)
+    au_b, au_a = auroc_or_nan(score, b >= m), auroc_or_nan(score, a >= m)
     rho_a, rho_b = spearman_or_nan(score, a), spearman_or_nan(score, b)
     return {"auroc": _mean(au_a, au_b), "spearman": _mean(rho_a, rho_b), "auroc_labels_a": au_a,
             "auroc_labels_b": au_b}
