@@ -51,11 +51,11 @@ def stage_data(cfg: dict, run) -> dict:
     return {"n_unique": unique.shape[0], "n_train": train.shape[0], "n_planted": n_planted, "copies": copies}
 
 
-def against_ceiling(res, criterion: str, n_unique: int, min_count: int, meta: dict, scores: dict) -> dict:
+def against_ceiling(res, criterion: str, n_unique: int, min_count: int, meta: dict, scores: dict) -> tuple:
     """The labels' split-half noise ceiling (:mod:`curate.reproduction.ceiling`: even and odd
     samples; an image is memorized in a half when copied there at least half the run's
     ``min_count`` times, rounded up: the run's rate) and every method judged on the same
-    footing, with its fraction of the ceiling; and their table."""
+    footing, with its fraction of the ceiling: (results.json entries, a rich Table)."""
     from rich.table import Table
 
     from curate.reproduction.ceiling import halves, noise_ceiling, score_on_halves
