@@ -69,6 +69,23 @@ def test_only_pairs_with_a_flagged_image_are_searched(photos_ds):
     assert _items(ds, groups) == [[2, 32], [3, 33]]
 
 
+def test_keys_do_not_depend_on_how_batches_are_stacked(photos_ds, monkeypatch):
+    """dedupe gathers the loader's batches into stacks before describing them: small batches
+    in small stacks (a last stack left over) store the keys of one whole stack."""
+    import curate.brain.near_duplicates as nd
+    from curate.data.loader import load_images
+
+    ds = photos_ds
+    monkeypatch.setattr(nd, "DESCRIBE_STACK", 7)
+    dedupe(ds, query_tag=None, batch_size=5)
+    ids, images, _ = load_images(ds, size=(32, 32), resize=True, num_workers=0)
+    keys, _ = Descriptor().describe(images.numpy())
+    index = ds.load_brain_results("dedupe")
+    row = {s: i for i, s in enumerate(index.sample_ids)}
+    assert len(ids) % 10 != 0  # stacks of 10 (two batches of 5): the last stack is smaller
+    np.testing.assert_array_equal(np.asarray(index.embeddings)[[row[s] for s in ids]], keys)
+
+
 def test_mirroring_switch(photos_ds):
     ds = photos_ds
     assert [2, 32] in _items(ds, dedupe(ds, query_tag=None, mirror=True))
