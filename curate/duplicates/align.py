@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from scipy.special import ndtr  # the standard normal CDF
-
 from curate.duplicates.descriptor import FLOOR, DescriptorSpec, cell_centres, gauss_matrix
 
 
@@ -166,7 +164,9 @@ class Aligner:
     # -- refinement -------------------------------------------------------------
     def refine(self, canvas: np.ndarray, target: np.ndarray, start, max_steps: int = 6):
         """Local search from ``start = (flip, zoom, x shift, y shift)`` for the window of
-        ``canvas`` (C, h, h) closest to ``target`` (C*t*t,). Returns (distance, window)."""
+        ``canvas`` (C, h, h) closest to ``target`` (C*t*t,). Returns (distance, window).
+        The search written for one pair; the verifier runs it as :meth:`refine_many`, which
+        the tests hold equal to this."""
         flip, z, tx, ty = start
         c = np.asarray(canvas, dtype=np.float64)
         if flip:
@@ -226,7 +226,7 @@ class Aligner:
                 zc = np.minimum(np.maximum(z[active, None] + e * dz, 1.0), self.zmax)  # (A, 3) ascending
                 valid = np.ones((A, 3), bool)  # the loop's set of zooms: a repeated zoom once
                 valid[:, 1:] = zc[:, 1:] != zc[:, :-1]
-                lim = (self.h / 2 * (1 - 1 / zc) + self.spec.max_shift * self.h + fs)[..., None]  # (A, 3, 1)
+                lim = (self.reach(zc) + fs)[..., None]  # (A, 3, 1)
                 ys = np.minimum(np.maximum(ty[active, None, None] + e * step, -lim), lim)  # (A, 3, 3)
                 xs = np.minimum(np.maximum(tx[active, None, None] + e * step, -lim), lim)
                 ry, rx = self._maps_at(zc, ys), self._maps_at(zc, xs)  # (A, 3, 3t, h)
@@ -250,16 +250,8 @@ class Aligner:
     def _maps_at(self, zooms: np.ndarray, offs: np.ndarray) -> np.ndarray:
         """zooms (A, Z), offs (A, Z, K) -> (A, Z, K*t, h): :meth:`_map` (fine blur) of each
         zoom and shift, the K shifts of one zoom stacked as :meth:`_maps3` stacks them."""
-        h, t = self.h, self.t
-        mid = (h - 1) / 2
+        h, mid = self.h, (self.h - 1) / 2
         z = zooms[..., None, None]  # (A, Z, 1, 1)
-        p = (mid + (cell_centres(h, t) - mid) / z + offs[..., None])[..., None]  # (A, Z, K, t, 1)
-        sigma = (self.spec.blur / 2 / z)[..., None]  # (A, Z, 1, 1, 1)
-        w = np.exp(-0.5 * ((np.arange(h) - p) / sigma) ** 2)
-        lo = ndtr((-0.5 - p) / sigma)
-        hi = 1.0 - ndtr((h - 0.5 - p) / sigma)
-        w = w / w.sum(-1, keepdims=True) * (1.0 - lo - hi)
-        w[..., :1] += lo
-        w[..., -1:] += hi
-        return w.reshape(zooms.shape + (-1, h))
+        centres = mid + (cell_centres(h, self.t) - mid) / z + offs[..., None]  # (A, Z, K, t), as _map
+        return gauss_matrix(h, centres, self.spec.blur / 2 / z).reshape(zooms.shape + (-1, h))
 

@@ -33,6 +33,12 @@ FLOOR = 0.02  # contrast floor on the [0, 1] pixel scale (5 grey levels)
 THREAD_MIN = 256  # fewest images per thread worth a thread of their own
 
 
+def default_threads(cap: int = 4) -> int:
+    """Threads (or worker processes) the near-duplicate search uses unless told: the
+    machine's cores, at most ``cap`` (small arrays gain little from more)."""
+    return min(cap, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class DescriptorSpec:
     """The settings that decide every number (stored with the dedupe run).
@@ -85,17 +91,19 @@ def resample_matrix(n_in: int, n_out: int) -> np.ndarray:
     return w / w.sum(1, keepdims=True)
 
 
-def gauss_matrix(n: int, centres, sigma: float) -> np.ndarray:
-    """(len(centres), n): Gaussian weights (sigma px) around ``centres`` over pixels
-    0..n-1, the border pixels extended outwards (the mass beyond an end goes to the
-    end pixel, as edge replication would). Rows sum to 1."""
-    p = np.asarray(centres, dtype=np.float64)[:, None]
-    w = np.exp(-0.5 * ((np.arange(n)[None, :] - p) / sigma) ** 2)
+def gauss_matrix(n: int, centres, sigma) -> np.ndarray:
+    """(..., k, n) for centres (..., k): Gaussian weights (sigma px: a number, or an array
+    that broadcasts against the centres) around each centre over pixels 0..n-1, the border
+    pixels extended outwards (the mass beyond an end goes to the end pixel, as edge
+    replication would). Rows sum to 1."""
+    p = np.asarray(centres, dtype=np.float64)[..., None]
+    sigma = np.asarray(sigma, dtype=np.float64)[..., None]
+    w = np.exp(-0.5 * ((np.arange(n) - p) / sigma) ** 2)
     lo = ndtr((-0.5 - p) / sigma)
     hi = 1.0 - ndtr((n - 0.5 - p) / sigma)
-    w = w / w.sum(1, keepdims=True) * (1.0 - lo - hi)
-    w[:, :1] += lo
-    w[:, -1:] += hi
+    w = w / w.sum(-1, keepdims=True) * (1.0 - lo - hi)
+    w[..., :1] += lo
+    w[..., -1:] += hi
     return w
 
 
@@ -133,10 +141,9 @@ class Descriptor:
 
     def __init__(self, spec: DescriptorSpec | None = None, threads: int | None = None):
         """``threads``: images of a large stack are described in this many threads (numpy
-        releases the GIL in its loops); None: the cores this process may use, at most 4."""
+        releases the GIL in its loops); None: :func:`default_threads`."""
         self.spec = s = spec or DescriptorSpec()
-        self.threads = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                  else os.cpu_count() or 1) if threads is None else int(threads))
+        self.threads = default_threads() if threads is None else max(1, int(threads))
         n = s.work
         self._smooth = np.stack([gauss_matrix(n, np.arange(n), b) for b in s.key_blurs])
         self._pool = gauss_matrix(n, cell_centres(n, s.grid), n / s.grid * s.pool)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
-import os
 
 import numpy as np
 
@@ -20,6 +19,7 @@ except ImportError:  # pragma: no cover
 
 
 from curate.duplicates.align import Aligner
+from curate.duplicates.descriptor import default_threads
 
 
 class PairVerifier:
@@ -33,7 +33,7 @@ class PairVerifier:
                  batch: int = 32, workers: int | None = None, parallel_min: int = 4096):
         self.al, self.canvases, self.mirror = aligner, canvases, mirror
         self.refine_below, self.batch = refine_below, batch
-        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.workers = workers or default_threads()
         self.parallel_min = parallel_min  # refinements from which worker processes pay off
         self._base: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -114,8 +114,6 @@ def _refine_rows(state, rows: np.ndarray) -> np.ndarray:
     """The local search (:meth:`Aligner.refine_many`) of pairs ``rows`` in both directions
     from their best coarse windows: (len(rows),) the smaller refined distance of each."""
     al, canvases, pairs, bases, ra, rb, arg2 = state
-    if len(rows) == 0:
-        return np.zeros(0)
     W = al.n_windows
     both = []
     for k, (moved, target) in enumerate(((pairs[rows, 0], bases[rb[rows]]), (pairs[rows, 1], bases[ra[rows]]))):

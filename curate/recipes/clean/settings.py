@@ -40,6 +40,8 @@ def images_to_load(cfg: dict) -> int | None:
     ``data.n_pool`` held out as replacements; None (all) when ``data.n_images`` is 0."""
     d = cfg["data"]
     return int(d["n_images"]) + int(d.get("n_pool", 0)) if int(d["n_images"]) else None
+
+
 #: The arms compared to ask what the score adds beyond de-duplication.
 BASE_ARM, SCORE_ARM, RANDOM_ARM = "dedupe", "dedupe_score", "dedupe_random"
 #: Score-ranked removal should cut memorized samples at least this many times as much as random removal.
