@@ -172,7 +172,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 #: Top-level settings that change how fast a run goes, not what it computes: a run may
 #: resume with other values.
-RUNTIME_KEYS = ("threads",)
+RUNTIME_KEYS = ("threads", "workers")
 
 
 def _results_part(cfg: dict) -> dict:
@@ -197,8 +197,9 @@ class RunDir:
                     f"{self.path} holds a run with a different config (differs in: {', '.join(changed)}); "
                     "use another --out or --fresh (which discards its finished stages)"
                 )
-            if old != new:
-                log(f"resuming {self.path} with other {', '.join(RUNTIME_KEYS)} (they do not change results)")
+            other = [k for k in RUNTIME_KEYS if old.get(k) != new.get(k)]
+            if other:
+                log(f"resuming {self.path} with other {', '.join(other)} (they do not change results)")
         if fresh:
             for marker in self.path.glob("*.done.json"):
                 marker.unlink()
@@ -223,10 +224,13 @@ class RunDir:
             self.log(f"[stage {name}] done before, skipped ({marker.name})")
             return json.loads(marker.read_text())
         self.log(f"[stage {name}] running")
-        result = fn()
-        if result is None:
-            result = {}
-        atomic_write(marker, json.dumps(result, indent=2))
+        return self.record(name, fn())
+
+    def record(self, name: str, result: dict | None) -> dict:
+        """Mark stage ``name`` finished with ``result`` (for a stage run elsewhere, e.g. in a
+        worker process); the marker is written atomically."""
+        result = {} if result is None else result
+        atomic_write(self.path / f"{name}.done.json", json.dumps(result, indent=2))
         return result
 
 

@@ -2,7 +2,9 @@
 rerun skips the finished stages, redoes the interrupted one, and ends with the results
 of an uninterrupted run."""
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 
@@ -124,5 +126,99 @@ def test_sigkill_clean_recipe_at_random_points_then_resume(tmp_path, child_env):
     (tmp_path / "straight" / "score.done.json").unlink()
     clean_digits.main(args + [str(tmp_path / "straight")])
     assert _clean_results(tmp_path / "straight") == want
+    for p in (tmp_path / "straight" / "samples").glob("*.safetensors"):
+        assert torch.equal(load_file(str(out / "samples" / p.name))["samples"], load_file(str(p))["samples"]), p.name
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    from pathlib import Path
+
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The multiprocessing workers ``pid`` spawned (not its resource tracker)."""
+    from pathlib import Path
+
+    def cmdline(p):
+        try:
+            return Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            return b""
+    return [p for p in _children(pid) if b"spawn_main" in cmdline(p)]
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:  # a zombie is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes die with the recipe on Linux only")
+def test_workers_die_with_a_killed_recipe(tmp_path, child_env):
+    """clean_digits with ``workers = 2``, SIGKILLed while its workers train long models: the
+    workers die within seconds (none may keep writing checkpoints into the folder a rerun
+    trains into), not when their trainings would have ended."""
+    import time
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "curate.recipes.clean_digits", "--config", "smoke", "--set", "workers=2",
+           "--set", "model.steps=100000", "--set", "seeds=[0, 1]", "--out", str(out)]  # two baselines at once
+    with open(tmp_path / "log.txt", "w") as log:  # not a pipe: an orphan would hold it open
+        child = subprocess.Popen(cmd, env=child_env, stdout=log, stderr=subprocess.STDOUT)
+    workers: list[int] = []
+
+    def both_training() -> bool:
+        workers[:] = _workers_of(child.pid)
+        return len(workers) == 2 and (out / "models" / "baseline_s0").exists()
+
+    killed = sigkill_when(child, both_training, 3.0, timeout=300)
+    assert killed and len(workers) == 2, (tmp_path / "log.txt").read_text()[-3000:]
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    alive = [p for p in workers if _alive(p)]
+    for p in alive:  # clean up before failing
+        os.kill(p, signal.SIGKILL)
+    assert not alive, "a worker outlived the killed recipe"
+
+
+@pytest.mark.slow
+@pytest.mark.heavy(minutes=2)
+def test_sigkill_clean_recipe_with_workers_then_resume(tmp_path, child_env):
+    """clean_digits (smoke) with ``workers = 2``, killed while its workers train the arms: the
+    rerun ends with the markers, results and samples of an uninterrupted run in one process."""
+    from safetensors.torch import load_file
+
+    from curate.recipes import clean_digits
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "curate.recipes.clean_digits", "--config", "smoke", "--set", "workers=2", "--out", str(out)]
+    with open(tmp_path / "log.txt", "w") as log:
+        child = subprocess.Popen(cmd, env=child_env, stdout=log, stderr=subprocess.STDOUT)
+    training = lambda: (out / "clean.done.json").exists() and bool(_workers_of(child.pid))  # noqa: E731
+    assert sigkill_when(child, training, 1.0, timeout=300), (tmp_path / "log.txt").read_text()[-3000:]
+    assert not (out / "memorization.done.json").exists()
+
+    clean_digits.main(["--config", "smoke", "--set", "workers=2", "--out", str(out)])  # resume
+    clean_digits.main(["--config", "smoke", "--out", str(tmp_path / "straight")])  # workers = 1
+    got, want = _clean_results(out), _clean_results(tmp_path / "straight")
+    assert (got["results.json"]["config"].pop("workers"), want["results.json"]["config"].pop("workers")) == (2, 1)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert got[name] == want[name], name
     for p in (tmp_path / "straight" / "samples").glob("*.safetensors"):
         assert torch.equal(load_file(str(out / "samples" / p.name))["samples"], load_file(str(p))["samples"]), p.name

@@ -26,7 +26,8 @@ Stages (each resumable; every artefact in the run folder):
 8. report: a table, ``figures/``, ``results.json`` and ``report.md``.
 
 The data, the score and the removals use ``seed`` (one cleaning); ``seeds`` are the
-training seeds.
+training seeds. With ``workers`` > 1 the trainings and samplings of step 5 (and the
+baselines of step 2) run in that many processes (:mod:`.workers`), to the same answer.
 
 Each stage is a function of :mod:`.stages` or :mod:`.measure` that takes the run's
 :class:`.layout.Layout` and config (plain data) and returns a JSON dict; this module only
@@ -65,6 +66,9 @@ def check_config(cfg: dict) -> None:
     check_dedupe(cfg)
     check_pool(cfg)
     score_kind_settings(s)
+    w = cfg.get("workers", 1)
+    if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+        raise _config.ConfigError(f"workers (processes that train and sample the models) must be an int >= 1, got {w!r}")
     if m["samples"] < 2:
         raise _config.ConfigError("memorization.samples must be >= 2")
     if m.get("bootstrap", 0) < 100:
@@ -120,25 +124,88 @@ def run_all(lay: Layout, cfg: dict, run, build: Callable[[str], dict], *, fresh:
     data = st("dataset", lambda: stages.dataset(lay, cfg, build))
     log(f"  dataset {lay.name!r}: {data['n_train']} training samples "
         f"({data.get('n_planted', 0)} images planted {data.get('copies', 0)} times each)")
-    st(f"train_{run_key('baseline', lay.score_seed)}", lambda: stages.train_arm(lay, cfg, "baseline", lay.score_seed))
-    sc = st("score", lambda: stages.score(lay, cfg))
-    log(f"  scored {sc['scored']} samples into {sc['field']!r} ({sc['failed']} failed)")
-    cl = st("clean", lambda: stages.clean(lay, cfg))
-    log(f"  dedupe: {cl['n_groups']} groups, {cl['n_duplicates_tagged']} extra copies; then top-{cl['top_k']} "
-        f"unique by score ({cl['n_score_removed']}) and {cl['n_random_removed']} at random; exported "
-        f"{cl['n_exported']} ({EXPORTED_ARM}) to {lay.path / 'export'}")
-    for seed in lay.seeds:
-        for arm in ARMS:
-            if (arm, seed) != ("baseline", lay.score_seed):  # trained before the score
-                st(f"train_{run_key(arm, seed)}", lambda arm=arm, seed=seed: stages.train_arm(lay, cfg, arm, seed))
-        for arm in ARMS:
-            st(f"sample_{run_key(arm, seed)}", lambda arm=arm, seed=seed: stages.sample_arm(lay, cfg, arm, seed))
+    def score_and_clean():
+        sc = st("score", lambda: stages.score(lay, cfg))
+        log(f"  scored {sc['scored']} samples into {sc['field']!r} ({sc['failed']} failed)")
+        cl = st("clean", lambda: stages.clean(lay, cfg))
+        log(f"  dedupe: {cl['n_groups']} groups, {cl['n_duplicates_tagged']} extra copies; then top-{cl['top_k']} "
+            f"unique by score ({cl['n_score_removed']}) and {cl['n_random_removed']} at random; exported "
+            f"{cl['n_exported']} ({EXPORTED_ARM}) to {lay.path / 'export'}")
+
+    if int(cfg.get("workers", 1)) > 1:
+        _models_in_workers(lay, cfg, run, score_and_clean)
+    else:
+        st(f"train_{run_key('baseline', lay.score_seed)}", lambda: stages.train_arm(lay, cfg, "baseline", lay.score_seed))
+        score_and_clean()
+        for seed in lay.seeds:
+            for arm in ARMS:
+                if (arm, seed) != ("baseline", lay.score_seed):  # trained before the score
+                    st(f"train_{run_key(arm, seed)}", lambda arm=arm, seed=seed: stages.train_arm(lay, cfg, arm, seed))
+            for arm in ARMS:
+                st(f"sample_{run_key(arm, seed)}", lambda arm=arm, seed=seed: stages.sample_arm(lay, cfg, arm, seed))
     st("memorization", lambda: measure.memorization(lay, cfg))
     results = {}
     names = stage_names(lay, cfg)
     if "analysis" in names:
         results["analysis"] = st("analysis", lambda: measure.analysis(lay, cfg))
     return write_report(lay, cfg, stage_names=names, results=results, wall_seconds=time.perf_counter() - t_all)
+
+
+def _models_in_workers(lay: Layout, cfg: dict, run, score_and_clean: Callable[[], None]) -> None:
+    """``workers`` > 1: the same trainings and samplings as one process, in ``workers``
+    processes (:mod:`.workers`). Every seed's baseline starts first (they need no score); the
+    score and the cleaning run here once the scoring baseline is back, while the workers
+    train; then every other arm, each model sampled as soon as it is trained. A job that
+    fails stops new ones; the running ones are waited for and recorded, then the error is
+    raised."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from curate import _progress
+    from curate.recipes.clean.workers import ModelWorkers
+
+    jobs: dict = {}  # Future -> (stage name, arm, seed)
+    failed: list[BaseException] = []
+    with ModelWorkers(int(cfg["workers"]), int(cfg.get("threads", 0)) or 1) as pool:
+        def submit(kind: str, arm: str, seed: int) -> None:
+            name = f"{kind}_{run_key(arm, seed)}"
+            if run.done(name):
+                run.stage(name, dict)  # logs that it is done
+                if kind == "train":
+                    submit("sample", arm, seed)
+                return
+            log(f"[stage {name}] running in a worker")
+            jobs[(pool.train if kind == "train" else pool.sample)(lay, cfg, arm, seed)] = (name, arm, seed)
+
+        def collect(until: Callable[[], bool], advance=lambda: None) -> None:
+            while jobs and (failed or not until()):
+                finished, _ = wait(list(jobs), return_when=FIRST_COMPLETED)
+                for f in finished:
+                    name, arm, seed = jobs.pop(f)
+                    if f.exception() is not None:
+                        log(f"[stage {name}] failed in its worker: {f.exception()!r}")
+                        failed.append(f.exception())
+                        continue
+                    run.record(name, f.result())
+                    advance()
+                    if name.startswith("train_") and not failed:
+                        submit("sample", arm, seed)
+                if failed:  # drop what has not started; wait for what has
+                    for f in [f for f in jobs if f.cancel()]:
+                        jobs.pop(f)
+            if failed:
+                raise failed[0]
+
+        for seed in lay.seeds:  # the scoring baseline first
+            submit("train", "baseline", seed)
+        collect(lambda: run.done(f"train_{run_key('baseline', lay.score_seed)}"))
+        score_and_clean()
+        for seed in lay.seeds:
+            for arm in ARMS:
+                if arm != "baseline":
+                    submit("train", arm, seed)
+        left = sum(not run.done(f"{k}_{run_key(a, s)}") for k in ("train", "sample") for a in ARMS for s in lay.seeds)
+        with _progress.progress(left, "models trained and sampled in workers") as advance:
+            collect(lambda: False, advance)
 
 
 def main(recipe: str, description: str, default_preset: str, argv, build, *, extra_args: Callable | None = None,

@@ -69,15 +69,27 @@ def training_view(lay: Layout, cfg: dict, arm: str):
     return arm_samples(lay, cfg, arm)
 
 
-def train_arm(lay: Layout, cfg: dict, arm: str, seed: int) -> dict:
-    """One model: ``arm``'s training images, training seed ``seed``, the config's budget."""
+def arm_images(lay: Layout, cfg: dict, arm: str):
+    """The images ``arm`` trains on, (n, C, H, W) float32 in [-1, 1], read from FiftyOne."""
+    return view_images(training_view(lay, cfg, arm))[1]
+
+
+def train_images(lay: Layout, cfg: dict, arm: str, seed: int, images, *, progress: bool = True) -> dict:
+    """One model of ``arm`` on ``images`` (:func:`arm_images`), training seed ``seed``, the
+    config's budget. Needs no database (so a worker process can run it)."""
     from curate.training import train
 
     m = cfg["model"]
-    ids, images = view_images(training_view(lay, cfg, arm))
     kwargs = {k: v for k, v in m.items() if k not in ("preset",)}
-    train(images, lay.model_dir(arm, seed), preset=m["preset"], seed=seed, device=lay.device, **kwargs)
-    return {"arm": arm, "seed": seed, "n_images": len(ids), "steps": int(m["steps"]), "batch_size": int(m["batch_size"])}
+    train(images, lay.model_dir(arm, seed), preset=m["preset"], seed=seed, device=lay.device, progress=progress,
+          **kwargs)
+    return {"arm": arm, "seed": seed, "n_images": len(images), "steps": int(m["steps"]),
+            "batch_size": int(m["batch_size"])}
+
+
+def train_arm(lay: Layout, cfg: dict, arm: str, seed: int) -> dict:
+    """One model: ``arm``'s training images, training seed ``seed``, the config's budget."""
+    return train_images(lay, cfg, arm, seed, arm_images(lay, cfg, arm))
 
 
 def load_arm_model(lay: Layout, arm: str, seed: int):
@@ -132,14 +144,14 @@ def clean(lay: Layout, cfg: dict) -> dict:
     return out
 
 
-def sample_arm(lay: Layout, cfg: dict, arm: str, seed: int) -> dict:
+def sample_arm(lay: Layout, cfg: dict, arm: str, seed: int, *, progress: bool = True) -> dict:
     """``memorization.samples`` images of one model (every arm of a seed from the same noise)."""
     from curate import plots
     from curate.sampling import sample
 
     mc = cfg["memorization"]
     x = sample(load_arm_model(lay, arm, seed), int(mc["samples"]), method=mc["method"], steps=int(mc["steps"]),
-               seed=sampling_seed(seed), progress=True)
+               seed=sampling_seed(seed), progress=progress)
     lay.samples_path(arm, seed).parent.mkdir(exist_ok=True)
     _config.save_tensors(lay.samples_path(arm, seed), samples=x)
     zoom = 4 if x.shape[-1] <= 16 else 2
