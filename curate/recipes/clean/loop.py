@@ -153,57 +153,61 @@ def run_all(lay: Layout, cfg: dict, run, build: Callable[[str], dict], *, fresh:
 
 def _models_in_workers(lay: Layout, cfg: dict, run, score_and_clean: Callable[[], None]) -> None:
     """``workers`` > 1: the same trainings and samplings as one process, in ``workers``
-    processes (:mod:`.workers`). Every seed's baseline starts first (they need no score); the
-    score and the cleaning run here once the scoring baseline is back, while the workers
-    train; then every other arm, each model sampled as soon as it is trained. A job that
-    fails stops new ones; the running ones are waited for and recorded, then the error is
-    raised."""
+    processes (:mod:`.workers`), never more jobs than workers at once. Every seed's baseline
+    comes first (they need no score); the score and the cleaning run here once the scoring
+    baseline is back; then every other arm, seed by seed. A trained model is sampled before
+    the next training starts, so whole seeds finish in order. A job that fails stops new
+    ones; the running ones are waited for and recorded, then the error is raised."""
+    from collections import deque
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from curate import _progress
     from curate.recipes.clean.workers import ModelWorkers
 
-    jobs: dict = {}  # Future -> (stage name, arm, seed)
+    n = int(cfg["workers"])
+    todo: deque = deque()  # (kind, arm, seed) not yet submitted, in order
+    jobs: dict = {}  # Future -> (kind, arm, seed)
     failed: list[BaseException] = []
-    with ModelWorkers(int(cfg["workers"]), int(cfg.get("threads", 0)) or 1) as pool:
-        def submit(kind: str, arm: str, seed: int) -> None:
-            name = f"{kind}_{run_key(arm, seed)}"
-            if run.done(name):
-                run.stage(name, dict)  # logs that it is done
-                if kind == "train":
-                    submit("sample", arm, seed)
-                return
-            log(f"[stage {name}] running in a worker")
-            jobs[(pool.train if kind == "train" else pool.sample)(lay, cfg, arm, seed)] = (name, arm, seed)
+
+    def name_of(kind: str, arm: str, seed: int) -> str:
+        return f"{kind}_{run_key(arm, seed)}"
+
+    with ModelWorkers(n, int(cfg.get("threads", 0)) or 1) as pool:
+        def fill() -> None:
+            while todo and len(jobs) < n and not failed:
+                kind, arm, seed = todo.popleft()
+                name = name_of(kind, arm, seed)
+                if run.done(name):
+                    run.stage(name, dict)  # logs that it is done
+                    if kind == "train":
+                        todo.appendleft(("sample", arm, seed))
+                    continue
+                log(f"[stage {name}] running in a worker")
+                jobs[(pool.train if kind == "train" else pool.sample)(lay, cfg, arm, seed)] = (kind, arm, seed)
 
         def collect(until: Callable[[], bool], advance=lambda: None) -> None:
+            fill()
             while jobs and (failed or not until()):
                 finished, _ = wait(list(jobs), return_when=FIRST_COMPLETED)
                 for f in finished:
-                    name, arm, seed = jobs.pop(f)
+                    kind, arm, seed = jobs.pop(f)
                     if f.exception() is not None:
-                        log(f"[stage {name}] failed in its worker: {f.exception()!r}")
+                        log(f"[stage {name_of(kind, arm, seed)}] failed in its worker: {f.exception()!r}")
                         failed.append(f.exception())
                         continue
-                    run.record(name, f.result())
+                    run.record(name_of(kind, arm, seed), f.result())
                     advance()
-                    if name.startswith("train_") and not failed:
-                        submit("sample", arm, seed)
-                if failed:  # drop what has not started; wait for what has
-                    for f in [f for f in jobs if f.cancel()]:
-                        jobs.pop(f)
+                    if kind == "train":
+                        todo.appendleft(("sample", arm, seed))
+                fill()
             if failed:
                 raise failed[0]
 
-        for seed in lay.seeds:  # the scoring baseline first
-            submit("train", "baseline", seed)
-        collect(lambda: run.done(f"train_{run_key('baseline', lay.score_seed)}"))
+        todo.extend(("train", "baseline", seed) for seed in lay.seeds)  # the scoring baseline first
+        collect(lambda: run.done(name_of("train", "baseline", lay.score_seed)))
         score_and_clean()
-        for seed in lay.seeds:
-            for arm in ARMS:
-                if arm != "baseline":
-                    submit("train", arm, seed)
-        left = sum(not run.done(f"{k}_{run_key(a, s)}") for k in ("train", "sample") for a in ARMS for s in lay.seeds)
+        todo.extend(("train", arm, seed) for seed in lay.seeds for arm in ARMS if arm != "baseline")
+        left = sum(not run.done(name_of(k, a, s)) for k in ("train", "sample") for a in ARMS for s in lay.seeds)
         with _progress.progress(left, "models trained and sampled in workers") as advance:
             collect(lambda: False, advance)
 
