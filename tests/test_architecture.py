@@ -145,13 +145,22 @@ def _cycle_in(graph: dict[str, set[str]], group: set[str]) -> list[str]:
 
 def curate_files() -> dict[str, Path]:
     files = package_modules(ROOT, "curate")
-    files["plugins.curate"] = ROOT / "plugins" / "curate" / "__init__.py"  # the App plugin
+    files.update(package_modules(ROOT, "plugins/curate"))  # the App plugin: plugins.curate, plugins.curate.*
     return files
 
 
 def test_no_import_cycles():
     cycles = find_cycles(import_graph(curate_files()))
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_checks_see_every_plugin_module_and_its_relative_imports():
+    files = curate_files()
+    plugin = {n: p for n, p in files.items() if n == "plugins.curate" or n.startswith("plugins.curate.")}
+    assert sorted(plugin.values()) == sorted((ROOT / "plugins" / "curate").glob("*.py"))
+    graph = import_graph(files)
+    assert {"plugins.curate.operators", "plugins.curate.panels"} <= graph["plugins.curate"]
+    assert "plugins.curate._forms" in graph["plugins.curate.operators"] & graph["plugins.curate.panels"]
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

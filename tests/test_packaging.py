@@ -60,7 +60,11 @@ def test_wheel_ships_presets_and_plugin(tmp_path):
     wheel = _build_wheel(src, tmp_path / "dist")
     names = _wheel_names(wheel)
     want = {f"curate/_shipped/recipes/{p.relative_to(ROOT / 'recipes')}" for p in (ROOT / "recipes").rglob("*.toml")}
-    want |= {f"curate/_shipped/plugins/curate/{n}" for n in ("__init__.py", "fiftyone.yml")}
+    plugin = ROOT / "plugins" / "curate"  # every file of the plugin folder, its modules and fiftyone.yml
+    plugin_files = {p.relative_to(plugin).as_posix() for p in plugin.rglob("*")
+                    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    assert {"__init__.py", "operators.py", "fiftyone.yml"} <= plugin_files
+    want |= {f"curate/_shipped/plugins/curate/{n}" for n in plugin_files}
     want |= {"curate/bench/data/cifar10_pairs.csv", "curate/bench/data/README.md"}  # the labelled real pairs
     assert len(want) > 10 and want <= names, sorted(want - names)
     # only inside the package: no top-level recipes/ or plugins/ in site-packages

@@ -10,7 +10,7 @@ import curate.scores
 from curate.cli import main as cli
 from curate.data.loader import load_images
 
-from _plugin import URI, run_operator as _run
+from _plugin import PLUGINS, URI, run_operator as _run
 
 
 def _form(foo, name, ds, **params) -> dict:
@@ -157,6 +157,9 @@ def test_plugin_install_is_found_by_fiftyone(fo, tmp_path, monkeypatch, capsys):
     target = tmp_path / "plugins"
     assert cli(["plugin", "install", "--plugins-dir", str(target)]) == 0
     assert (target / "curate" / "fiftyone.yml").is_file()
+    # the whole folder, every module of the plugin (the package's __init__.py imports them)
+    assert sorted(p.name for p in (target / "curate").iterdir()) == sorted(
+        p.name for p in (PLUGINS / "curate").iterdir() if p.name != "__pycache__")
     monkeypatch.setattr(fo.config, "plugins_dir", str(target))
     import fiftyone.plugins as fop
 
