@@ -35,7 +35,7 @@ def test_bad_settings_are_refused_before_anything_runs(tmp_path, capsys):
                          ("memorization.bootstrap=10", "memorization.bootstrap"),
                          ("clean.dedupe_threshold=-1.0", "dedupe_threshold"),
                          ("clean.remove=flagged", "unknown key"), ("workers=0", "workers .* must be an int >= 1"),
-                         ("workers=true", "workers=true: expected a int")]:
+                         ("workers=true", "workers=true: expected an int")]:
         with pytest.raises(SystemExit, match=why):
             clean_digits.main(["--config", "smoke", "--set", setting, "--out", str(out)])
     assert not out.exists()

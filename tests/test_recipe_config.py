@@ -65,7 +65,7 @@ def test_typed_overrides(presets):
     assert out["sizes"] == [3, 4, 5] and out["train"]["steps"] == 12 and out["train"]["ema"]["decay"] == 0.9
     assert cfg["seed"] == 0  # the input is not modified
     assert apply_overrides(cfg, ["lr=2"])["lr"] == 2.0 and isinstance(apply_overrides(cfg, ["lr=2"])["lr"], float)
-    for bad, msg in [("seed=1.5", "expected a int"), ("flips=maybe", "expected a bool"),
+    for bad, msg in [("seed=1.5", "expected an int"), ("flips=maybe", "expected a bool"),
                      ("nokey=1", "unknown key"), ("train=3", "cannot override"),
                      ("seed.x=1", "not a table"), ("seed", "key=value"), ("sizes=3", "expected a list")]:
         with pytest.raises(ConfigError, match=msg):

@@ -102,7 +102,8 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
                 raise ValueError(raw)
             return value
     except (ValueError, tomllib.TOMLDecodeError):
-        raise ConfigError(f"--set {key}={raw}: expected a {type(current).__name__} like {current!r}") from None
+        kind = type(current).__name__
+        raise ConfigError(f"--set {key}={raw}: expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} like {current!r}") from None
     raise ConfigError(f"--set {key}: cannot override a {type(current).__name__} (set the keys inside it)")
 
 
