@@ -34,9 +34,10 @@ THREAD_MIN = 256  # fewest images per thread worth a thread of their own
 
 
 def default_threads(cap: int = 4) -> int:
-    """Threads (or worker processes) the near-duplicate search uses unless told: the
-    machine's cores, at most ``cap`` (small arrays gain little from more)."""
-    return min(cap, os.cpu_count() or 1)
+    """Threads (or worker processes) the near-duplicate search uses unless told: the cores
+    this process may run on, at most ``cap`` (small arrays gain little from more)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cap, cores))
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,11 @@ from curate.recipes.clean.settings import (ARMS, EXPORTED_ARM, check_dedupe, che
 DB_STAGES = ("dataset", "score", "clean")
 
 
+def _is_count(v) -> bool:
+    """An int >= 1 (a TOML bool is not one)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
 def check_config(cfg: dict) -> None:
     """Refuse settings the loop cannot use, before anything runs (ConfigError)."""
     d, c, s, m = cfg["data"], cfg["clean"], cfg["score"], cfg["memorization"]
@@ -61,14 +66,14 @@ def check_config(cfg: dict) -> None:
     if "remove" in c:
         raise _config.ConfigError("clean.remove is gone: every run now trains the four arms "
                                   f"{', '.join(ARMS)}; delete the key")
-    if isinstance(c["top_k"], bool) or not isinstance(c["top_k"], int) or c["top_k"] < 1:
+    if not _is_count(c["top_k"]):
         raise _config.ConfigError(f"clean.top_k (the k unique images removed) must be an int >= 1, got {c['top_k']!r}")
     check_dedupe(cfg)
     check_pool(cfg)
     score_kind_settings(s)
-    w = cfg.get("workers", 1)
-    if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-        raise _config.ConfigError(f"workers (processes that train and sample the models) must be an int >= 1, got {w!r}")
+    if not _is_count(cfg.get("workers", 1)):
+        raise _config.ConfigError("workers (processes that train and sample the models) must be an int >= 1, "
+                                  f"got {cfg['workers']!r}")
     if m["samples"] < 2:
         raise _config.ConfigError("memorization.samples must be >= 2")
     if m.get("bootstrap", 0) < 100:

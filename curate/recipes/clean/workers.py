@@ -20,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from curate.recipes._common import timed
 from curate.recipes.clean import stages
 from curate.recipes.clean.layout import Layout
+from curate.recipes.clean.settings import run_key
 
 
 def _die_with_parent(parent: int) -> None:
@@ -43,13 +44,12 @@ def _start_worker(threads: int, parent: int) -> None:
 
 
 def _train(lay: Layout, cfg: dict, arm: str, seed: int, images) -> dict:
-    name = f"train_{arm}_s{seed}"
-    return timed(lambda: stages.train_images(lay, cfg, arm, seed, images, progress=False), name)()
+    return timed(lambda: stages.train_images(lay, cfg, arm, seed, images, progress=False),
+                 f"train_{run_key(arm, seed)}")()
 
 
 def _sample(lay: Layout, cfg: dict, arm: str, seed: int) -> dict:
-    name = f"sample_{arm}_s{seed}"
-    return timed(lambda: stages.sample_arm(lay, cfg, arm, seed, progress=False), name)()
+    return timed(lambda: stages.sample_arm(lay, cfg, arm, seed, progress=False), f"sample_{run_key(arm, seed)}")()
 
 
 class ModelWorkers:
