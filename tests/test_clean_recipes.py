@@ -402,3 +402,10 @@ def test_constant_size_arms_replace_the_removed_images_from_the_pool(tmp_path):
     # the baseline never saw the replacements: its samples' copies of them, if any, are chance look-alikes
     base = result["memorization"]["runs"]["baseline_s0"]["rms"]
     assert base["memorized_samples_of_replacements"] == 0
+    # the report says the arms were kept at one size and gives each model's copies of the replacements
+    report = (out / "report.md").read_text()
+    assert "each replaced by the same 20 images of an unused pool" in report
+    for key, run in result["memorization"]["runs"].items():
+        row = next(line for line in report.splitlines() if line.startswith(f"| {key} |"))
+        counts = [str(run[c]["memorized_samples_of_replacements"]) for c in ("carlini", "gu", "rms")]
+        assert row.split(" | ")[-3:] == [*counts[:2], counts[2] + " |"]

@@ -58,7 +58,14 @@ def markdown(r: dict) -> str:
               f"to `export/` ({c['n_exported']} images) and its models train on the re-imported export.",
               f"* **dedupe_random**: the dedupe arm minus {c['n_random_removed']} unique images chosen at random "
               f"(seed {cfg['seed']}, tag `random_removed`).", "",
-              "Only the scores and the dedupe decide what goes.", ""]
+              "Only the scores and the dedupe decide what goes."]
+    if c.get("constant_size"):
+        lines += ["", f"**Constant size**: the {c['n_replacements']} images removed by score and the "
+                  f"{c['n_random_removed']} removed at random are each replaced by the same {c['n_replacements']} "
+                  "images of an unused pool (chosen at random, tag `replacement`), so the dedupe, score and random "
+                  "arms train on sets of one size and differ only in which images went. Copies of the "
+                  "replacements are counted apart (last columns below), not as memorized samples."]
+    lines += [""]
     seeds_txt = (f"training seed {seeds[0]}" if len(seeds) == 1 else
                  f"training seeds {', '.join(map(str, seeds))} (the mean, min-max over seeds, and the pooled interval)")
     lines += ["## Memorized samples", "",
@@ -85,15 +92,18 @@ def markdown(r: dict) -> str:
             cells.append(f"{e['mean']:.4g}{spread} {_ci(e['ci'])}")
         lines.append(f"| {ARM_LABEL[row['model']]} | {row['training_images']} | {row['removed']} | "
                      + " | ".join(cells) + f" | {row['images_reproduced_carlini']:.4g} |")
+    replaced = bool(c.get("constant_size"))
     lines += ["", "Per model (arm x training seed):", "",
               "| model | " + " | ".join(f"{criterion_name(c)} [95% CI] | of which planted" for c in CRITERIA)
-              + " | images reproduced (Carlini) |",
-              "|---|" + "---:|---:|" * len(CRITERIA) + "---:|"]
+              + " | images reproduced (Carlini) |"
+              + ("".join(f" copies of replacements ({criterion_name(c)}) |" for c in CRITERIA) if replaced else ""),
+              "|---|" + "---:|---:|" * len(CRITERIA) + "---:|" + ("---:|" * len(CRITERIA) if replaced else "")]
     for key, run in mem["runs"].items():
         arm, seed = run["arm"], str(run["seed"])
         cells = [f"{run[crit]['memorized_samples']} {_ci(arms[arm][crit]['per_seed'][seed]['ci'])} "
                  f"| {run[crit]['memorized_samples_planted']}" for crit in CRITERIA]
-        lines.append(f"| {key} | " + " | ".join(cells) + f" | {run['carlini']['images_reproduced']} |")
+        extra = "".join(f" {run[crit]['memorized_samples_of_replacements']} |" for crit in CRITERIA) if replaced else ""
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {run['carlini']['images_reproduced']} |" + extra)
     lines += ["", "## What the score adds beyond dedupe", "",
               f"Reduction = memorized samples of the dedupe arm minus those of the arm that also removed k = {k} "
               f"unique images (mean over training seeds); target: removal by score cuts at least "
