@@ -1,4 +1,4 @@
-"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted}``: see :mod:`curate.bench.real_pairs`."""
+"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding}``: see :mod:`curate.bench.real_pairs`."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import numpy as np
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m curate.bench.real_pairs", description=__doc__)
-    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted"))
+    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding"))
     p.add_argument("--cifar-root", type=Path, default=Path("../shared/data/cifar10"),
                    help="CIFAR-10 image tree with order.csv (default ../shared/data/cifar10)")
     p.add_argument("--out", type=Path, required=True, help="working folder, outside the repository")
@@ -23,6 +23,9 @@ def parse_args(argv=None):
                    help="measure: the end-to-end search among the half's images plus this many others drawn "
                         "at random (seed 0) instead of all 60,000 (0): how the decision depends on the "
                         "collection's size")
+    p.add_argument("--edits", choices=("real", "strong"), default="real",
+                   help="embedding: the augmentation's edit ranges: the real pairs' fit, or wider (default real)")
+    p.add_argument("--steps", type=int, default=3000, help="embedding: training steps of batch 256 (default 3000)")
     return p.parse_args(argv)
 
 
@@ -41,6 +44,10 @@ def main(argv=None) -> None:
         sample = R.judging_sample(a.out / "candidates.csv", a.seed)
         for p in R.write_grids(images, sample, a.out / "grids"):
             print(p)
+    elif a.step == "embedding":
+        from curate.bench._copy_embedding import measure as embedding
+
+        print(json.dumps(embedding(a.cifar_root, a.out, a.edits, a.steps, a.half), indent=1))
     elif a.step == "collect":
         rows = R.collect(a.out / "grids")
         path = a.pairs or R.DATA

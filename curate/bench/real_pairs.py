@@ -12,7 +12,10 @@ and how well a pair decision separates them.
     the judged batches -> ``curate/bench/data/cifar10_pairs.csv`` with the halves;
 ``python -m curate.bench.real_pairs measure --cifar-root ... --out DIR --half tuning``
     recall / pair precision of today's default decision and the distances per label,
-    and the edits fitted on the positive pairs (:mod:`curate.bench._real_pairs_fit`).
+    and the edits fitted on the positive pairs (:mod:`curate.bench._real_pairs_fit`);
+``python -m curate.bench.real_pairs embedding --cifar-root ... --out DIR [--edits strong]``
+    a learned copy-detection embedding against the aligned distance on one half
+    (:mod:`curate.bench._copy_embedding`; measured, not shipped).
 
 The shipped CSV has columns ``split_a,index_a,split_b,index_b,label,half,kind`` (official
 indices; label 1 = the same shot, 0 = a different shot the distance ranks close; half
