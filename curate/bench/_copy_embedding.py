@@ -37,6 +37,10 @@ STRONG = {"crop_mean": 0.12, "crop_max": 0.3, "shift_p": (0.4, 0.4, 0.2), "mirro
           "brightness_sd": 20.0, "channel_sd": 0.12, "gamma_sd": 0.3, "blur": (-1.2, 1.2)}
 RANGES = {"real": None, "strong": STRONG}
 BANDS = ((0.0, 0.2), (0.2, 0.35), (0.35, 0.5), (0.5, np.inf))
+#: (floor, high) of :func:`combined`: the ratio test alone is (0, inf), the embedding alone in
+#: the band (inf, high).
+GRID = [(0.0, np.inf), (np.inf, 0.8), (np.inf, 0.85), (np.inf, 0.9)] + [
+    (f, h) for f in (0.0, 0.5, 0.6, 0.7) for h in (0.85, 0.9, 0.95, np.inf) if (f, h) != (0.0, np.inf)]
 
 
 def network(width: int = 16, dim: int = 128):
@@ -67,7 +71,7 @@ def standardise(u8: np.ndarray):
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float() / 255
-    m, s = x.mean((1, 2, 3), keepdim=True), x.std((1, 2, 3), keepdim=True).clamp_min(1e-3)
+    m, s = x.mean((1, 2, 3), keepdim=True), x.std((1, 2, 3), keepdim=True).clamp_min(1 / 255)  # flat images
     return (x - m) / s
 
 
@@ -83,7 +87,7 @@ def views(images: np.ndarray, out: Path, kind: str, progress=True) -> np.ndarray
         for k in range(VIEWS):
             for i in range(TRAIN):
                 v[k, i] = edits.apply_real(images[i], edits.draw_real(np.random.default_rng((k, i)), RANGES[kind]))
-                if i % 1000 == 999:
+                if (i + 1) % 1000 == 0:
                     advance(1000)
     np.save(f, v)
     return v
@@ -167,4 +171,79 @@ def measure(root: Path, out: Path, kind: str, steps: int, half: str = "tuning") 
         res["bands"].append(band)
     res["cosine_at_precision_0.95"] = R.best_threshold(-cos, y, 0.95)
     (out / f"embedding_{kind}_{steps}_{half}.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def _search(keys, canvases, queries, **kw):
+    """:func:`curate.duplicates.find_pairs` with :func:`curate.brain.dedupe`'s defaults for the
+    descriptor, ``kw`` overriding them (as :func:`curate.bench._real_pairs_core.decided`)."""
+    import inspect
+
+    from curate.brain import dedupe
+    from curate.duplicates import Descriptor, find_pairs
+    from curate.duplicates.choices import DEFAULT_THRESHOLD
+    from curate.duplicates.search import reference_sample
+
+    defaults = inspect.signature(dedupe).parameters
+    opts = {"threshold": DEFAULT_THRESHOLD["descriptor"], **{k: defaults[k].default for k in ("k", "relative", "ratio")}}
+    opts.update(kw)
+    return find_pairs(keys, canvases, queries, opts.pop("threshold"), descriptor=Descriptor(),
+                      reference=reference_sample(keys), **opts), opts
+
+
+def combined(keys, canvases, e, em, rows, grid) -> list[dict]:
+    """The shipped decision with the embedding in the ratio test's band, end to end (every
+    image of ``rows`` a query among all n images): a band pair (threshold < d <= reach x
+    threshold) is a duplicate when the ratio test keeps it and its cosine is >= ``floor``, or
+    when its cosine is >= ``high``; pairs within the threshold as shipped. One entry per
+    (floor, high) of ``grid`` with recall and pair precision on the rows."""
+    from curate.bench import _real_pairs_core as R
+
+    queries = np.unique([i for r in rows for i in (r["a"], r["b"])])
+    shipped, opts = _search(keys, canvases, queries)
+    wide, _ = _search(keys, canvases, queries, ratio=1e9)  # every verified band pair, kept
+    t = shipped.threshold
+    kept = {tuple(p) for p in shipped.pairs.tolist()}
+    dist = dict(zip(map(tuple, wide.pairs.tolist()), wide.distances.tolist()))
+    band = [p for p, d in dist.items() if d > t]
+    ab = np.array(band, dtype=np.int64).reshape(-1, 2)
+    cos = dict(zip(band, np.maximum((e[ab[:, 0]] * e[ab[:, 1]]).sum(1), (e[ab[:, 0]] * em[ab[:, 1]]).sum(1)).tolist()))
+    y = np.array([r["label"] for r in rows])
+    key = [(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows]
+    out = []
+    for floor, high in grid:
+        found = {p for p in kept if dist.get(p, 0.0) <= t or p not in cos}  # within the threshold
+        found |= {p for p in band if (p in kept and cos[p] >= floor) or cos[p] >= high}
+        hit = np.array([k in found for k in key])
+        out.append({"floor": floor, "high": high, **R.evaluate_hits(hit, y), "pairs_found": len(found)})
+    return out
+
+
+def measure_combined(root: Path, out: Path, kind: str, steps: int, half: str, collection: int, grid) -> dict:
+    """:func:`combined` on one half among all 60,000 images or the half's images plus
+    ``collection`` others (as ``real_pairs measure --collection``), with the cached network."""
+    import torch
+    from safetensors.torch import load_file
+
+    from curate.bench import _real_pairs_core as R
+    from curate.bench import _real_pairs_mine as M
+
+    images = M.load_all(root, out, progress=False)
+    keys, canvases = M.describe_all(images, out, progress=False)
+    net = network()
+    net.load_state_dict(load_file(out / f"copy_embedding_{kind}_{steps}.safetensors"))
+    net.eval()
+    torch.set_grad_enabled(False)
+    rows = R.load_pairs(R.DATA, half)
+    sub = np.arange(len(keys))
+    if collection:
+        mine = np.unique([i for r in rows for i in (r["a"], r["b"])])
+        others = np.setdiff1d(np.random.default_rng(0).permutation(len(keys))[:collection], mine)
+        sub = np.concatenate([mine, others])
+        pos = {g: i for i, g in enumerate(sub.tolist())}
+        rows = [{**r, "a": pos[r["a"]], "b": pos[r["b"]]} for r in rows]
+    e, em = embed(net, images[sub])
+    res = {"half": half, "edits": kind, "steps": steps, "images": int(len(sub)),
+           "rules": combined(keys[sub], canvases[sub], e, em, rows, grid)}
+    (out / f"embedding_combined_{kind}_{half}_n{collection or len(keys)}.json").write_text(json.dumps(res, indent=1))
     return res

@@ -1,4 +1,4 @@
-"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding}``: see :mod:`curate.bench.real_pairs`."""
+"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined}``: see :mod:`curate.bench.real_pairs`."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import numpy as np
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m curate.bench.real_pairs", description=__doc__)
-    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding"))
+    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding", "combined"))
     p.add_argument("--cifar-root", type=Path, default=Path("../shared/data/cifar10"),
                    help="CIFAR-10 image tree with order.csv (default ../shared/data/cifar10)")
     p.add_argument("--out", type=Path, required=True, help="working folder, outside the repository")
@@ -48,6 +48,10 @@ def main(argv=None) -> None:
         from curate.bench._copy_embedding import measure as embedding
 
         print(json.dumps(embedding(a.cifar_root, a.out, a.edits, a.steps, a.half), indent=1))
+    elif a.step == "combined":
+        from curate.bench._copy_embedding import GRID, measure_combined
+
+        print(json.dumps(measure_combined(a.cifar_root, a.out, a.edits, a.steps, a.half, a.collection, GRID), indent=1))
     elif a.step == "collect":
         rows = R.collect(a.out / "grids")
         path = a.pairs or R.DATA
