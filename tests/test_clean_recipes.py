@@ -409,3 +409,32 @@ def test_constant_size_arms_replace_the_removed_images_from_the_pool(tmp_path):
         row = next(line for line in report.splitlines() if line.startswith(f"| {key} |"))
         counts = [str(run[c]["memorized_samples_of_replacements"]) for c in ("carlini", "gu", "rms")]
         assert row.split(" | ")[-3:] == [*counts[:2], counts[2] + " |"]
+
+
+def test_the_reports_noise_ceiling_is_exact_on_planted_copies():
+    """The clean reports' split-half noise ceiling (report.against_ceiling) against a hand
+    count: 6 training images, 40 generated samples that are exact copies of chosen images at
+    chosen (even / odd) positions, the rest noise; AUROCs by scikit-learn on the hand counts."""
+    from sklearn.metrics import roc_auc_score
+
+    from curate.memorization import find_memorized
+    from curate.recipes.clean.report import against_ceiling
+
+    g = torch.Generator().manual_seed(0)
+    train = torch.rand(6, 1, 8, 8, generator=g) * 2 - 1
+    x = torch.rand(40, 1, 8, 8, generator=g) * 2 - 1
+    copies = {0: [0, 1, 2, 4], 1: [6, 8], 2: [9, 11, 13], 3: [15], 5: [20, 21, 22, 23, 25]}  # image: sample indices
+    for image, where in copies.items():
+        x[where] = train[image]
+    mem = find_memorized(x, train)
+    counts = np.zeros((2, 6))
+    for image, where in copies.items():
+        for i in where:
+            counts[i % 2, image] += 1
+    scores = torch.tensor([5.0, 1.0, 4.0, 0.0, 2.0, 3.0], dtype=torch.float64)
+    got = against_ceiling(mem, "rms", torch.arange(6), scores)
+    ca, cb = counts
+    expect = (roc_auc_score(cb > 0, ca) + roc_auc_score(ca > 0, cb)) / 2
+    assert got["noise_ceiling"]["auroc"] == pytest.approx(expect, abs=1e-12)
+    score = (roc_auc_score(ca > 0, scores) + roc_auc_score(cb > 0, scores)) / 2
+    assert got["auroc_halves"] == pytest.approx(score, abs=1e-12)

@@ -2,6 +2,7 @@
 namespace, a fresh folder) against the test mongod, and every document the repository
 names is in it. The quickstart's "your own image folder" and "your model" are made here
 first: ``my_images/`` (real digits as PNGs) and ``my-model/`` (a curate checkpoint)."""
+import contextlib
 import re
 import subprocess
 from pathlib import Path
@@ -54,12 +55,31 @@ def test_the_readme_has_the_quickstart():
 def test_every_python_block_runs_on_its_own(fo, tmp_path, monkeypatch, page, i, code):
     monkeypatch.chdir(tmp_path)
     _user_files(tmp_path)
-    names = set(fo.list_datasets())
-    try:
-        exec(compile(code, f"{page.relative_to(ROOT)} python block {i + 1}", "exec"), {"__name__": "__doc__"})
-    finally:
-        for name in set(fo.list_datasets()) - names:
-            fo.delete_dataset(name)
+    with _one_block_at_a_time():
+        names = set(fo.list_datasets())
+        try:
+            exec(compile(code, f"{page.relative_to(ROOT)} python block {i + 1}", "exec"), {"__name__": "__doc__"})
+        finally:  # the block's datasets (named as a user would: "my-images", and what derives from them)
+            mine = {m for m in re.findall(r"[\"']([\w-]{4,})[\"']", code)}
+            for name in set(fo.list_datasets()) - names:
+                if any(name.startswith(m) for m in mine):
+                    fo.delete_dataset(name)
+
+
+@contextlib.contextmanager
+def _one_block_at_a_time():
+    """The test workers share one database (the controller's mongod) and blocks name their
+    datasets as a user would ("my-images" in two pages): one block runs at a time, and each
+    deletes only its own datasets, never another worker's."""
+    import fcntl
+    import hashlib
+    import os
+    import tempfile
+
+    key = hashlib.sha1(os.environ.get("FIFTYONE_DATABASE_URI", "").encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"curate-doc-blocks-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _tracked_text_files() -> list[Path]:

@@ -132,6 +132,11 @@ def markdown(r: dict) -> str:
             if "auroc_not_planted" in e:
                 txt += (f"; among images that were not planted ({e['n_reproduced_not_planted']} reproduced): "
                         f"AUROC {_f(e['auroc_not_planted'])}")
+            if "noise_ceiling" in e:
+                txt += (f". Labels' noise ceiling (half of the samples' counts predicting the other half's "
+                        f"labels): AUROC {_f(e['noise_ceiling']['auroc'])}, Spearman "
+                        f"{_f(e['noise_ceiling']['spearman'])}; the score on the same footing: AUROC "
+                        f"{_f(e['auroc_halves'])}, Spearman {_f(e['spearman_halves'])}")
             lines.append(txt + ".")
     if r.get("analysis"):
         lines += ["", "Other scores of the same baseline on the unique training images:", "",

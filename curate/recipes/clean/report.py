@@ -20,6 +20,19 @@ from curate.recipes.clean.settings import (ARM_LABEL, ARMS, CRITERIA, CRITERION_
                                           score_settings)
 
 
+def against_ceiling(mem, crit: str, first: torch.Tensor, u_scores: torch.Tensor) -> dict:
+    """The reproduced-vs-not labels' split-half noise ceiling (even vs odd samples of ``mem``:
+    how well one half's counts rank the other half's labels, copied at least once) and the
+    score on that footing, over the unique images ``first`` (g,) with scores (g,)."""
+    from curate.reproduction.ceiling import halves, noise_ceiling, score_on_halves
+
+    in_a = torch.as_tensor(halves(torch.arange(mem.n_samples)))
+    ca, cb = mem.counts_in(in_a, crit)[first], mem.counts_in(~in_a, crit)[first]
+    c, h = noise_ceiling(ca, cb), score_on_halves(u_scores, ca, cb)
+    return {"noise_ceiling": {"auroc": c.auroc, "spearman": c.spearman},
+            "auroc_halves": h["auroc"], "spearman_halves": h["spearman"]}
+
+
 def score_analysis(lay: Layout, cfg: dict) -> dict:
     """How the score ranks the planted duplicates and the images the scoring baseline reproduces.
 
@@ -59,6 +72,7 @@ def score_analysis(lay: Layout, cfg: dict) -> dict:
             if other.any():
                 entry["n_reproduced_not_planted"] = int(other.sum())
                 entry["auroc_not_planted"] = auroc(u_scores[other], u_scores[~repro & ~u_planted])
+        entry.update(against_ceiling(mem, crit, first, u_scores))
         entry["ranks_of_reproduced"] = sorted(rank[repro].tolist())[:50]
         out[f"reproduced_{crit}"] = entry
     # Planted images an arm leaves no copy of (the report reads planted_group; cleaning never does).
