@@ -16,8 +16,12 @@ image and its edited copies land close and every other image (look-alikes includ
    its mirror image), AUROC of the same shot against look-alikes overall and in bands of
    the aligned distance, beside the aligned distance's own AUROC in the same bands.
 
-It is a measurement, not a shipped decision: on the tuning half it separated the pairs
-worse than the aligned distance (docs/near-duplicates.md), so nothing in
+4. combined (:func:`combined`): the shipped decision with the cosine inside the ratio
+   test's band, end to end, over a grid of rules.
+
+It is a measurement, not a shipped decision: it separates same-shot pairs from look-alikes
+in the band far better than the aligned distance, but the combined decision still misses the
+target on the reporting half (docs/near-duplicates.md), so nothing in
 :mod:`curate.duplicates` uses it. Weights are written as safetensors.
 """
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.duplicates import edits
+from curate.duplicates.choices import DEFAULT_THRESHOLD, RATIO_REACH
 
 VIEWS, BATCH, TAU, LR, TRAIN = 4, 256, 0.1, 2e-3, 50_000
 #: Wider ranges than the real pairs' fit (:data:`curate.duplicates.edits.REAL`): strong crops,
@@ -36,7 +41,10 @@ VIEWS, BATCH, TAU, LR, TRAIN = 4, 256, 0.1, 2e-3, 50_000
 STRONG = {"crop_mean": 0.12, "crop_max": 0.3, "shift_p": (0.4, 0.4, 0.2), "mirror": 0.1, "contrast_mean": 0.15,
           "brightness_sd": 20.0, "channel_sd": 0.12, "gamma_sd": 0.3, "blur": (-1.2, 1.2)}
 RANGES = {"real": None, "strong": STRONG}
-BANDS = ((0.0, 0.2), (0.2, 0.35), (0.35, 0.5), (0.5, np.inf))
+_T = DEFAULT_THRESHOLD["descriptor"]
+_BAND_END = round(_T * RATIO_REACH, 6)
+#: Bands of the aligned distance: within the threshold, the ratio test's band, beyond it.
+BANDS = ((0.0, _T), (_T, _BAND_END), (_BAND_END, 0.5), (0.5, np.inf))
 #: (floor, high) of :func:`combined`: the ratio test alone is (0, inf), the embedding alone in
 #: the band (inf, high).
 GRID = [(0.0, np.inf), (np.inf, 0.8), (np.inf, 0.85), (np.inf, 0.9)] + [
@@ -125,6 +133,23 @@ def train(images: np.ndarray, v: np.ndarray, steps: int, progress=True):
     return net.eval()
 
 
+def load_network(out: Path, kind: str, steps: int):
+    """The network ``measure`` trained into ``out`` (None if there is none yet), in eval mode."""
+    from safetensors.torch import load_file
+
+    weights = out / f"copy_embedding_{kind}_{steps}.safetensors"
+    if not weights.is_file():
+        return None
+    net = network()
+    net.load_state_dict(load_file(weights))
+    return net.eval()
+
+
+def cosine(e: np.ndarray, em: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of pairs (a_i, b_i): the better of b_i and its mirror image (embeddings e, em (n, dim))."""
+    return np.maximum((e[a] * e[b]).sum(1), (e[a] * em[b]).sum(1))
+
+
 def embed(net, images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """(n, dim) embeddings of the images and of their mirror images."""
     import torch
@@ -137,28 +162,23 @@ def embed(net, images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.nd
 
 def measure(root: Path, out: Path, kind: str, steps: int, half: str = "tuning") -> dict:
     """Steps 1-3 on one half of the labelled pairs (the network is cached in ``out``)."""
-    import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     from sklearn.metrics import roc_auc_score
 
     from curate.bench import _real_pairs_core as R
     from curate.bench import _real_pairs_mine as M
 
     images = M.load_all(root, out)
-    weights = out / f"copy_embedding_{kind}_{steps}.safetensors"
-    if weights.is_file():
-        net = network()
-        net.load_state_dict(load_file(weights))
-        net.eval()
-    else:
+    net = load_network(out, kind, steps)
+    if net is None:
         net = train(images, views(images, out, kind), steps)
-        save_file({k: t.contiguous() for k, t in net.state_dict().items()}, weights)
-    torch.set_grad_enabled(False)
+        save_file({k: t.contiguous() for k, t in net.state_dict().items()},
+                  out / f"copy_embedding_{kind}_{steps}.safetensors")
     e, em = embed(net, images)
     rows = R.load_pairs(R.DATA, half)
     a, b = (np.array([r[k] for r in rows]) for k in ("a", "b"))
     y = np.array([r["label"] for r in rows])
-    cos = np.maximum((e[a] * e[b]).sum(1), (e[a] * em[b]).sum(1))
+    cos = cosine(e, em, a, b)
     _, canvases = M.describe_all(images, out, progress=False)
     d = R.aligned(canvases, rows)
     res = {"half": half, "edits": kind, "steps": steps, "pairs": int(len(y)), "positives": int(y.sum()),
@@ -174,23 +194,6 @@ def measure(root: Path, out: Path, kind: str, steps: int, half: str = "tuning") 
     return res
 
 
-def _search(keys, canvases, queries, **kw):
-    """:func:`curate.duplicates.find_pairs` with :func:`curate.brain.dedupe`'s defaults for the
-    descriptor, ``kw`` overriding them (as :func:`curate.bench._real_pairs_core.decided`)."""
-    import inspect
-
-    from curate.brain import dedupe
-    from curate.duplicates import Descriptor, find_pairs
-    from curate.duplicates.choices import DEFAULT_THRESHOLD
-    from curate.duplicates.search import reference_sample
-
-    defaults = inspect.signature(dedupe).parameters
-    opts = {"threshold": DEFAULT_THRESHOLD["descriptor"], **{k: defaults[k].default for k in ("k", "relative", "ratio")}}
-    opts.update(kw)
-    return find_pairs(keys, canvases, queries, opts.pop("threshold"), descriptor=Descriptor(),
-                      reference=reference_sample(keys), **opts), opts
-
-
 def combined(keys, canvases, e, em, rows, grid) -> list[dict]:
     """The shipped decision with the embedding in the ratio test's band, end to end (every
     image of ``rows`` a query among all n images): a band pair (threshold < d <= reach x
@@ -199,21 +202,18 @@ def combined(keys, canvases, e, em, rows, grid) -> list[dict]:
     (floor, high) of ``grid`` with recall and pair precision on the rows."""
     from curate.bench import _real_pairs_core as R
 
-    queries = np.unique([i for r in rows for i in (r["a"], r["b"])])
-    shipped, opts = _search(keys, canvases, queries)
-    wide, _ = _search(keys, canvases, queries, ratio=1e9)  # every verified band pair, kept
-    t = shipped.threshold
+    shipped = R.search(keys, canvases, rows)
+    wide = R.search(keys, canvases, rows, ratio=1e9)  # every verified band pair, kept
     kept = {tuple(p) for p in shipped.pairs.tolist()}
-    dist = dict(zip(map(tuple, wide.pairs.tolist()), wide.distances.tolist()))
-    band = [p for p, d in dist.items() if d > t]
+    band = [tuple(p) for p, d in zip(wide.pairs.tolist(), wide.distances.tolist()) if d > shipped.threshold]
     ab = np.array(band, dtype=np.int64).reshape(-1, 2)
-    cos = dict(zip(band, np.maximum((e[ab[:, 0]] * e[ab[:, 1]]).sum(1), (e[ab[:, 0]] * em[ab[:, 1]]).sum(1)).tolist()))
+    cos = dict(zip(band, cosine(e, em, ab[:, 0], ab[:, 1]).tolist()))
+    within = kept - set(band)  # the pairs within the threshold, as shipped
     y = np.array([r["label"] for r in rows])
     key = [(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows]
     out = []
     for floor, high in grid:
-        found = {p for p in kept if dist.get(p, 0.0) <= t or p not in cos}  # within the threshold
-        found |= {p for p in band if (p in kept and cos[p] >= floor) or cos[p] >= high}
+        found = within | {p for p in band if (p in kept and cos[p] >= floor) or cos[p] >= high}
         hit = np.array([k in found for k in key])
         out.append({"floor": floor, "high": high, **R.evaluate_hits(hit, y), "pairs_found": len(found)})
     return out
@@ -222,26 +222,16 @@ def combined(keys, canvases, e, em, rows, grid) -> list[dict]:
 def measure_combined(root: Path, out: Path, kind: str, steps: int, half: str, collection: int, grid) -> dict:
     """:func:`combined` on one half among all 60,000 images or the half's images plus
     ``collection`` others (as ``real_pairs measure --collection``), with the cached network."""
-    import torch
-    from safetensors.torch import load_file
-
     from curate.bench import _real_pairs_core as R
     from curate.bench import _real_pairs_mine as M
 
+    net = load_network(out, kind, steps)
+    if net is None:
+        raise SystemExit(f"error: no {kind} network in {out}; train it first: python -m curate.bench.real_pairs "
+                         f"embedding --edits {kind} --steps {steps} --out {out}")
     images = M.load_all(root, out, progress=False)
     keys, canvases = M.describe_all(images, out, progress=False)
-    net = network()
-    net.load_state_dict(load_file(out / f"copy_embedding_{kind}_{steps}.safetensors"))
-    net.eval()
-    torch.set_grad_enabled(False)
-    rows = R.load_pairs(R.DATA, half)
-    sub = np.arange(len(keys))
-    if collection:
-        mine = np.unique([i for r in rows for i in (r["a"], r["b"])])
-        others = np.setdiff1d(np.random.default_rng(0).permutation(len(keys))[:collection], mine)
-        sub = np.concatenate([mine, others])
-        pos = {g: i for i, g in enumerate(sub.tolist())}
-        rows = [{**r, "a": pos[r["a"]], "b": pos[r["b"]]} for r in rows]
+    sub, rows = R.collection(R.load_pairs(R.DATA, half), len(keys), collection)
     e, em = embed(net, images[sub])
     res = {"half": half, "edits": kind, "steps": steps, "images": int(len(sub)),
            "rules": combined(keys[sub], canvases[sub], e, em, rows, grid)}

@@ -107,13 +107,7 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
         res["largest_threshold_at_precision_0.95"] = R.best_threshold(d, y, 0.95)
     # the shipped decision end to end (candidates among all 60,000, background cap, ratio
     # test), and the threshold alone, the same way
-    sub, sub_rows = np.arange(len(keys)), rows
-    if collection:  # the half's images and `collection` others drawn at random
-        mine = np.unique([i for r in rows for i in (r["a"], r["b"])])
-        others = np.setdiff1d(np.random.default_rng(0).permutation(len(keys))[:collection], mine)
-        sub = np.concatenate([mine, others])
-        pos = {g: i for i, g in enumerate(sub.tolist())}
-        sub_rows = [{**r, "a": pos[r["a"]], "b": pos[r["b"]]} for r in rows]
+    sub, sub_rows = R.collection(rows, len(keys), collection)  # the half's images and `collection` others
     hit, info = R.decided(keys[sub], canvases[sub], sub_rows)
     hit0, info0 = R.decided(keys[sub], canvases[sub], sub_rows, ratio=None)
     res["end_to_end"] = {"images": len(sub), "default": {**R.evaluate_hits(hit, y), **info},

@@ -122,12 +122,10 @@ def aligned(canvases: np.ndarray, rows: list[dict]) -> np.ndarray:
     return aligned_distances(canvases, pairs, refine_below=np.inf, progress=False)
 
 
-def decided(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw) -> tuple[np.ndarray, dict]:
-    """Which of the rows' pairs the whole search decides are duplicates, end to end: every
-    image of the rows is a query among all n images (keys (n, d), canvases), with
-    :func:`curate.brain.dedupe`'s defaults for the descriptor unless ``kw`` overrides them
-    (``ratio``, ``relative``, ``threshold``, ``k``). A pair whose images are not each
-    other's candidates is not found. Returns (len(rows),) bool and the search's summary."""
+def search(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw):
+    """:func:`curate.duplicates.find_pairs` with every image of the rows a query among all n
+    images (keys (n, d), canvases), with :func:`curate.brain.dedupe`'s defaults for the
+    descriptor unless ``kw`` overrides them (``ratio``, ``relative``, ``threshold``, ``k``)."""
     import inspect
 
     from curate.brain import dedupe
@@ -139,8 +137,28 @@ def decided(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw) -> t
     opts = {"threshold": DEFAULT_THRESHOLD["descriptor"], **{k: defaults[k].default for k in ("k", "relative", "ratio")}}
     opts.update(kw)
     queries = np.unique([i for r in rows for i in (r["a"], r["b"])])
-    res = find_pairs(keys, canvases, queries, opts.pop("threshold"), descriptor=Descriptor(),
-                     reference=reference_sample(keys), **opts)
+    return find_pairs(keys, canvases, queries, opts.pop("threshold"), descriptor=Descriptor(),
+                      reference=reference_sample(keys), **opts)
+
+
+def collection(rows: list[dict], n: int, others: int) -> tuple[np.ndarray, list[dict]]:
+    """The rows' images plus ``others`` of the n images drawn at random (seed 0; 0: all n):
+    their indices (m,) and the rows renumbered into them."""
+    if not others:
+        return np.arange(n), rows
+    mine = np.unique([i for r in rows for i in (r["a"], r["b"])])
+    sub = np.concatenate([mine, np.setdiff1d(np.random.default_rng(0).permutation(n)[:others], mine)])
+    pos = {g: i for i, g in enumerate(sub.tolist())}
+    return sub, [{**r, "a": pos[r["a"]], "b": pos[r["b"]]} for r in rows]
+
+
+def decided(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw) -> tuple[np.ndarray, dict]:
+    """Which of the rows' pairs the whole search decides are duplicates, end to end: every
+    image of the rows is a query among all n images (keys (n, d), canvases), with
+    :func:`curate.brain.dedupe`'s defaults for the descriptor unless ``kw`` overrides them
+    (``ratio``, ``relative``, ``threshold``, ``k``). A pair whose images are not each
+    other's candidates is not found. Returns (len(rows),) bool and the search's summary."""
+    res = search(keys, canvases, rows, **kw)
     found = {tuple(p) for p in res.pairs.tolist()}
     hit = np.array([(min(r["a"], r["b"]), max(r["a"], r["b"])) in found for r in rows])
     return hit, {"threshold_applied": res.threshold, "background": res.background, "by_ratio": res.by_ratio,

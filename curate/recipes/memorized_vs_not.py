@@ -58,11 +58,9 @@ def against_ceiling(res, criterion: str, n_unique: int, min_count: int, meta: di
     footing, with its fraction of the ceiling: (results.json entries, a rich Table)."""
     from rich.table import Table
 
-    from curate.reproduction.ceiling import halves, noise_ceiling, score_on_halves
+    from curate.reproduction.ceiling import noise_ceiling, score_on_halves, split_counts
 
-    in_a = torch.as_tensor(halves(torch.arange(res.n_samples)))
-    ca = res.counts_in(in_a, criterion)[:n_unique]
-    cb = res.counts_in(~in_a, criterion)[:n_unique]
+    ca, cb = (c[:n_unique] for c in split_counts(res, criterion))
     half_min = max(1, -(-min_count // 2))
     c = noise_ceiling(ca, cb, half_min)
     table = Table(title=f"against the labels' noise ceiling: AUROC {c.auroc:.3f}, Spearman {c.spearman:.3f} "

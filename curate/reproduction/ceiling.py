@@ -42,6 +42,13 @@ def halves(index) -> np.ndarray:
     return np.asarray(index, dtype=np.int64) % 2 == 0
 
 
+def split_counts(mem, criterion: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A :class:`curate.memorization.Memorization`'s per-training-image copy counts (n,) in
+    half A and in half B of its samples (:func:`halves`)."""
+    in_a = torch.as_tensor(halves(torch.arange(mem.n_samples)))
+    return mem.counts_in(in_a, criterion), mem.counts_in(~in_a, criterion)
+
+
 def _np(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().to(torch.float64).numpy()

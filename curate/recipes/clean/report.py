@@ -24,10 +24,9 @@ def against_ceiling(mem, crit: str, first: torch.Tensor, u_scores: torch.Tensor)
     """The reproduced-vs-not labels' split-half noise ceiling (even vs odd samples of ``mem``:
     how well one half's counts rank the other half's labels, copied at least once) and the
     score on that footing, over the unique images ``first`` (g,) with scores (g,)."""
-    from curate.reproduction.ceiling import halves, noise_ceiling, score_on_halves
+    from curate.reproduction.ceiling import noise_ceiling, score_on_halves, split_counts
 
-    in_a = torch.as_tensor(halves(torch.arange(mem.n_samples)))
-    ca, cb = mem.counts_in(in_a, crit)[first], mem.counts_in(~in_a, crit)[first]
+    ca, cb = (c[first] for c in split_counts(mem, crit))
     c, h = noise_ceiling(ca, cb), score_on_halves(u_scores, ca, cb)
     return {"noise_ceiling": {"auroc": c.auroc, "spearman": c.spearman},
             "auroc_halves": h["auroc"], "spearman_halves": h["spearman"]}
