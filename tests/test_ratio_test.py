@@ -142,3 +142,51 @@ def test_refinement_in_worker_processes_gives_the_same_numbers(collection):
     low = part <= 0.25                      # refined, so exact: the serial loop's numbers
     assert low.sum() > 0
     np.testing.assert_array_equal(part[low], serial[low])
+
+
+def _low_dim_embeddings(n: int, seed: int = 0):
+    """Unit vectors in 3 dimensions (so that cosines spread over [-1, 1]) for the images and
+    their mirror images: made up, to exercise both sides of the embedding's rule."""
+    rng = np.random.default_rng(seed)
+    e, em = (rng.normal(size=(n, 3)) for _ in range(2))
+    return e / np.linalg.norm(e, axis=1, keepdims=True), em / np.linalg.norm(em, axis=1, keepdims=True)
+
+
+def test_the_embedding_rule_matches_brute_force(collection):
+    """Step 6: a band pair is a duplicate when the ratio test keeps it and its cosine (the
+    better of b and its mirror image) is >= the floor, or when its cosine is >= the high mark;
+    pairs within the threshold whatever their cosine. Checked against the brute force, with
+    both sides of the rule exercised."""
+    from curate.duplicates.choices import COSINE_FLOOR, COSINE_HIGH
+
+    keys, canvases, D, d = collection
+    n, t = len(keys), 0.08
+    e, em = _low_dim_embeddings(n, seed=3)  # a seed under which both sides decide something
+
+    def cos(a, b):
+        return max(float(e[a] @ e[b]), float(e[a] @ em[b]))
+
+    ratio_yes = _brute(D, set(range(n)), t, DEFAULT_RATIO, RATIO_REACH, RATIO_RANK)
+    band = [(a, b) for a in range(n) for b in range(a + 1, n) if t < D[a, b] <= RATIO_REACH * t]
+    want = {p for p in ratio_yes if D[p] <= t} | {
+        p for p in band if (p in ratio_yes and cos(*p) >= COSINE_FLOOR) or cos(*p) >= COSINE_HIGH}
+    res = find_pairs(keys, canvases, np.arange(n), t, descriptor=d, k=n - 1, refine=100.0, ratio=DEFAULT_RATIO,
+                     embeddings=(e, em))
+    assert {tuple(p) for p in res.pairs.tolist()} == want
+    assert res.by_ratio == len(want) - len([p for p in want if D[p] <= t])
+    assert res.by_embedding == len([p for p in band if p not in ratio_yes and cos(*p) >= COSINE_HIGH])
+    # both sides of the rule decided something here: the embedding added a pair the ratio
+    # test refused, and refused one it kept
+    assert res.by_embedding > 0
+    assert any(p in ratio_yes and cos(*p) < COSINE_FLOOR for p in band)
+    # without the ratio test there is no band, and the embedding changes nothing
+    off = find_pairs(keys, canvases, np.arange(n), t, descriptor=d, k=n - 1, refine=100.0, ratio=None,
+                     embeddings=(e, em))
+    assert {tuple(p) for p in off.pairs.tolist()} == {p for p in ratio_yes if D[p] <= t}
+
+
+def test_embeddings_of_the_wrong_shape_are_refused(collection):
+    keys, canvases, _, d = collection
+    e, em = _low_dim_embeddings(len(keys) - 1)
+    with pytest.raises(ValueError, match="embeddings"):
+        find_pairs(keys, canvases, np.arange(3), 0.2, descriptor=d, ratio=DEFAULT_RATIO, embeddings=(e, em))

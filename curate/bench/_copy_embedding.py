@@ -33,6 +33,8 @@ import numpy as np
 
 from curate.duplicates import edits
 from curate.duplicates.choices import DEFAULT_THRESHOLD, RATIO_REACH
+from curate.duplicates.copy_embedding import cosine, load, network
+from curate.duplicates.copy_embedding import standardise as _standardise
 
 VIEWS, BATCH, TAU, LR, TRAIN = 4, 256, 0.1, 2e-3, 50_000
 #: Wider ranges than the real pairs' fit (:data:`curate.duplicates.edits.REAL`): strong crops,
@@ -51,36 +53,12 @@ GRID = [(0.0, np.inf), (np.inf, 0.8), (np.inf, 0.85), (np.inf, 0.9)] + [
     (f, h) for f in (0.0, 0.5, 0.6, 0.7) for h in (0.85, 0.9, 0.95, np.inf) if (f, h) != (0.0, np.inf)]
 
 
-def network(width: int = 16, dim: int = 128):
-    """Seven 3x3 conv-BN-ReLU layers (width, 2w, 2w, 4w, 4w, 8w, 8w; three stride-2), global
-    average pooling, a linear map to ``dim``, unit length: (B, 3, 32, 32) -> (B, dim)."""
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    def block(i, o, s):
-        return nn.Sequential(nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            w = width
-            self.f = nn.Sequential(block(3, w, 1), block(w, 2 * w, 2), block(2 * w, 2 * w, 1), block(2 * w, 4 * w, 2),
-                                   block(4 * w, 4 * w, 1), block(4 * w, 8 * w, 2), block(8 * w, 8 * w, 1))
-            self.head = nn.Linear(8 * w, dim)
-
-        def forward(self, x):
-            return F.normalize(self.head(self.f(x).mean((2, 3))), dim=1)
-
-    return Net()
-
-
 def standardise(u8: np.ndarray):
-    """uint8 (B, 32, 32, 3) -> float32 (B, 3, 32, 32), each image to mean 0 and SD 1."""
+    """uint8 (B, 32, 32, 3) -> float32 (B, 3, 32, 32), each image to mean 0 and SD 1 (the
+    shipped network's input: :func:`curate.duplicates.copy_embedding.standardise`)."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float() / 255
-    m, s = x.mean((1, 2, 3), keepdim=True), x.std((1, 2, 3), keepdim=True).clamp_min(1 / 255)  # flat images
-    return (x - m) / s
+    return _standardise(torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float() / 255)
 
 
 def views(images: np.ndarray, out: Path, kind: str, progress=True) -> np.ndarray:
@@ -135,19 +113,8 @@ def train(images: np.ndarray, v: np.ndarray, steps: int, progress=True):
 
 def load_network(out: Path, kind: str, steps: int):
     """The network ``measure`` trained into ``out`` (None if there is none yet), in eval mode."""
-    from safetensors.torch import load_file
-
     weights = out / f"copy_embedding_{kind}_{steps}.safetensors"
-    if not weights.is_file():
-        return None
-    net = network()
-    net.load_state_dict(load_file(weights))
-    return net.eval()
-
-
-def cosine(e: np.ndarray, em: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine of pairs (a_i, b_i): the better of b_i and its mirror image (embeddings e, em (n, dim))."""
-    return np.maximum((e[a] * e[b]).sum(1), (e[a] * em[b]).sum(1))
+    return load(weights) if weights.is_file() else None
 
 
 def embed(net, images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.duplicates.choices import DEFAULT_EMBEDDING
+
 
 def cifar_paths(root: Path, split: str = "train") -> list[tuple[int, Path]]:
     """(official index, file) of a split of a CIFAR-10 image tree, in official order."""
@@ -72,7 +74,7 @@ class PeakRSS:
 
 
 def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, progress, grids: Path | None = None,
-                 ratio=None) -> dict:
+                 ratio=None, embedding: bool = DEFAULT_EMBEDDING) -> dict:
     """Decode + describe + all-pairs search over the first n CIFAR-10 images (train, then
     test), without FiftyOne; and the key search alone by a ball tree on a query sample."""
     from curate.duplicates.choices import DEFAULT_RELATIVE, DEFAULT_THRESHOLD
@@ -87,26 +89,37 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
     threshold = DEFAULT_THRESHOLD["descriptor"] if threshold is None else threshold
     out = {"images": len(paths), "load_average_before": os.getloadavg()}
     d = Descriptor()
+    embed = embedding and ratio is not None  # as dedupe: the embedding judges the ratio test's band
+    if embed:
+        from curate.duplicates.copy_embedding import CopyEmbedding
+
+        embedder = CopyEmbedding()
     with PeakRSS() as mem:
         t0, c0 = time.perf_counter(), time.process_time()
-        keys, canvases = [], []
+        keys, canvases, emb, embed_s = [], [], [], 0.0
         for s in range(0, len(paths), 2048):  # streamed: 2,048 images decoded at a time
-            x = read_images(paths[s:s + 2048])
-            kk, cc = d.describe(x.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
+            x = read_images(paths[s:s + 2048]).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+            kk, cc = d.describe(x)
             keys.append(kk)
             canvases.append(cc)
+            if embed:
+                te = time.perf_counter()
+                emb.append(embedder.embed(x))
+                embed_s += time.perf_counter() - te
         keys, canvases = np.concatenate(keys), np.concatenate(canvases)
-        out["decode_describe_s"] = time.perf_counter() - t0
+        embeddings = tuple(np.concatenate(z) for z in zip(*emb)) if embed else None
+        out["decode_describe_s"] = time.perf_counter() - t0  # the embedding included
+        out["embed_s"] = embed_s
         out["decode_describe_cpu_s"] = time.process_time() - c0
         t1, c1 = time.perf_counter(), time.process_time()
         res = find_pairs(keys, canvases, np.arange(len(keys)), threshold, descriptor=d, k=k,
                          relative=DEFAULT_RELATIVE, reference=reference_sample(keys), ratio=ratio,
-                         progress=progress)
+                         embeddings=embeddings, progress=progress)
         out["search_verify_s"] = time.perf_counter() - t1
         out["search_verify_cpu_s"] = time.process_time() - c1
     out.update(total_s=out["decode_describe_s"] + out["search_verify_s"],
                total_cpu_s=out["decode_describe_cpu_s"] + out["search_verify_cpu_s"], peak_mb=mem.peak_mb,
-               pairs=len(res.pairs), by_ratio=res.by_ratio, candidates=res.candidates, timings=res.timings,
+               pairs=len(res.pairs), by_ratio=res.by_ratio, by_embedding=res.by_embedding, candidates=res.candidates, timings=res.timings,
                threshold_applied=res.threshold, background=res.background,
                groups=len(comps := components(len(keys), res.pairs.tolist())),
                load_average_after=os.getloadavg())

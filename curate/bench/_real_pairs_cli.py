@@ -87,7 +87,7 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
     from curate.bench import _real_pairs_mine as M
     from curate.bench import _real_pairs_core as R
     from curate.brain import dedupe
-    from curate.duplicates.choices import DEFAULT_THRESHOLD
+    from curate.duplicates.choices import DEFAULT_EMBEDDING, DEFAULT_THRESHOLD
 
     rows = R.load_pairs(pairs, half)
     images = M.load_all(root, out, progress=False)
@@ -108,9 +108,12 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
     # the shipped decision end to end (candidates among all 60,000, background cap, ratio
     # test), and the threshold alone, the same way
     sub, sub_rows = R.collection(rows, len(keys), collection)  # the half's images and `collection` others
-    hit, info = R.decided(keys[sub], canvases[sub], sub_rows)
+    emb = shipped_embeddings(images[sub]) if DEFAULT_EMBEDDING else None
+    hit, info = R.decided(keys[sub], canvases[sub], sub_rows, embeddings=emb)
+    hit1, info1 = R.decided(keys[sub], canvases[sub], sub_rows)
     hit0, info0 = R.decided(keys[sub], canvases[sub], sub_rows, ratio=None)
     res["end_to_end"] = {"images": len(sub), "default": {**R.evaluate_hits(hit, y), **info},
+                         "ratio_test_alone": {**R.evaluate_hits(hit1, y), **info1},
                          "threshold_only": {**R.evaluate_hits(hit0, y), **info0},
                          "per_kind": {k: R.evaluate_hits(hit[m], y[m]) for k in ("test-train", "train-train")
                                       for m in [np.array([r["kind"] == k for r in rows])]}}
@@ -138,6 +141,13 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
         f_cache.write_text(json.dumps(fits))
         res["edits"] = summarise([fits[f"{r['a']}-{r['b']}"] for r in pos])
     return res
+
+
+def shipped_embeddings(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped copy embedding (e, em) (n, 128) of uint8 (n, 32, 32, 3) images."""
+    from curate.duplicates.copy_embedding import CopyEmbedding
+
+    return CopyEmbedding().embed(images.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
 
 
 def planted(root: Path, out: Path, copies: int, seed: int, fit: bool) -> dict:

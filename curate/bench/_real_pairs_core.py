@@ -125,7 +125,8 @@ def aligned(canvases: np.ndarray, rows: list[dict]) -> np.ndarray:
 def search(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw):
     """:func:`curate.duplicates.find_pairs` with every image of the rows a query among all n
     images (keys (n, d), canvases), with :func:`curate.brain.dedupe`'s defaults for the
-    descriptor unless ``kw`` overrides them (``ratio``, ``relative``, ``threshold``, ``k``)."""
+    descriptor unless ``kw`` overrides them (``ratio``, ``relative``, ``threshold``, ``k``;
+    ``embeddings``: the copy embedding's (e, em) of the n images, none by default)."""
     import inspect
 
     from curate.brain import dedupe
@@ -161,8 +162,10 @@ def decided(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw) -> t
     res = search(keys, canvases, rows, **kw)
     found = {tuple(p) for p in res.pairs.tolist()}
     hit = np.array([(min(r["a"], r["b"]), max(r["a"], r["b"])) in found for r in rows])
+    settings = {k: v for k, v in kw.items() if k != "embeddings"}
     return hit, {"threshold_applied": res.threshold, "background": res.background, "by_ratio": res.by_ratio,
-                 "pairs_found": len(res.pairs), **kw}
+                 "by_embedding": res.by_embedding, "embedding": kw.get("embeddings") is not None,
+                 "pairs_found": len(res.pairs), **settings}
 
 
 # ------------------------------------------------------------------ the grids ---

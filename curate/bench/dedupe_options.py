@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10, help="candidates per image")
     p.add_argument("--ratio", type=float, default=DEFAULT_RATIO,
                    help="descriptor: dedupe's ratio test beyond the threshold (negative: the threshold alone)")
+    p.add_argument("--no-embedding", action="store_true",
+                   help="descriptor: the ratio test alone (default: dedupe's copy embedding judges its pairs too)")
     p.add_argument("--index", default="exact", choices=INDEXES, help="key search of the descriptor")
     p.add_argument("--scale", type=int, default=0,
                    help="also time describe + all-pairs search over this many CIFAR-10 images "

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.duplicates.choices import (DEFAULT_GROUPING, DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RATIO, DEFAULT_RELATIVE,
-                                       DEFAULT_THRESHOLD, GROUPINGS, INDEXES, KEEP_RULES, METHODS)
+from curate.duplicates.choices import (DEFAULT_EMBEDDING, DEFAULT_GROUPING, DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RATIO,
+                                       DEFAULT_RELATIVE, DEFAULT_THRESHOLD, GROUPINGS, INDEXES, KEEP_RULES, METHODS)
 from curate.duplicates.grouping import anchored_groups, components, near_pairs
 
 #: Images described as one stack (split over the descriptor's threads); at most 64 MiB held.
@@ -46,7 +46,7 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
            group_field: str = "duplicate_group", size=None, channels=None, resize: bool = False,
            batch_size: int = 256, clear: bool = True, method: str = "descriptor", mirror: bool = True,
            k: int = 10, index: str = DEFAULT_INDEX, relative: float | None = DEFAULT_RELATIVE,
-           ratio: float | None = DEFAULT_RATIO, brain_key: str | None = "dedupe",
+           ratio: float | None = DEFAULT_RATIO, embedding: bool = DEFAULT_EMBEDDING, brain_key: str | None = "dedupe",
            view_name: str | None = "duplicate_groups", spec=None, grouping: str = DEFAULT_GROUPING,
            progress=False) -> list[list[str]]:
     """Find near-duplicate groups and tag all but one member of each.
@@ -91,6 +91,12 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
             look-alikes does not). Not where the ``relative`` cap binds (low-detail
             collections such as 8x8 digits keep the capped threshold alone). None: the
             threshold alone decides.
+        embedding: descriptor, with ``ratio``: a small learned copy embedding (shipped with
+            curate: :mod:`curate.duplicates.copy_embedding`) judges the ratio test's pairs too:
+            such a pair is a duplicate when the test keeps it and the cosine of the two
+            images' embeddings is at least 0.7, or whenever the cosine is at least 0.9 (a
+            copy in a crowd of look-alikes). Costs one pass of a 0.3 M-parameter network
+            over the images. False: the ratio test alone.
         brain_key: descriptor: store the keys as a FiftyOne similarity index under this
             brain key (replacing an earlier dedupe index there); None stores nothing.
         view_name: save the view of all group members under this name; None: no view.
@@ -153,14 +159,14 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
     else:
         ids, keys, res, spec = _descriptor_pairs(samples, query_ids, threshold, spec=spec, mirror=mirror,
                                                  k=int(k), index=index, relative=relative,
-                                                 ratio=ratio, progress=progress, **policy)
+                                                 ratio=ratio, embedding=embedding, progress=progress, **policy)
         pairs = res.pairs.tolist() if res is not None else []
     groups = _ranked_groups(samples, ids, pairs, keep, score_field, grouping)
     _write_groups(samples, groups, tag, group_field, clear)
     if method == "descriptor" and brain_key is not None:
         _store_index(samples, ids, keys, brain_key, {
             "spec": spec.to_dict(), "threshold": threshold, "mirror": bool(mirror), "k": int(k),
-            "index": index, "relative": relative, "ratio": ratio, "query_tag": query_tag, "tag": tag,
+            "index": index, "relative": relative, "ratio": ratio, "embedding": bool(embedding), "query_tag": query_tag, "tag": tag,
             "group_field": group_field, "groups": len(groups), "grouping": grouping,
             "threshold_applied": res.threshold if res is not None else None,
             "background": res.background if res is not None else None})
@@ -205,20 +211,21 @@ def _write_groups(samples, groups, tag: str, group_field: str, clear: bool) -> N
         dataset.set_values(group_field, numbers, key_field="id")
 
 
-def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, relative, ratio, progress,
-                      **policy):
+def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, relative, ratio, embedding,
+                      progress, **policy):
     """Keys (n, d) of ``samples`` and the verified pairs (a PairResult, None without queries)."""
     from curate._progress import progress as progress_bar
     from curate.duplicates.search import find_pairs, reference_sample
 
-    ids, keys, canvases, descriptor = _describe(samples, spec, progress=progress, **policy)
+    embed = embedding and ratio is not None  # the embedding only judges the ratio test's band
+    ids, keys, canvases, embeddings, descriptor = _describe(samples, spec, embed=embed, progress=progress, **policy)
     qidx = np.array([i for i, sid in enumerate(ids) if sid in query_ids], dtype=np.int64)
     res = None
     if len(qidx):
         with progress_bar(len(ids), "dedupe: verifying candidates", progress) as advance:
             res = find_pairs(keys, canvases, qidx, threshold, descriptor=descriptor, mirror=mirror, k=k,
                              index=index, relative=relative, reference=reference_sample(keys), ratio=ratio,
-                             progress=advance)
+                             embeddings=embeddings, progress=advance)
     return ids, keys, res, descriptor.spec
 
 
@@ -233,8 +240,9 @@ def _pixel_pairs(samples, query_ids, threshold, **policy):
     return ids, [(qidx[i], j) for i, j, _ in found]
 
 
-def _describe(samples, spec, *, size, channels, resize, batch_size, progress):
-    """Stream the images batch by batch into keys (n, d) and canvases (n, C, h, h)."""
+def _describe(samples, spec, *, size, channels, resize, batch_size, progress, embed=False):
+    """Stream the images batch by batch into keys (n, d) and canvases (n, C, h, h), and with
+    ``embed`` the copy embeddings (e, em) (n, 128) (else None)."""
     from curate._progress import progress as progress_bar
     from curate.data.loader import iter_batches
     from curate.duplicates import Descriptor
@@ -246,13 +254,20 @@ def _describe(samples, spec, *, size, channels, resize, batch_size, progress):
     descriptor = Descriptor(spec)
     if size is None:  # the descriptor resamples to its working size anyway
         size, resize = (descriptor.spec.work,) * 2, True
-    ids, keys, canvases, failed, held = [], [], [], {}, []
+    ids, keys, canvases, failed, held, emb = [], [], [], {}, [], []
+    if embed:
+        from curate.duplicates.copy_embedding import CopyEmbedding
+
+        embedder = CopyEmbedding()
 
     def describe_held():  # batches gathered into stacks large enough for the descriptor's threads
         if held:
-            kk, cc = descriptor.describe(np.concatenate(held))
+            stack = np.concatenate(held)
+            kk, cc = descriptor.describe(stack)
             keys.append(kk)
             canvases.append(cc)
+            if embed:
+                emb.append(embedder.embed(stack))
             held.clear()
 
     with progress_bar(samples.count(), "dedupe: describing images", progress) as advance:
@@ -267,8 +282,9 @@ def _describe(samples, spec, *, size, channels, resize, batch_size, progress):
         describe_held()
     _refuse_failed(failed)
     if not ids:
-        return [], np.zeros((0, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32), descriptor
-    return ids, np.concatenate(keys), np.concatenate(canvases), descriptor
+        return [], np.zeros((0, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32), None, descriptor
+    embeddings = tuple(np.concatenate(x) for x in zip(*emb)) if embed else None
+    return ids, np.concatenate(keys), np.concatenate(canvases), embeddings, descriptor
 
 
 def _refuse_failed(failed: dict) -> None:

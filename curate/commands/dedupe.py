@@ -42,6 +42,9 @@ def register(subparsers) -> None:
                    help="descriptor: a pair within 1.75x the threshold is also a duplicate when its distance "
                         "is at most this times its images' distance to their 7th nearest candidate "
                         "(negative: the threshold alone)")
+    p.add_argument("--no-embedding", action="store_true",
+                   help="descriptor: the ratio test alone decides its pairs (default: the shipped copy "
+                        "embedding judges them too)")
     p.add_argument("--brain-key", default="dedupe",
                    help="descriptor: brain key of the similarity index ('' = do not store it)")
     p.add_argument("--query-tag", default="",
@@ -69,7 +72,7 @@ def _run(args) -> int:
                            query_tag=args.query_tag or None, keep=args.keep, score_field=args.field,
                            tag=args.tag, grouping=args.grouping, mirror=not args.no_mirror, k=args.k, index=args.index,
                            relative=args.relative if args.relative >= 0 else None,
-                           ratio=args.ratio if args.ratio >= 0 else None,
+                           ratio=args.ratio if args.ratio >= 0 else None, embedding=not args.no_embedding,
                            brain_key=args.brain_key or None, view_name=args.view_name or None,
                            progress=not args.no_progress)
     except ValueError as e:

@@ -30,6 +30,14 @@ DEFAULT_RELATIVE = 0.4
 DEFAULT_RATIO = 0.5
 RATIO_REACH = 1.75
 RATIO_RANK = 7
+#: The learned copy embedding (:mod:`curate.duplicates.copy_embedding`) in the ratio test's
+#: band: a band pair is a duplicate when the ratio test keeps it and its cosine is at least
+#: COSINE_FLOOR, or whatever the test says when its cosine is at least COSINE_HIGH. Chosen on
+#: the tuning half of the labelled real pairs, among 60,000 and 2,662 images (grid: floor
+#: 0-0.7 x high 0.85-0.95; docs/near-duplicates.md). False: the ratio test alone.
+DEFAULT_EMBEDDING = True
+COSINE_FLOOR = 0.7
+COSINE_HIGH = 0.9
 #: Which member of a duplicate group stays untagged: the first in the collection's order
 #: (needs no score: dedupe runs before scoring), or the lowest / highest score.
 KEEP_RULES = ("first", "lowest_score", "highest_score")

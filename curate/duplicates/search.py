@@ -22,6 +22,10 @@
    distances). Images whose own candidates were not searched (``queries`` a subset) are
    searched first, so a pair's background does not depend on which images were queried.
    Not where the cap of step 4 binds (a low-detail collection).
+6. Optionally (``embeddings`` of :mod:`curate.duplicates.copy_embedding`) a learned copy
+   embedding judges the band of step 5 too: a band pair is a duplicate when the ratio test
+   keeps it and its cosine is >= ``cosine_floor``, or when its cosine is >= ``cosine_high``
+   (a copy whose neighbours crowd it, which the ratio test alone refuses).
 
 Cost (n images, q queries, d key dims): the exact search is ``O(q n d)`` time and
 ``O(memory_mb)`` memory; a tree index is built in ``O(n log n)`` and answers each
@@ -39,7 +43,7 @@ import torch
 from curate.duplicates.align import Aligner
 from curate.duplicates.descriptor import Descriptor
 
-from curate.duplicates.choices import INDEXES, RATIO_RANK, RATIO_REACH
+from curate.duplicates.choices import COSINE_FLOOR, COSINE_HIGH, INDEXES, RATIO_RANK, RATIO_REACH
 from curate.duplicates.verify import PairVerifier
 
 
@@ -57,7 +61,8 @@ class PairResult:
     nearest: np.ndarray | None = None  # (q,) each query's smallest candidate distance
     threshold: float | None = None     # the threshold applied (after the background cap)
     background: float | None = None    # the background distance, when measured
-    by_ratio: int = 0                  # pairs beyond the threshold that the ratio test accepted
+    by_ratio: int = 0                  # pairs beyond the threshold accepted (steps 5 and 6)
+    by_embedding: int = 0              # of those, pairs the ratio test alone refused (step 6)
 
 
 def mirror_basis(perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +152,8 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
                descriptor: Descriptor, mirror: bool = True, k: int = 10, index: str = "exact",
                refine: float = 0.15, relative: float | None = None, reference=None, rank: int = 3,
                ratio: float | None = None, reach: float = RATIO_REACH, ratio_rank: int = RATIO_RANK,
-               memory_mb: float = 256.0, progress=None) -> PairResult:
+               embeddings: tuple[np.ndarray, np.ndarray] | None = None, cosine_floor: float = COSINE_FLOOR,
+               cosine_high: float = COSINE_HIGH, memory_mb: float = 256.0, progress=None) -> PairResult:
     """Duplicate pairs among ``n`` images of which ``queries`` (q,) are searched.
 
     keys (n, d) and canvases (n, C, h, h) from :meth:`Descriptor.describe`. Returns every
@@ -167,12 +173,18 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
     collection whose unrelated images come that close (8x8 digits) nothing beyond the
     capped threshold counts.
 
+    With ``embeddings`` (e, em), both (n, dim) from
+    :meth:`curate.duplicates.copy_embedding.CopyEmbedding.embed`, and ``ratio``, the band's
+    pairs are judged by their cosine too (step 6 of the module docstring).
+
     ``progress(n)`` is called as verification advances (in images).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if ratio is not None and not (ratio > 0 and reach >= 1 and ratio_rank >= 1):
         raise ValueError(f"need ratio > 0, reach >= 1, ratio_rank >= 1; got {ratio}, {reach}, {ratio_rank}")
+    if embeddings is not None and not (len(embeddings) == 2 and all(len(x) == len(keys) for x in embeddings)):
+        raise ValueError(f"embeddings must be (e, em), each with one row per key ({len(keys)})")
     run = _Run(keys, canvases, descriptor, mirror, index, -1.0, memory_mb)
     background, requested = None, threshold
     if relative is not None and reference is not None and len(reference):
@@ -204,19 +216,29 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
         if unsearched:
             run.search(np.array(unsearched, dtype=np.int64), k, stop_at=None)
     keep = set(asked_pairs(-np.inf, threshold))
-    by_ratio = 0
+    by_ratio = by_embedding = 0
     if ratio is not None:
-        for a, b in asked_pairs(threshold, upper):
+        band = asked_pairs(threshold, upper)
+        if embeddings is not None:
+            from curate.duplicates.copy_embedding import cosine
+
+            ab = np.array(band, dtype=np.int64).reshape(-1, 2)
+            cos = cosine(*embeddings, ab[:, 0], ab[:, 1])
+        for i, (a, b) in enumerate(band):
             bg = [x for x in (local_background(run.distances_of(a, without=b), ratio_rank),
                               local_background(run.distances_of(b, without=a), ratio_rank)) if x is not None]
-            if bg and run.done[(a, b)] <= ratio * float(np.mean(bg)):
+            yes = bool(bg) and run.done[(a, b)] <= ratio * float(np.mean(bg))  # step 5
+            if embeddings is not None:  # step 6
+                by_embedding += not yes and cos[i] >= cosine_high
+                yes = (yes and cos[i] >= cosine_floor) or cos[i] >= cosine_high
+            if yes:
                 keep.add((a, b))
                 by_ratio += 1
     keep = sorted(keep)
     pairs = np.array(keep, dtype=np.int64).reshape(-1, 2)
     nearest = np.array([run.distances_of(q).min(initial=np.inf) for q in queries.tolist()])
     return PairResult(pairs, np.array([run.done[p] for p in keep], dtype=np.float64), len(run.done),
-                      run.rounds, run.timings, nearest, threshold, background, by_ratio)
+                      run.rounds, run.timings, nearest, threshold, background, by_ratio, by_embedding)
 
 
 def local_background(distances: np.ndarray, rank: int) -> float | None:

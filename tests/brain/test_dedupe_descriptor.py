@@ -181,3 +181,56 @@ def test_unreadable_image_is_refused_and_nothing_is_written(fo, photos_ds, tmp_p
         with pytest.raises(ValueError, match=msg):
             dedupe(ds.limit(30), query_tag=None, **kw)
     assert ds.list_brain_runs() == []
+
+
+@pytest.fixture
+def series_ds(fo, tmp_path, request):
+    """20 photos, 14 realistic copies of photo 0 (a crowd, which the ratio test distrusts)
+    and one of each of photos 1-4; field ``source``: the photo each image shows."""
+    photos = E.natural_like(20, seed=3)
+    rng = np.random.default_rng(0)
+    sources = list(range(20)) + [0] * 14 + [1, 2, 3, 4]
+    images = list(photos) + [E.apply_real(photos[s], E.draw_real(rng)) for s in sources[20:]]
+    samples = []
+    for i, (im, s) in enumerate(zip(images, sources)):
+        path = tmp_path / f"s{i:02d}.png"
+        Image.fromarray(im).save(path)
+        samples.append(fo.Sample(filepath=str(path), item=i, source=s))
+    name = "dd-" + request.node.name[:50]
+    ds = fo.Dataset(name, overwrite=True)
+    ds.add_samples(samples, progress=False)
+    yield ds
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+
+
+def test_the_copy_embedding_judges_the_ratio_band(series_ds):
+    """dedupe's default embeds the images with the shipped copy embedding (step 6 of
+    curate.duplicates.search): its groups are those of find_pairs with the embeddings computed
+    apart, and embedding=False those without. At threshold 0.1 the embedding accepts copies of
+    photo 0 that the ratio test refused in their crowd: the group of photo 0 grows, and no
+    group mixes two photos (the known answer: ``source``)."""
+    from curate.data.loader import load_images
+    from curate.duplicates import find_pairs
+    from curate.duplicates.copy_embedding import CopyEmbedding
+    from curate.duplicates.grouping import anchored_groups
+    from curate.duplicates.search import reference_sample
+
+    ds = series_ds
+    ids, images, _ = load_images(ds, size=(32, 32), resize=True, num_workers=0)
+    keys, canvases = Descriptor().describe(images.numpy())
+    item = dict(zip(*ds.values(["id", "item"])))
+    source = dict(zip(*ds.values(["item", "source"])))
+    got = {}
+    for embedding in (True, False):
+        groups = _items(ds, dedupe(ds, query_tag=None, threshold=0.1, embedding=embedding))
+        res = find_pairs(keys, canvases, np.arange(len(ids)), 0.1, descriptor=Descriptor(),
+                         relative=0.4, reference=reference_sample(keys), ratio=0.5,
+                         embeddings=CopyEmbedding().embed(images.numpy()) if embedding else None)
+        want = sorted(anchored_groups(len(ids), res.pairs.tolist()), key=min)
+        assert groups == [[item[ids[i]] for i in g] for g in want]
+        assert all(len({source[m] for m in g}) == 1 for g in groups)
+        got[embedding] = groups
+        assert ds.get_brain_info("dedupe").config.curate_dedupe["embedding"] is embedding
+    size_of_0 = {e: max(len(g) for g in got[e] if 0 in g) for e in got}
+    assert size_of_0[True] > size_of_0[False]
