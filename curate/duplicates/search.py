@@ -229,8 +229,8 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
                               local_background(run.distances_of(b, without=a), ratio_rank)) if x is not None]
             yes = bool(bg) and run.done[(a, b)] <= ratio * float(np.mean(bg))  # step 5
             if embeddings is not None:  # step 6
-                by_embedding += not yes and cos[i] >= cosine_high
-                yes = (yes and cos[i] >= cosine_floor) or cos[i] >= cosine_high
+                by_embedding += int(not yes and cos[i] >= cosine_high)
+                yes = bool((yes and cos[i] >= cosine_floor) or cos[i] >= cosine_high)
             if yes:
                 keep.add((a, b))
                 by_ratio += 1
