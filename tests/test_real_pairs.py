@@ -30,6 +30,29 @@ def test_the_shipped_csv_is_well_formed():
     assert (lab == 1).sum() >= 300 and (lab == 0).sum() >= 300
 
 
+def test_the_fresh_reporting_set_is_apart_from_the_labelled_pairs():
+    """cifar10_pairs_fresh.csv: well formed, every row 'reporting', no image shared with the
+    first set (whose image series were excluded before sampling), both labels present."""
+    with open(R.DATA_FRESH, newline="") as f:
+        assert tuple(csv.DictReader(f).fieldnames) == R.COLUMNS
+    fresh, first = R.load_pairs(R.DATA_FRESH), R.load_pairs()
+    assert {r["half"] for r in fresh} == {"reporting"}
+    assert not {g for r in fresh for g in (r["a"], r["b"])} & {g for r in first for g in (r["a"], r["b"])}
+    lab = np.array([r["label"] for r in fresh])
+    assert (lab == 1).sum() >= 200 and (lab == 0).sum() >= 100
+    pairs = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in fresh}
+    assert len(pairs) == len(fresh)
+
+
+def test_fresh_exclusion_takes_whole_series():
+    """Images joined to a labelled image by candidates within reach (a chain) are excluded;
+    a pair farther than reach does not join."""
+    cands = [{"a": 1, "b": 2, "distance": 0.1}, {"a": 2, "b": 3, "distance": 0.3},
+             {"a": 3, "b": 4, "distance": 0.5}, {"a": 5, "b": 6, "distance": 0.05}]
+    assert R.fresh_exclusion(cands, [{"a": 1, "b": 9}]) == {1, 2, 3, 9}
+    assert R.fresh_exclusion(cands, [{"a": 6, "b": 7}]) == {5, 6, 7}
+
+
 def test_halves_share_no_image():
     rows = R.load_pairs()
     half_of_image = {}

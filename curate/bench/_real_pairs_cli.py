@@ -18,6 +18,9 @@ def parse_args(argv=None):
     p.add_argument("--half", choices=("tuning", "reporting"), default="tuning")
     p.add_argument("--seed", type=int, default=0, help="grids: seed of the judging sample")
     p.add_argument("--fit", action="store_true", help="measure, planted: also fit the edits")
+    p.add_argument("--fresh", action="store_true",
+                   help="grids, collect: a fresh reporting set apart from the labelled pairs' image series "
+                        "(DIR/grids_fresh -> cifar10_pairs_fresh.csv, every row 'reporting'); measure: judge on it")
     p.add_argument("--copies", type=int, default=200, help="planted: copies of training images 40,000..")
     p.add_argument("--collection", type=int, default=0,
                    help="measure: the end-to-end search among the half's images plus this many others drawn "
@@ -41,8 +44,12 @@ def main(argv=None) -> None:
         print(M.mine(a.cifar_root, a.out))
     elif a.step == "grids":
         images = M.load_all(a.cifar_root, a.out)
-        sample = R.judging_sample(a.out / "candidates.csv", a.seed)
-        for p in R.write_grids(images, sample, a.out / "grids"):
+        if a.fresh:  # apart from the labelled pairs' image series, half the bins
+            exclude = R.fresh_exclusion(R.read_candidates(a.out / "candidates.csv"), R.load_pairs(R.DATA))
+            sample = R.judging_sample(a.out / "candidates.csv", a.seed, R.BINS_FRESH, exclude)
+        else:
+            sample = R.judging_sample(a.out / "candidates.csv", a.seed)
+        for p in R.write_grids(images, sample, a.out / ("grids_fresh" if a.fresh else "grids")):
             print(p)
     elif a.step == "embedding":
         from curate.bench._copy_embedding import measure as embedding
@@ -53,16 +60,17 @@ def main(argv=None) -> None:
 
         print(json.dumps(measure_combined(a.cifar_root, a.out, a.edits, a.steps, a.half, a.collection, GRID), indent=1))
     elif a.step == "collect":
-        rows = R.collect(a.out / "grids")
-        path = a.pairs or R.DATA
+        rows = R.collect(a.out / ("grids_fresh" if a.fresh else "grids"), "reporting" if a.fresh else None)
+        path = a.pairs or (R.DATA_FRESH if a.fresh else R.DATA)
         R.write_pairs(rows, path)
         print(json.dumps(counts(R.load_pairs(path)), indent=1))
     else:  # results also as a file: the progress bars share stdout
         if a.step == "planted":
             res, name = planted(a.cifar_root, a.out, a.copies, a.seed, a.fit), f"planted_seed{a.seed}.json"
         else:
-            res = measure(a.cifar_root, a.out, a.pairs or R.DATA, a.half, a.fit, a.collection)
-            name = f"measure_{a.half}.json" if not a.collection else f"measure_{a.half}_n{a.collection}.json"
+            res = measure(a.cifar_root, a.out, a.pairs or (R.DATA_FRESH if a.fresh else R.DATA), a.half, a.fit,
+                          a.collection)
+            name = f"measure_{'fresh' if a.fresh else a.half}{f'_n{a.collection}' if a.collection else ''}.json"
         (a.out / name).write_text(json.dumps(res, indent=1))
         print(json.dumps(res, indent=1))
 
@@ -122,7 +130,8 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
         idx = np.nonzero(pick)[0][np.argsort(d[pick])]
         if len(idx):
             suffix = f"_n{collection}" if collection else ""
-            R.render_grid(images, [rows[i] for i in idx], out / f"{name}_{half}{suffix}.png", 0)
+            tag = "fresh" if Path(pairs) == R.DATA_FRESH else half
+            R.render_grid(images, [rows[i] for i in idx], out / f"{name}_{tag}{suffix}.png", 0)
             res[name] = [(f"{rows[i]['split_a']}:{rows[i]['index_a']}", f"{rows[i]['split_b']}:{rows[i]['index_b']}",
                           round(float(d[i]), 4)) for i in idx]
     if fit:

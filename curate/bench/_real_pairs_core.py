@@ -12,11 +12,16 @@ import numpy as np
 from curate.bench._real_pairs_mine import TRAIN, global_row, split_index
 
 DATA = Path(__file__).resolve().parent / "data" / "cifar10_pairs.csv"
+#: A second, fresh reporting set: judged after every setting was chosen, of images apart from
+#: DATA's image series (:func:`fresh_exclusion`); every row's half is "reporting".
+DATA_FRESH = Path(__file__).resolve().parent / "data" / "cifar10_pairs_fresh.csv"
 COLUMNS = ("split_a", "index_a", "split_b", "index_b", "label", "half", "kind")
 HALVES = ("tuning", "reporting")
 #: distance bins of the judging sample: (low, high, pairs per kind); the last bin holds
 #: only each image's nearest candidates (look-alikes the verification rejects)
 BINS = ((0.0, 0.1, 80), (0.1, 0.2, 110), (0.2, 0.3, 110), (0.3, 0.4, 80), (0.4, 0.6, 60))
+#: the fresh set's bins: half of each
+BINS_FRESH = tuple((lo, hi, n // 2) for lo, hi, n in BINS)
 
 
 # ------------------------------------------------------------------ the pair list ---
@@ -170,15 +175,32 @@ def decided(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw) -> t
 
 # ------------------------------------------------------------------ the grids ---
 
-def judging_sample(candidates: Path, seed: int = 0, bins=BINS) -> list[dict]:
-    """Candidates to judge: per kind and distance bin, a seeded sample (bin sizes in BINS);
-    the last bin only from each image's nearest key or thumbnail neighbour."""
+def read_candidates(candidates: Path) -> list[dict]:
+    """The rows of ``mine``'s candidates.csv with global rows ``a``, ``b`` and a float distance."""
     rows = []
     with open(candidates, newline="") as f:
         for r in csv.DictReader(f):
             r["a"], r["b"] = global_row(r["split_a"], r["index_a"]), global_row(r["split_b"], r["index_b"])
             r["distance"] = float(r["distance"])
             rows.append(r)
+    return rows
+
+
+def fresh_exclusion(candidates: list[dict], labelled: list[dict], reach: float = 0.35) -> set[int]:
+    """Images a fresh set must not touch: those of every component of the candidate pairs
+    within ``reach`` (the ratio test's band end) that holds an already labelled image, so a
+    fresh pair shares no image series with the labelled ones."""
+    comp = components([(r["a"], r["b"]) for r in candidates if r["distance"] <= reach])
+    seen = {g for r in labelled for g in (r["a"], r["b"])}
+    bad = {comp[g] for g in seen if g in comp}
+    return seen | {g for g, c in comp.items() if c in bad}
+
+
+def judging_sample(candidates: Path, seed: int = 0, bins=BINS, exclude: set[int] = frozenset()) -> list[dict]:
+    """Candidates to judge: per kind and distance bin, a seeded sample (bin sizes in BINS);
+    the last bin only from each image's nearest key or thumbnail neighbour; no pair with an
+    image in ``exclude``."""
+    rows = [r for r in read_candidates(candidates) if r["a"] not in exclude and r["b"] not in exclude]
     rng = np.random.default_rng(seed)
     out = []
     for kind in ("test-train", "train-train"):
@@ -228,8 +250,9 @@ def write_grids(images: np.ndarray, sample: list[dict], folder: Path, per: int =
     return paths
 
 
-def collect(folder: Path) -> list[dict]:
-    """Judged batch CSVs -> rows (a, b, label 1/0/-1 for unsure), halves assigned."""
+def collect(folder: Path, half: str | None = None) -> list[dict]:
+    """Judged batch CSVs -> rows (a, b, label 1/0/-1 for unsure), halves assigned (by image
+    series; ``half``: every row in that one)."""
     rows = []
     for p in sorted(folder.glob("batch_*.csv")):
         with open(p, newline="") as f:
@@ -239,4 +262,8 @@ def collect(folder: Path) -> list[dict]:
                     continue
                 rows.append({"a": global_row(r["split_a"], r["index_a"]), "b": global_row(r["split_b"], r["index_b"]),
                              "label": {"1": 1, "0": 0}.get(lab, -1)})
+    if half is not None:
+        if half not in HALVES:
+            raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+        return [{**r, "half": half} for r in rows]
     return assign_halves(rows)

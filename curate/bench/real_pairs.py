@@ -14,8 +14,12 @@ and how well a pair decision separates them.
     recall / pair precision of today's default decision and the distances per label,
     and the edits fitted on the positive pairs (:mod:`curate.bench._real_pairs_fit`);
 ``python -m curate.bench.real_pairs embedding --cifar-root ... --out DIR [--edits strong]``
-    a learned copy-detection embedding against the aligned distance on one half
-    (:mod:`curate.bench._copy_embedding`; measured, not shipped).
+    trains the learned copy-detection embedding and measures it against the aligned distance
+    on one half (:mod:`curate.bench._copy_embedding`; ``--edits strong --steps 3000`` wrote the
+    weights dedupe ships, :mod:`curate.duplicates.copy_embedding`);
+``grids --fresh`` / ``collect --fresh`` / ``measure --fresh``
+    a second reporting set, judged after every setting was chosen, apart from the first
+    set's image series -> ``curate/bench/data/cifar10_pairs_fresh.csv``.
 
 The shipped CSV has columns ``split_a,index_a,split_b,index_b,label,half,kind`` (official
 indices; label 1 = the same shot, 0 = a different shot the distance ranks close; half
@@ -23,13 +27,14 @@ indices; label 1 = the same shot, 0 = a different shot the distance ranks close;
 """
 from __future__ import annotations
 
-from curate.bench._real_pairs_core import (BINS, COLUMNS, DATA, HALVES, aligned, assign_halves, best_threshold,
-                                           collect, components, distribution, evaluate, half_of, judging_sample,
-                                           load_pairs, render_grid, write_grids, write_pairs)
+from curate.bench._real_pairs_core import (BINS, BINS_FRESH, COLUMNS, DATA, DATA_FRESH, HALVES, aligned,
+                                           assign_halves, best_threshold, collect, components, distribution,
+                                           evaluate, fresh_exclusion, half_of, judging_sample, load_pairs,
+                                           read_candidates, render_grid, write_grids, write_pairs)
 
-__all__ = ["DATA", "COLUMNS", "HALVES", "BINS", "load_pairs", "components", "half_of", "assign_halves",
-           "write_pairs", "evaluate", "distribution", "best_threshold", "aligned", "judging_sample",
-           "render_grid", "write_grids", "collect"]
+__all__ = ["DATA", "DATA_FRESH", "COLUMNS", "HALVES", "BINS", "BINS_FRESH", "load_pairs", "components", "half_of",
+           "assign_halves", "write_pairs", "evaluate", "distribution", "best_threshold", "aligned",
+           "read_candidates", "fresh_exclusion", "judging_sample", "render_grid", "write_grids", "collect"]
 
 
 def main(argv=None) -> None:
