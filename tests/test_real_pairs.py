@@ -134,3 +134,23 @@ def test_copy_embedding_training_is_seeded_and_mirror_aware():
     ec, _ = C.embed(nets[0], copies)
     top1 = (ec @ e.T).argmax(1) == np.arange(100)
     assert top1.mean() > 0.5
+
+
+def test_pool_weights_stand_for_the_bins_pools():
+    """A labelled pair of a bin stands for (bin's pool) / (bin's labelled pairs) candidate
+    pairs; the last bin's pool holds only nearest-neighbour pairs; excluded images leave
+    the pool. The weighted recall is then the pool's, by hand."""
+    bins = ((0.0, 0.1, 1), (0.1, 0.6, 1))
+
+    def cand(a, b, d, near="1"):
+        return {"a": a, "b": b, "kind": "train-train", "distance": d, "key_rank": near, "thumb_rank": "-1"}
+
+    cands = [cand(1, 2, 0.05), cand(3, 4, 0.06), cand(5, 6, 0.07), cand(7, 8, 0.3, "0"), cand(9, 10, 0.3),
+             cand(11, 12, 0.4, "0")]
+    rows = [{"a": 2, "b": 1}, {"a": 7, "b": 8}]
+    np.testing.assert_allclose(R.pool_weights(rows, cands, bins), [3.0, 2.0])  # 9-10 is not nearest
+    np.testing.assert_allclose(R.pool_weights(rows, cands, bins, exclude={5}), [2.0, 2.0])
+    e = R.evaluate_weighted([True, False], [1, 1], [3.0, 2.0])
+    assert e["recall"] == pytest.approx(0.6) and e["precision"] == 1.0
+    e = R.evaluate_weighted([True, True], [1, 0], [3.0, 2.0])
+    assert e["recall"] == 1.0 and e["precision"] == pytest.approx(0.6)

@@ -125,6 +125,13 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
                          "threshold_only": {**R.evaluate_hits(hit0, y), **info0},
                          "per_kind": {k: R.evaluate_hits(hit[m], y[m]) for k in ("test-train", "train-train")
                                       for m in [np.array([r["kind"] == k for r in rows])]}}
+    if (out / "candidates.csv").is_file():  # the mining's pool: estimates over it, not the sample
+        fresh = Path(pairs) == R.DATA_FRESH
+        cands = R.read_candidates(out / "candidates.csv")
+        w = R.pool_weights(rows, cands, R.BINS_FRESH if fresh else R.BINS,
+                           R.fresh_exclusion(cands, R.load_pairs(R.DATA)) if fresh else frozenset())
+        res["end_to_end"]["pool_weighted"] = {k: R.evaluate_weighted(h, y, w) for k, h in
+                                              (("default", hit), ("ratio_test_alone", hit1), ("threshold_only", hit0))}
     # what the shipped decision gets wrong, for a person to look at (distance order)
     for name, pick in (("misses", (y == 1) & ~hit), ("false_hits", (y == 0) & hit)):
         idx = np.nonzero(pick)[0][np.argsort(d[pick])]

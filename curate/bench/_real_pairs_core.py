@@ -196,6 +196,44 @@ def fresh_exclusion(candidates: list[dict], labelled: list[dict], reach: float =
     return seen | {g for g, c in comp.items() if c in bad}
 
 
+def in_bin(r: dict, i: int, bins=BINS) -> bool:
+    """Whether candidate row ``r`` belongs to the judging pool of distance bin ``i``: the last
+    bin only from each image's nearest key or thumbnail neighbour."""
+    lo, hi, _ = bins[i]
+    return lo <= r["distance"] < hi and (i < len(bins) - 1 or r["key_rank"] == "0" or r["thumb_rank"] == "0")
+
+
+def pool_weights(rows: list[dict], candidates: list[dict], bins=BINS, exclude: set[int] = frozenset()) -> np.ndarray:
+    """(len(rows),) Horvitz-Thompson weights of labelled pairs drawn by :func:`judging_sample`:
+    a pair of kind k in distance bin b stands for N_kb / n_kb candidate pairs (N: the bin's
+    pool, ``exclude`` applied; n: its labelled pairs, unsure ones gone). With them, recall and
+    precision estimate those over the whole candidate pool -- CIFAR-10's own mix of easy and
+    hard pairs -- instead of the sample's, whose bins were drawn at fixed sizes."""
+    mined = {(min(r["a"], r["b"]), max(r["a"], r["b"])): r for r in candidates}
+    pool: dict = {}
+    for r in candidates:
+        if r["a"] in exclude or r["b"] in exclude:
+            continue
+        for i in range(len(bins)):
+            if in_bin(r, i, bins):
+                pool[(r["kind"], i)] = pool.get((r["kind"], i), 0) + 1
+    cell = []
+    for r in rows:
+        m = mined[(min(r["a"], r["b"]), max(r["a"], r["b"]))]
+        cell.append((m["kind"], next(i for i in range(len(bins)) if in_bin(m, i, bins))))
+    n = {c: cell.count(c) for c in set(cell)}
+    return np.array([pool[c] / n[c] for c in cell], dtype=np.float64)
+
+
+def evaluate_weighted(hit, labels, weights) -> dict:
+    """Recall / precision of a yes/no decision with each labelled pair weighted
+    (:func:`pool_weights`): estimates over the population the sample was drawn from."""
+    h, y, w = np.asarray(hit, bool), np.asarray(labels), np.asarray(weights, dtype=np.float64)
+    tp, fp, pos = float(w[h & (y == 1)].sum()), float(w[h & (y == 0)].sum()), float(w[y == 1].sum())
+    return {"positives": pos, "tp": tp, "fp": fp, "recall": tp / pos if pos else float("nan"),
+            "precision": tp / (tp + fp) if tp + fp else float("nan")}
+
+
 def judging_sample(candidates: Path, seed: int = 0, bins=BINS, exclude: set[int] = frozenset()) -> list[dict]:
     """Candidates to judge: per kind and distance bin, a seeded sample (bin sizes in BINS);
     the last bin only from each image's nearest key or thumbnail neighbour; no pair with an
@@ -205,8 +243,7 @@ def judging_sample(candidates: Path, seed: int = 0, bins=BINS, exclude: set[int]
     out = []
     for kind in ("test-train", "train-train"):
         for i, (lo, hi, n) in enumerate(bins):
-            pool = [r for r in rows if r["kind"] == kind and lo <= r["distance"] < hi
-                    and (i < len(bins) - 1 or r["key_rank"] == "0" or r["thumb_rank"] == "0")]
+            pool = [r for r in rows if r["kind"] == kind and in_bin(r, i, bins)]
             take = rng.choice(len(pool), min(n, len(pool)), replace=False) if pool else []
             out += [pool[j] for j in sorted(take)]
     order = rng.permutation(len(out))  # batches mix bins, so no batch reads as 'all yes'
