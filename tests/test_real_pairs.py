@@ -154,3 +154,19 @@ def test_pool_weights_stand_for_the_bins_pools():
     assert e["recall"] == pytest.approx(0.6) and e["precision"] == 1.0
     e = R.evaluate_weighted([True, True], [1, 0], [3.0, 2.0])
     assert e["recall"] == 1.0 and e["precision"] == pytest.approx(0.6)
+
+
+def test_weighted_interval_holds_the_estimate_and_is_exact_when_a_cell_is_uniform():
+    """A cell whose pairs all agree resamples to itself: with every cell uniform the
+    interval collapses onto the estimate; with a mixed cell it covers it."""
+    cells = [("k", 0)] * 3 + [("k", 1)] * 2
+    w = np.array([1.0, 1.0, 1.0, 10.0, 10.0])
+    y = np.array([1, 1, 1, 1, 1])
+    hit = np.array([True, True, True, False, False])
+    e = R.evaluate_weighted(hit, y, w)
+    ci = R.weighted_interval(hit, y, cells, w, boot=200)
+    assert e["recall"] == pytest.approx(3 / 23) and ci["recall_ci"] == pytest.approx([3 / 23, 3 / 23])
+    hit[4] = True
+    ci = R.weighted_interval(hit, y, cells, w, boot=500)
+    e = R.evaluate_weighted(hit, y, w)
+    assert ci["recall_ci"][0] < e["recall"] < ci["recall_ci"][1]

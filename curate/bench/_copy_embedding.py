@@ -19,10 +19,9 @@ image and its edited copies land close and every other image (look-alikes includ
 4. combined (:func:`combined`): the shipped decision with the cosine inside the ratio
    test's band, end to end, over a grid of rules.
 
-It is a measurement, not a shipped decision: it separates same-shot pairs from look-alikes
-in the band far better than the aligned distance, but the combined decision still misses the
-target on the reporting half (docs/near-duplicates.md), so nothing in
-:mod:`curate.duplicates` uses it. Weights are written as safetensors.
+``--edits strong --steps 3000`` wrote the weights that :func:`curate.brain.dedupe` ships
+(:mod:`curate.duplicates.copy_embedding`, which holds the network and its input path; this
+module only trains and measures). Weights are written as safetensors.
 """
 from __future__ import annotations
 

@@ -128,10 +128,12 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
     if (out / "candidates.csv").is_file():  # the mining's pool: estimates over it, not the sample
         fresh = Path(pairs) == R.DATA_FRESH
         cands = R.read_candidates(out / "candidates.csv")
-        w = R.pool_weights(rows, cands, R.BINS_FRESH if fresh else R.BINS,
-                           R.fresh_exclusion(cands, R.load_pairs(R.DATA)) if fresh else frozenset())
-        res["end_to_end"]["pool_weighted"] = {k: R.evaluate_weighted(h, y, w) for k, h in
-                                              (("default", hit), ("ratio_test_alone", hit1), ("threshold_only", hit0))}
+        bins, exclude = (R.BINS_FRESH, R.fresh_exclusion(cands, R.load_pairs(R.DATA))) if fresh else (R.BINS, set())
+        w = R.pool_weights(rows, cands, bins, exclude)
+        cells, _ = R.pool_cells(rows, cands, bins, exclude)
+        res["end_to_end"]["pool_weighted"] = {
+            k: {**R.evaluate_weighted(h, y, w), **R.weighted_interval(h, y, cells, w)}
+            for k, h in (("default", hit), ("ratio_test_alone", hit1), ("threshold_only", hit0))}
     # what the shipped decision gets wrong, for a person to look at (distance order)
     for name, pick in (("misses", (y == 1) & ~hit), ("false_hits", (y == 0) & hit)):
         idx = np.nonzero(pick)[0][np.argsort(d[pick])]

@@ -203,12 +203,10 @@ def in_bin(r: dict, i: int, bins=BINS) -> bool:
     return lo <= r["distance"] < hi and (i < len(bins) - 1 or r["key_rank"] == "0" or r["thumb_rank"] == "0")
 
 
-def pool_weights(rows: list[dict], candidates: list[dict], bins=BINS, exclude: set[int] = frozenset()) -> np.ndarray:
-    """(len(rows),) Horvitz-Thompson weights of labelled pairs drawn by :func:`judging_sample`:
-    a pair of kind k in distance bin b stands for N_kb / n_kb candidate pairs (N: the bin's
-    pool, ``exclude`` applied; n: its labelled pairs, unsure ones gone). With them, recall and
-    precision estimate those over the whole candidate pool -- CIFAR-10's own mix of easy and
-    hard pairs -- instead of the sample's, whose bins were drawn at fixed sizes."""
+def pool_cells(rows: list[dict], candidates: list[dict], bins=BINS,
+               exclude: set[int] = frozenset()) -> tuple[list[tuple[str, int]], dict]:
+    """Each labelled pair's (kind, distance bin) of :func:`judging_sample`, by its mined
+    distance, and each cell's pool size (candidate pairs in it, ``exclude`` applied)."""
     mined = {(min(r["a"], r["b"]), max(r["a"], r["b"])): r for r in candidates}
     pool: dict = {}
     for r in candidates:
@@ -217,12 +215,41 @@ def pool_weights(rows: list[dict], candidates: list[dict], bins=BINS, exclude: s
         for i in range(len(bins)):
             if in_bin(r, i, bins):
                 pool[(r["kind"], i)] = pool.get((r["kind"], i), 0) + 1
-    cell = []
+    cells = []
     for r in rows:
         m = mined[(min(r["a"], r["b"]), max(r["a"], r["b"]))]
-        cell.append((m["kind"], next(i for i in range(len(bins)) if in_bin(m, i, bins))))
-    n = {c: cell.count(c) for c in set(cell)}
-    return np.array([pool[c] / n[c] for c in cell], dtype=np.float64)
+        cells.append((m["kind"], next(i for i in range(len(bins)) if in_bin(m, i, bins))))
+    return cells, pool
+
+
+def pool_weights(rows: list[dict], candidates: list[dict], bins=BINS, exclude: set[int] = frozenset()) -> np.ndarray:
+    """(len(rows),) Horvitz-Thompson weights of labelled pairs drawn by :func:`judging_sample`:
+    a pair of kind k in distance bin b stands for N_kb / n_kb candidate pairs (N: the bin's
+    pool, ``exclude`` applied; n: its labelled pairs, unsure ones gone). With them, recall and
+    precision estimate those over the whole candidate pool -- CIFAR-10's own mix of easy and
+    hard pairs -- instead of the sample's, whose bins were drawn at fixed sizes."""
+    cells, pool = pool_cells(rows, candidates, bins, exclude)
+    n = {c: cells.count(c) for c in set(cells)}
+    return np.array([pool[c] / n[c] for c in cells], dtype=np.float64)
+
+
+def weighted_interval(hit, labels, cells, weights, boot: int = 2000, seed: int = 0) -> dict:
+    """95 % intervals of :func:`evaluate_weighted`'s recall and precision: a stratified
+    bootstrap (labelled pairs resampled within each cell, whose weight stays N / n)."""
+    h, y, w = np.asarray(hit, bool), np.asarray(labels), np.asarray(weights, dtype=np.float64)
+    groups = {}
+    for i, c in enumerate(cells):
+        groups.setdefault(c, []).append(i)
+    groups = [np.array(g) for g in groups.values()]
+    rng = np.random.default_rng(seed)
+    rec, prec = [], []
+    for _ in range(boot):
+        idx = np.concatenate([rng.choice(g, len(g)) for g in groups])
+        e = evaluate_weighted(h[idx], y[idx], w[idx])
+        rec.append(e["recall"])
+        prec.append(e["precision"])
+    return {"recall_ci": [float(np.nanpercentile(rec, 2.5)), float(np.nanpercentile(rec, 97.5))],
+            "precision_ci": [float(np.nanpercentile(prec, 2.5)), float(np.nanpercentile(prec, 97.5))]}
 
 
 def evaluate_weighted(hit, labels, weights) -> dict:

@@ -30,12 +30,13 @@ from __future__ import annotations
 from curate.bench._real_pairs_core import (BINS, BINS_FRESH, COLUMNS, DATA, DATA_FRESH, HALVES, aligned,
                                            assign_halves, best_threshold, collect, components, distribution,
                                            evaluate, evaluate_weighted, fresh_exclusion, half_of, in_bin,
-                                           judging_sample, load_pairs, pool_weights, read_candidates, render_grid,
-                                           write_grids, write_pairs)
+                                           judging_sample, load_pairs, pool_cells, pool_weights, read_candidates,
+                                           render_grid, weighted_interval, write_grids, write_pairs)
 
 __all__ = ["DATA", "DATA_FRESH", "COLUMNS", "HALVES", "BINS", "BINS_FRESH", "load_pairs", "components", "half_of",
            "assign_halves", "write_pairs", "evaluate", "distribution", "best_threshold", "aligned",
-           "read_candidates", "fresh_exclusion", "in_bin", "pool_weights", "evaluate_weighted", "judging_sample", "render_grid", "write_grids", "collect"]
+           "read_candidates", "fresh_exclusion", "in_bin", "pool_cells", "pool_weights", "evaluate_weighted",
+           "weighted_interval", "judging_sample", "render_grid", "write_grids", "collect"]
 
 
 def main(argv=None) -> None:
