@@ -80,18 +80,9 @@ class CopyEmbedding:
 
     def _input(self, images) -> torch.Tensor:
         """(n, C, H, W) in [-1, 1], C = 1 or 3 -> (n, 3, 32, 32) on [0, 1]."""
-        from curate.duplicates.descriptor import resample_matrix
+        from curate.duplicates.descriptor import resampled
 
-        x = np.asarray(images)
-        if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f"images must be (n, C, H, W) with C = 1 or 3, got shape {x.shape}")
-        x = (x.astype(np.float32) + 1) / 2
-        h, w = x.shape[2:]
-        if (h, w) != (SIDE, SIDE):
-            ry = self._resample.setdefault(h, resample_matrix(h, SIDE).astype(np.float32))
-            rx = self._resample.setdefault(w, resample_matrix(w, SIDE).astype(np.float32))
-            x = ry @ x @ rx.T
-        t = torch.from_numpy(np.ascontiguousarray(x))
+        t = torch.from_numpy(np.ascontiguousarray(resampled(images, SIDE, self._resample, np.float32)))
         return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t
 
     def embed(self, images, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:

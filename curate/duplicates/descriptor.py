@@ -113,19 +113,26 @@ def cell_centres(n: int, k: int) -> np.ndarray:
     return (np.arange(k) + 0.5) * n / k - 0.5
 
 
-def to_work(images, work: int, cache: dict | None = None) -> np.ndarray:
-    """(n, C, H, W) in [-1, 1], C = 1 or 3 -> (n, C, work, work) float64 on [0, 1],
-    colour as (Y, Cb, Cr) (ITU-R 601; Cb, Cr centred on 0)."""
+def resampled(images, side: int, cache: dict | None = None, dtype=np.float64) -> np.ndarray:
+    """(n, C, H, W) in [-1, 1], C = 1 or 3 -> (n, C, side, side) on [0, 1], resampled by
+    :func:`resample_matrix` (``cache``: its matrices, kept between calls)."""
     x = np.asarray(images)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"images must be (n, C, H, W) with C = 1 or 3, got shape {x.shape}")
-    x = (x.astype(np.float64) + 1.0) / 2.0
+    x = (x.astype(dtype) + 1.0) / 2.0
     h, w = x.shape[2:]
-    if (h, w) != (work, work):
+    if (h, w) != (side, side):
         cache = {} if cache is None else cache
-        ry = cache.setdefault(h, resample_matrix(h, work))
-        rx = cache.setdefault(w, resample_matrix(w, work))
+        ry = cache.setdefault((h, side, dtype), resample_matrix(h, side).astype(dtype))
+        rx = cache.setdefault((w, side, dtype), resample_matrix(w, side).astype(dtype))
         x = ry @ x @ rx.T
+    return x
+
+
+def to_work(images, work: int, cache: dict | None = None) -> np.ndarray:
+    """(n, C, H, W) in [-1, 1], C = 1 or 3 -> (n, C, work, work) float64 on [0, 1],
+    colour as (Y, Cb, Cr) (ITU-R 601; Cb, Cr centred on 0)."""
+    x = resampled(images, work, cache)
     if x.shape[1] == 3:
         r, g, b = x[:, 0], x[:, 1], x[:, 2]
         x = np.stack([0.299 * r + 0.587 * g + 0.114 * b,

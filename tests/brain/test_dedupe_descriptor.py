@@ -21,16 +21,19 @@ def photos_ds(fo, tmp_path, request):
     sample field ``item``: 0..29 photos, 30 + j the copy of photo j; ``volume_growth``
     = a known score."""
     photos = E.natural_like(30, seed=21)
+    images = list(photos) + [E.apply(photos[j], kind, params) for j, (kind, params) in enumerate(EDITS)]
+    fields = [{"item": i, "volume_growth": float((7 * i) % 30) if i < 30 else 100.0 + i - 30}
+              for i in range(len(images))]
+    yield from _png_dataset(fo, tmp_path, "dd-" + request.node.name[:50], images, fields)
+
+
+def _png_dataset(fo, folder, name: str, images, fields):
+    """A dataset of the images written as PNG, sample i with ``fields[i]``; deleted after."""
     samples = []
-    for i, p in enumerate(photos):
-        path = tmp_path / f"p{i:02d}.png"
-        Image.fromarray(p).save(path)
-        samples.append(fo.Sample(filepath=str(path), item=i, volume_growth=float((7 * i) % 30)))
-    for j, (kind, params) in enumerate(EDITS):
-        path = tmp_path / f"c{j:02d}.png"
-        Image.fromarray(E.apply(photos[j], kind, params)).save(path)
-        samples.append(fo.Sample(filepath=str(path), item=30 + j, volume_growth=100.0 + j))
-    name = "dd-" + request.node.name[:50]
+    for i, (im, f) in enumerate(zip(images, fields)):
+        path = folder / f"im{i:02d}.png"
+        Image.fromarray(im).save(path)
+        samples.append(fo.Sample(filepath=str(path), **f))
     ds = fo.Dataset(name, overwrite=True)
     ds.add_samples(samples, progress=False)
     yield ds
@@ -191,17 +194,8 @@ def series_ds(fo, tmp_path, request):
     rng = np.random.default_rng(0)
     sources = list(range(20)) + [0] * 14 + [1, 2, 3, 4]
     images = list(photos) + [E.apply_real(photos[s], E.draw_real(rng)) for s in sources[20:]]
-    samples = []
-    for i, (im, s) in enumerate(zip(images, sources)):
-        path = tmp_path / f"s{i:02d}.png"
-        Image.fromarray(im).save(path)
-        samples.append(fo.Sample(filepath=str(path), item=i, source=s))
-    name = "dd-" + request.node.name[:50]
-    ds = fo.Dataset(name, overwrite=True)
-    ds.add_samples(samples, progress=False)
-    yield ds
-    if fo.dataset_exists(name):
-        fo.delete_dataset(name)
+    fields = [{"item": i, "source": s} for i, s in enumerate(sources)]
+    yield from _png_dataset(fo, tmp_path, "dd-" + request.node.name[:50], images, fields)
 
 
 def test_the_copy_embedding_judges_the_ratio_band(series_ds):
