@@ -190,3 +190,29 @@ def test_embeddings_of_the_wrong_shape_are_refused(collection):
     e, em = _low_dim_embeddings(len(keys) - 1)
     with pytest.raises(ValueError, match="embeddings"):
         find_pairs(keys, canvases, np.arange(3), 0.2, descriptor=d, ratio=DEFAULT_RATIO, embeddings=(e, em))
+
+
+def test_embeddings_as_a_function_are_asked_for_the_band_alone(collection):
+    """Given as a function, the embeddings are asked for once, for exactly the images of the
+    band's pairs, and decide as the full arrays do; where there is no band (ratio off, or the
+    background cap binds) they are not asked for at all."""
+    keys, canvases, D, d = collection
+    n, t = len(keys), 0.08
+    e, em = _low_dim_embeddings(n, seed=3)
+    calls = []
+
+    def embed(rows):
+        calls.append(rows.copy())
+        return e[rows], em[rows]
+
+    kw = dict(descriptor=d, k=n - 1, refine=100.0)
+    full = find_pairs(keys, canvases, np.arange(n), t, ratio=DEFAULT_RATIO, embeddings=(e, em), **kw)
+    lazy = find_pairs(keys, canvases, np.arange(n), t, ratio=DEFAULT_RATIO, embeddings=embed, **kw)
+    assert lazy.pairs.tolist() == full.pairs.tolist() and lazy.by_embedding == full.by_embedding
+    band = {i for a in range(n) for b in range(a + 1, n) if t < D[a, b] <= RATIO_REACH * t for i in (a, b)}
+    assert len(calls) == 1 and calls[0].tolist() == sorted(band) and len(band) < n
+    calls.clear()
+    find_pairs(keys, canvases, np.arange(n), t, ratio=None, embeddings=embed, **kw)
+    ref = np.arange(n)
+    find_pairs(keys, canvases, ref, 0.2, ratio=DEFAULT_RATIO, embeddings=embed, relative=0.01, reference=ref, **kw)
+    assert calls == []

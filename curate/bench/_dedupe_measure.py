@@ -89,33 +89,35 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
     threshold = DEFAULT_THRESHOLD["descriptor"] if threshold is None else threshold
     out = {"images": len(paths), "load_average_before": os.getloadavg()}
     d = Descriptor()
-    embed = embedding and ratio is not None  # as dedupe: the embedding judges the ratio test's band
-    if embed:
+    embeddings, embedded = None, {"images": 0, "s": 0.0}
+    if embedding and ratio is not None:  # as dedupe: the band's images read again and embedded
         from curate.duplicates.copy_embedding import CopyEmbedding
 
         embedder = CopyEmbedding()
+
+        def embeddings(rows):
+            te = time.perf_counter()
+            x = read_images([paths[i] for i in rows.tolist()]).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+            e = embedder.embed(x)
+            embedded.update(images=len(rows), s=time.perf_counter() - te)
+            return e
     with PeakRSS() as mem:
         t0, c0 = time.perf_counter(), time.process_time()
-        keys, canvases, emb, embed_s = [], [], [], 0.0
+        keys, canvases = [], []
         for s in range(0, len(paths), 2048):  # streamed: 2,048 images decoded at a time
             x = read_images(paths[s:s + 2048]).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
             kk, cc = d.describe(x)
             keys.append(kk)
             canvases.append(cc)
-            if embed:
-                te = time.perf_counter()
-                emb.append(embedder.embed(x))
-                embed_s += time.perf_counter() - te
         keys, canvases = np.concatenate(keys), np.concatenate(canvases)
-        embeddings = tuple(np.concatenate(z) for z in zip(*emb)) if embed else None
-        out["decode_describe_s"] = time.perf_counter() - t0  # the embedding included
-        out["embed_s"] = embed_s
+        out["decode_describe_s"] = time.perf_counter() - t0
         out["decode_describe_cpu_s"] = time.process_time() - c0
         t1, c1 = time.perf_counter(), time.process_time()
         res = find_pairs(keys, canvases, np.arange(len(keys)), threshold, descriptor=d, k=k,
                          relative=DEFAULT_RELATIVE, reference=reference_sample(keys), ratio=ratio,
                          embeddings=embeddings, progress=progress)
-        out["search_verify_s"] = time.perf_counter() - t1
+        out["search_verify_s"] = time.perf_counter() - t1  # the band's embedding included
+        out["embedded_images"], out["embed_s"] = embedded["images"], embedded["s"]
         out["search_verify_cpu_s"] = time.process_time() - c1
     out.update(total_s=out["decode_describe_s"] + out["search_verify_s"],
                total_cpu_s=out["decode_describe_cpu_s"] + out["search_verify_cpu_s"], peak_mb=mem.peak_mb,

@@ -95,8 +95,9 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
             curate: :mod:`curate.duplicates.copy_embedding`) judges the ratio test's pairs too:
             such a pair is a duplicate when the test keeps it and the cosine of the two
             images' embeddings is at least 0.7, or whenever the cosine is at least 0.9 (a
-            copy in a crowd of look-alikes). Costs one pass of a 0.3 M-parameter network
-            over the images. False: the ratio test alone.
+            copy in a crowd of look-alikes). Costs reading the band's images again and one
+            pass of a 0.3 M-parameter network over them (nothing where the ratio test does
+            not run). False: the ratio test alone.
         brain_key: descriptor: store the keys as a FiftyOne similarity index under this
             brain key (replacing an earlier dedupe index there); None stores nothing.
         view_name: save the view of all group members under this name; None: no view.
@@ -217,8 +218,9 @@ def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, 
     from curate._progress import progress as progress_bar
     from curate.duplicates.search import find_pairs, reference_sample
 
-    embed = embedding and ratio is not None  # the embedding only judges the ratio test's band
-    ids, keys, canvases, embeddings, descriptor = _describe(samples, spec, embed=embed, progress=progress, **policy)
+    ids, keys, canvases, descriptor = _describe(samples, spec, progress=progress, **policy)
+    # the embedding judges only the ratio test's band: its images are read again when asked
+    embeddings = _band_embedder(samples, ids, descriptor, **policy) if embedding and ratio is not None else None
     qidx = np.array([i for i, sid in enumerate(ids) if sid in query_ids], dtype=np.int64)
     res = None
     if len(qidx):
@@ -240,9 +242,29 @@ def _pixel_pairs(samples, query_ids, threshold, **policy):
     return ids, [(qidx[i], j) for i, j, _ in found]
 
 
-def _describe(samples, spec, *, size, channels, resize, batch_size, progress, embed=False):
-    """Stream the images batch by batch into keys (n, d) and canvases (n, C, h, h), and with
-    ``embed`` the copy embeddings (e, em) (n, 128) (else None)."""
+def _band_embedder(samples, ids: list[str], descriptor, *, size, channels, resize, batch_size):
+    """A function rows (m,) -> the copy embeddings (e, em) (m, 128) of samples ``ids[rows]``,
+    their images read again with the policy the descriptor read them with."""
+    from curate.data.loader import load_images
+    from curate.duplicates.copy_embedding import CopyEmbedding
+
+    if size is None:
+        size, resize = (descriptor.spec.work,) * 2, True
+    embedder = CopyEmbedding()
+
+    def embed(rows: np.ndarray):
+        want = [ids[i] for i in rows.tolist()]
+        got, images, failed = load_images(samples.select(want), size=size, channels=channels, resize=resize,
+                                          batch_size=batch_size)
+        _refuse_failed(failed)
+        at = {sid: j for j, sid in enumerate(got)}
+        return embedder.embed(images.numpy()[[at[sid] for sid in want]])
+
+    return embed
+
+
+def _describe(samples, spec, *, size, channels, resize, batch_size, progress):
+    """Stream the images batch by batch into keys (n, d) and canvases (n, C, h, h)."""
     from curate._progress import progress as progress_bar
     from curate.data.loader import iter_batches
     from curate.duplicates import Descriptor
@@ -254,20 +276,13 @@ def _describe(samples, spec, *, size, channels, resize, batch_size, progress, em
     descriptor = Descriptor(spec)
     if size is None:  # the descriptor resamples to its working size anyway
         size, resize = (descriptor.spec.work,) * 2, True
-    ids, keys, canvases, failed, held, emb = [], [], [], {}, [], []
-    if embed:
-        from curate.duplicates.copy_embedding import CopyEmbedding
-
-        embedder = CopyEmbedding()
+    ids, keys, canvases, failed, held = [], [], [], {}, []
 
     def describe_held():  # batches gathered into stacks large enough for the descriptor's threads
         if held:
-            stack = np.concatenate(held)
-            kk, cc = descriptor.describe(stack)
+            kk, cc = descriptor.describe(np.concatenate(held))
             keys.append(kk)
             canvases.append(cc)
-            if embed:
-                emb.append(embedder.embed(stack))
             held.clear()
 
     with progress_bar(samples.count(), "dedupe: describing images", progress) as advance:
@@ -282,9 +297,8 @@ def _describe(samples, spec, *, size, channels, resize, batch_size, progress, em
         describe_held()
     _refuse_failed(failed)
     if not ids:
-        return [], np.zeros((0, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32), None, descriptor
-    embeddings = tuple(np.concatenate(x) for x in zip(*emb)) if embed else None
-    return ids, np.concatenate(keys), np.concatenate(canvases), embeddings, descriptor
+        return [], np.zeros((0, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32), descriptor
+    return ids, np.concatenate(keys), np.concatenate(canvases), descriptor
 
 
 def _refuse_failed(failed: dict) -> None:

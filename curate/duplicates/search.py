@@ -25,7 +25,8 @@
 6. Optionally (``embeddings`` of :mod:`curate.duplicates.copy_embedding`) a learned copy
    embedding judges the band of step 5 too: a band pair is a duplicate when the ratio test
    keeps it and its cosine is >= ``cosine_floor``, or when its cosine is >= ``cosine_high``
-   (a copy whose neighbours crowd it, which the ratio test alone refuses).
+   (a copy whose neighbours crowd it, which the ratio test alone refuses). Given as a
+   function, it is asked only for the band's images, and only when the band exists.
 
 Cost (n images, q queries, d key dims): the exact search is ``O(q n d)`` time and
 ``O(memory_mb)`` memory; a tree index is built in ``O(n log n)`` and answers each
@@ -152,7 +153,7 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
                descriptor: Descriptor, mirror: bool = True, k: int = 10, index: str = "exact",
                refine: float = 0.15, relative: float | None = None, reference=None, rank: int = 3,
                ratio: float | None = None, reach: float = RATIO_REACH, ratio_rank: int = RATIO_RANK,
-               embeddings: tuple[np.ndarray, np.ndarray] | None = None, cosine_floor: float = COSINE_FLOOR,
+               embeddings=None, cosine_floor: float = COSINE_FLOOR,
                cosine_high: float = COSINE_HIGH, memory_mb: float = 256.0, progress=None) -> PairResult:
     """Duplicate pairs among ``n`` images of which ``queries`` (q,) are searched.
 
@@ -173,9 +174,11 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
     collection whose unrelated images come that close (8x8 digits) nothing beyond the
     capped threshold counts.
 
-    With ``embeddings`` (e, em), both (n, dim) from
-    :meth:`curate.duplicates.copy_embedding.CopyEmbedding.embed`, and ``ratio``, the band's
-    pairs are judged by their cosine too (step 6 of the module docstring).
+    With ``embeddings`` and ``ratio``, the band's pairs are judged by their cosine too (step 6
+    of the module docstring). ``embeddings``: (e, em), both (n, dim) from
+    :meth:`curate.duplicates.copy_embedding.CopyEmbedding.embed`, or a function ``rows (m,) ->
+    (e, em)`` of those images alone, called once with the band's images (so that a collection
+    pays only for what the band needs, and nothing where the cap binds).
 
     ``progress(n)`` is called as verification advances (in images).
     """
@@ -183,8 +186,9 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
         raise ValueError(f"k must be >= 1, got {k}")
     if ratio is not None and not (ratio > 0 and reach >= 1 and ratio_rank >= 1):
         raise ValueError(f"need ratio > 0, reach >= 1, ratio_rank >= 1; got {ratio}, {reach}, {ratio_rank}")
-    if embeddings is not None and not (len(embeddings) == 2 and all(len(x) == len(keys) for x in embeddings)):
-        raise ValueError(f"embeddings must be (e, em), each with one row per key ({len(keys)})")
+    if embeddings is not None and not callable(embeddings) and not (
+            len(embeddings) == 2 and all(len(x) == len(keys) for x in embeddings)):
+        raise ValueError(f"embeddings must be a function or (e, em), each with one row per key ({len(keys)})")
     run = _Run(keys, canvases, descriptor, mirror, index, -1.0, memory_mb)
     background, requested = None, threshold
     if relative is not None and reference is not None and len(reference):
@@ -220,10 +224,7 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
     if ratio is not None:
         band = asked_pairs(threshold, upper)
         if embeddings is not None:
-            from curate.duplicates.copy_embedding import cosine
-
-            ab = np.array(band, dtype=np.int64).reshape(-1, 2)
-            cos = cosine(*embeddings, ab[:, 0], ab[:, 1])
+            cos = _band_cosines(embeddings, band)
         for i, (a, b) in enumerate(band):
             bg = [x for x in (local_background(run.distances_of(a, without=b), ratio_rank),
                               local_background(run.distances_of(b, without=a), ratio_rank)) if x is not None]
@@ -239,6 +240,23 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
     nearest = np.array([run.distances_of(q).min(initial=np.inf) for q in queries.tolist()])
     return PairResult(pairs, np.array([run.done[p] for p in keep], dtype=np.float64), len(run.done),
                       run.rounds, run.timings, nearest, threshold, background, by_ratio, by_embedding)
+
+
+def _band_cosines(embeddings, band: list[tuple[int, int]]) -> np.ndarray:
+    """(len(band),) cosines of the band's pairs; a function is asked for the band's images only."""
+    from curate.duplicates.copy_embedding import cosine
+
+    ab = np.array(band, dtype=np.int64).reshape(-1, 2)
+    if not len(ab):
+        return np.zeros(0)
+    if not callable(embeddings):
+        return cosine(*embeddings, ab[:, 0], ab[:, 1])
+    need = np.unique(ab)
+    e, em = embeddings(need)
+    if not (len(e) == len(em) == len(need)):
+        raise ValueError(f"the embeddings function returned {len(e)} / {len(em)} rows for {len(need)} images")
+    at = np.searchsorted(need, ab)
+    return cosine(e, em, at[:, 0], at[:, 1])
 
 
 def local_background(distances: np.ndarray, rank: int) -> float | None:
