@@ -1,4 +1,4 @@
-"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined}``: see :mod:`curate.bench.real_pairs`."""
+"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined,band}``: see :mod:`curate.bench.real_pairs`."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import numpy as np
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m curate.bench.real_pairs", description=__doc__)
-    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding", "combined"))
+    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding", "combined", "band"))
     p.add_argument("--cifar-root", type=Path, default=Path("../shared/data/cifar10"),
                    help="CIFAR-10 image tree with order.csv (default ../shared/data/cifar10)")
     p.add_argument("--out", type=Path, required=True, help="working folder, outside the repository")
@@ -21,6 +21,11 @@ def parse_args(argv=None):
     p.add_argument("--fresh", action="store_true",
                    help="grids, collect: a fresh reporting set apart from the labelled pairs' image series "
                         "(DIR/grids_fresh -> cifar10_pairs_fresh.csv, every row 'reporting'); measure: judge on it")
+    p.add_argument("--band", action="store_true",
+                   help="grids, collect: the band set, drawn by aligned distance 0.2-0.45 and the copy "
+                        "embedding's cosine (DIR/grids_band -> cifar10_pairs_band.csv, halves by image series)")
+    p.add_argument("--set", choices=("band", "first", "fresh"), default="band",
+                   help="band: the labelled set whose half the band rules are measured on (default band)")
     p.add_argument("--copies", type=int, default=200, help="planted: copies of training images 40,000..")
     p.add_argument("--collection", type=int, default=0,
                    help="measure: the end-to-end search among the half's images plus this many others drawn "
@@ -42,6 +47,19 @@ def main(argv=None) -> None:
     a = parse_args(argv)
     if a.step == "mine":
         print(M.mine(a.cifar_root, a.out))
+    elif a.step == "grids" and a.band:
+        from curate.bench import _real_pairs_band as B
+
+        images = M.load_all(a.cifar_root, a.out)
+        cands = R.read_candidates(a.out / "candidates.csv")
+        e, em = B.embeddings(images, a.out)
+        sample = B.sample(B.pool(cands, e, em, B.exclusion(cands)), a.seed)
+        for p in R.write_grids(images, sample, a.out / "grids_band"):
+            print(p)
+    elif a.step == "band":
+        from curate.bench import _real_pairs_band as B
+
+        print(json.dumps(B.measure(a.cifar_root, a.out, a.half, a.set), indent=1))
     elif a.step == "grids":
         images = M.load_all(a.cifar_root, a.out)
         if a.fresh:  # apart from the labelled pairs' image series, half the bins
@@ -59,6 +77,12 @@ def main(argv=None) -> None:
         from curate.bench._copy_embedding import GRID, measure_combined
 
         print(json.dumps(measure_combined(a.cifar_root, a.out, a.edits, a.steps, a.half, a.collection, GRID), indent=1))
+    elif a.step == "collect" and a.band:
+        from curate.bench import _real_pairs_band as B
+
+        path = a.pairs or B.DATA_BAND
+        R.write_pairs(R.collect(a.out / "grids_band"), path)
+        print(json.dumps(counts(R.load_pairs(path)), indent=1))
     elif a.step == "collect":
         rows = R.collect(a.out / ("grids_fresh" if a.fresh else "grids"), "reporting" if a.fresh else None)
         path = a.pairs or (R.DATA_FRESH if a.fresh else R.DATA)

@@ -19,7 +19,11 @@ and how well a pair decision separates them.
     weights dedupe ships, :mod:`curate.duplicates.copy_embedding`);
 ``grids --fresh`` / ``collect --fresh`` / ``measure --fresh``
     a second reporting set, judged after every setting was chosen, apart from the first
-    set's image series -> ``curate/bench/data/cifar10_pairs_fresh.csv``.
+    set's image series -> ``curate/bench/data/cifar10_pairs_fresh.csv``;
+``grids --band`` / ``collect --band`` / ``band --half tuning|reporting [--set band|first|fresh]``
+    the band set, drawn by aligned distance 0.2-0.45 and the copy embedding's cosine, and
+    rules that let the embedding decide there (:mod:`curate.bench._real_pairs_band`)
+    -> ``curate/bench/data/cifar10_pairs_band.csv``.
 
 The shipped CSV has columns ``split_a,index_a,split_b,index_b,label,half,kind`` (official
 indices; label 1 = the same shot, 0 = a different shot the distance ranks close; half

@@ -1,0 +1,168 @@
+"""The band set: real pairs where the aligned distance cannot decide, drawn by distance *and*
+by the copy embedding's cosine.
+
+Among CIFAR-10's mined candidates at aligned distance 0.2-0.45 there are tens of thousands
+of look-alikes and a few percent of same-shot pairs; weighted back to the whole pool, most
+same-shot pairs live there (docs/near-duplicates.md), but a sample drawn by distance alone
+holds a handful of them -- too few to choose a rule on. So the band set draws a seeded
+sample of ``PER`` pairs from every cell of kind x ``DIST_BINS`` x ``COS_BINS`` (the shipped
+embedding's cosine of the pair, the better of it and its mirror image), from the mined
+candidates apart from both labelled sets' image series. Each labelled pair stands for its
+cell's pool / its cell's labelled pairs (Horvitz-Thompson), so recall and precision
+estimate those over the whole pool as well as over the sample. Judged by the same rule;
+halves by image-series component as the first set (:func:`_real_pairs_core.assign_halves`).
+
+``python -m curate.bench.real_pairs grids --band --out DIR`` (after ``mine``) writes the
+judging grids to ``DIR/grids_band``; ``collect --band`` writes ``DATA_BAND``; ``band
+--half tuning|reporting`` measures the rules of :data:`RULES` end to end.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from curate.bench import _real_pairs_core as R
+
+DATA_BAND = R.DATA.parent / "cifar10_pairs_band.csv"
+#: aligned-distance bins: the ratio test's band split in two, and beyond its reach (the
+#: mined distances are exact up to 0.45)
+DIST_BINS = ((0.2, 0.3), (0.3, 0.35), (0.35, 0.45))
+#: cosine bins of the shipped copy embedding (the rule's floor 0.7 and high 0.9 are edges)
+COS_BINS = ((-1.0, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01))
+PER = 14
+KINDS = ("test-train", "train-train")
+
+
+def cell(distance: float, cos: float, kind: str) -> tuple[str, int, int] | None:
+    """(kind, distance bin, cosine bin) of a pair, None outside the bins."""
+    d = next((i for i, (lo, hi) in enumerate(DIST_BINS) if lo <= distance < hi), None)
+    c = next((i for i, (lo, hi) in enumerate(COS_BINS) if lo <= cos < hi), None)
+    return None if d is None or c is None else (kind, d, c)
+
+
+def embeddings(images: np.ndarray, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped copy embedding (e, em) of all images (cached in ``out/embedding.npz``)."""
+    f = out / "embedding.npz"
+    if f.is_file():
+        z = np.load(f)
+        return z["e"], z["em"]
+    from curate.bench._real_pairs_cli import shipped_embeddings
+
+    e, em = shipped_embeddings(images)
+    np.savez(f, e=e, em=em)
+    return e, em
+
+
+def pool(candidates: list[dict], e: np.ndarray, em: np.ndarray, exclude: set[int]) -> list[dict]:
+    """The candidate rows inside the bins, apart from ``exclude``, each with its cosine and cell."""
+    from curate.duplicates.copy_embedding import cosine
+
+    rows = [r for r in candidates if DIST_BINS[0][0] <= r["distance"] < DIST_BINS[-1][1]
+            and r["a"] not in exclude and r["b"] not in exclude]
+    ab = np.array([(r["a"], r["b"]) for r in rows], dtype=np.int64).reshape(-1, 2)
+    cos = cosine(e, em, ab[:, 0], ab[:, 1]) if len(ab) else np.zeros(0)
+    out = []
+    for r, c in zip(rows, cos.tolist()):
+        k = cell(r["distance"], c, r["kind"])
+        if k is not None:
+            out.append({**r, "cos": c, "cell": k})
+    return out
+
+
+def exclusion(candidates: list[dict]) -> set[int]:
+    """Images of both labelled sets' image series (:func:`_real_pairs_core.fresh_exclusion`)."""
+    return R.fresh_exclusion(candidates, R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH))
+
+
+def sample(pooled: list[dict], seed: int = 0, per: int = PER) -> list[dict]:
+    """A seeded sample of ``per`` pairs per cell (fewer where the cell holds fewer), shuffled
+    so that no judging batch reads as one cell."""
+    rng = np.random.default_rng(seed)
+    by_cell: dict = {}
+    for r in pooled:
+        by_cell.setdefault(r["cell"], []).append(r)
+    out = []
+    for k in sorted(by_cell):
+        rows = by_cell[k]
+        out += [rows[j] for j in sorted(rng.choice(len(rows), min(per, len(rows)), replace=False))]
+    return [out[j] for j in rng.permutation(len(out))]
+
+
+def weights(rows: list[dict], pooled: list[dict]) -> tuple[list, np.ndarray]:
+    """Each labelled row's cell (by its mined distance and cosine) and Horvitz-Thompson
+    weight: the cell's pool / the cell's labelled pairs (unsure ones gone)."""
+    by_pair = {(min(r["a"], r["b"]), max(r["a"], r["b"])): r["cell"] for r in pooled}
+    size: dict = {}
+    for r in pooled:
+        size[r["cell"]] = size.get(r["cell"], 0) + 1
+    cells = [by_pair[(min(r["a"], r["b"]), max(r["a"], r["b"]))] for r in rows]
+    n = {c: cells.count(c) for c in set(cells)}
+    return cells, np.array([size[c] / n[c] for c in cells], dtype=np.float64)
+
+
+#: Rules measured by :func:`decisions`: (name, band high, beyond reach, beyond cosine).
+#: A band pair (0.2 < d <= 0.35) is kept as shipped (ratio test and cosine >= 0.7, or cosine
+#: >= ``high``); a pair beyond it (0.35 < d <= ``beyond``) when its cosine is >= ``beyond_cos``.
+RULES = [("shipped", 0.9, None, None)] + [
+    (f"high {h}", h, None, None) for h in (0.8, 0.85)] + [
+    (f"high {h}, beyond {b} at {c}", h, b, c) for h in (0.85, 0.9) for b in (0.4, 0.45) for c in (0.85, 0.9, 0.95)]
+
+
+def decisions(keys, canvases, e, em, rows: list[dict], rules=RULES, **kw) -> dict:
+    """{rule name: (len(rows),) bool} end to end: every image of ``rows`` a query among all n
+    images with ``cb.dedupe``'s defaults (``kw`` overrides them, as in
+    :func:`_real_pairs_core.search`); the band and beyond judged per rule."""
+    from curate.duplicates.choices import COSINE_FLOOR, DEFAULT_THRESHOLD, RATIO_REACH
+    from curate.duplicates.copy_embedding import cosine
+
+    t = DEFAULT_THRESHOLD["descriptor"]
+    far = max([b for _, _, b, _ in rules if b is not None] + [t * RATIO_REACH])
+    test = R.search(keys, canvases, rows, **kw)  # the ratio test alone: which band pairs it keeps
+    wide = R.search(keys, canvases, rows, **{**kw, "ratio": 1e9, "reach": far / t})  # every verified pair up to far
+    kept = {tuple(p) for p in test.pairs.tolist()}
+    dist = dict(zip(map(tuple, wide.pairs.tolist()), wide.distances.tolist()))
+    beyond = [p for p, d in dist.items() if d > t]
+    ab = np.array(beyond, dtype=np.int64).reshape(-1, 2)
+    cos = dict(zip(beyond, cosine(e, em, ab[:, 0], ab[:, 1]).tolist())) if len(ab) else {}
+    within = {p for p, d in dist.items() if d <= t} | {p for p in kept if p not in dist}
+    key = [(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows]
+    out = {}
+    for name, high, reach, beyond_cos in rules:
+        found = set(within)
+        for p in beyond:
+            d, c = dist[p], cos[p]
+            if d <= t * RATIO_REACH:
+                ok = (p in kept and c >= COSINE_FLOOR) or c >= high
+            else:
+                ok = reach is not None and d <= reach and c >= beyond_cos
+            if ok:
+                found.add(p)
+        out[name] = np.array([k in found for k in key])
+    return out
+
+
+def measure(root: Path, out: Path, half: str, which: str = "band", rules=RULES) -> dict:
+    """The rules on one half of a labelled set (``which``: "band", "first" or "fresh") among
+    all 60,000 images: recall / pair precision on the sample, and for the band set also
+    pool-weighted with 95 % intervals."""
+    from curate.bench import _real_pairs_mine as M
+
+    path = {"band": DATA_BAND, "first": R.DATA, "fresh": R.DATA_FRESH}[which]
+    rows = R.load_pairs(path, half)
+    images = M.load_all(root, out, progress=False)
+    keys, canvases = M.describe_all(images, out, progress=False)
+    e, em = embeddings(images, out)
+    hits = decisions(keys, canvases, e, em, rows, rules)
+    y = np.array([r["label"] for r in rows])
+    res = {"set": which, "half": half, "pairs": len(rows), "positives": int(y.sum()),
+           "rules": {k: R.evaluate_hits(h, y) for k, h in hits.items()}}
+    if which == "band":
+        cands = R.read_candidates(out / "candidates.csv")
+        pooled = pool(cands, e, em, exclusion(cands))
+        cells, w = weights(rows, pooled)
+        res["pool_weighted"] = {k: {**R.evaluate_weighted(h, y, w), **R.weighted_interval(h, y, cells, w)}
+                                for k, h in hits.items()}
+    (out / f"band_{which}_{half}.json").write_text(json.dumps(res, indent=1))
+    return res

@@ -1,0 +1,72 @@
+"""The band set's rules (curate.bench._real_pairs_band): the rule named "shipped" decides
+exactly as cb.dedupe's search with the copy embedding, and a rule that reaches beyond the
+ratio test's band adds exactly the pairs a brute force over all exact distances and
+cosines names; the sample's cells and weights are checked by hand."""
+import numpy as np
+import pytest
+
+from curate.bench import _real_pairs_band as B
+from curate.bench import _real_pairs_core as R
+from curate.duplicates import Aligner, Descriptor
+from curate.duplicates import edits as E
+from curate.duplicates.choices import RATIO_REACH
+from curate.duplicates.copy_embedding import CopyEmbedding, cosine
+from curate.duplicates.verify import PairVerifier
+
+
+@pytest.fixture(scope="module")
+def collection():
+    """16 synthetic photos and two strongly edited copies of each of photos 0-7 (crops to
+    30 %, colour casts, blur): pairs fall within the threshold, in the band and beyond."""
+    from curate.bench._copy_embedding import STRONG
+
+    photos = E.natural_like(16, seed=5)
+    rng = np.random.default_rng(1)
+    copies = [E.apply_real(photos[i % 8], E.draw_real(rng, STRONG)) for i in range(16)]
+    u8 = np.concatenate([photos, np.stack(copies)])
+    x = u8.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+    keys, canvases = Descriptor().describe(x)
+    e, em = CopyEmbedding().embed(x)
+    n = len(u8)
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+    exact = PairVerifier(Aligner(), canvases, True, refine_below=np.inf).distances(pairs)
+    cos = cosine(e, em, pairs[:, 0], pairs[:, 1])
+    rows = [{"a": int(i), "b": int(j), "label": 1} for i, j in pairs.tolist()]
+    return keys, canvases, e, em, rows, exact, cos
+
+
+def test_the_shipped_rule_is_the_search_with_the_embedding(collection):
+    keys, canvases, e, em, rows, _, _ = collection
+    got = B.decisions(keys, canvases, e, em, rows, rules=[("shipped", 0.9, None, None)])["shipped"]
+    want, _ = R.decided(keys, canvases, rows, embeddings=(e, em))
+    np.testing.assert_array_equal(got, want)
+    assert want.any() and not want.all()
+
+
+def test_a_rule_beyond_the_band_adds_exactly_the_brute_force_pairs(collection):
+    """With every pair a candidate (k = n), the rule beyond the band keeps what the shipped
+    rule keeps plus every pair with 0.35 < exact distance <= reach and cosine >= its floor
+    (reach 0.7 here: the synthetic photos' copies stay within the band, unrelated photos
+    come from 0.5)."""
+    keys, canvases, e, em, rows, exact, cos = collection
+    n = len(keys)
+    rules = [("shipped", 0.9, None, None), ("beyond", 0.9, 0.7, 0.3)]
+    got = B.decisions(keys, canvases, e, em, rows, rules=rules, k=n)
+    band_end = 0.2 * RATIO_REACH
+    extra = (exact > band_end) & (exact <= 0.7) & (cos >= 0.3)
+    assert extra.sum() >= 2  # the check can fail: the rule has pairs to add
+    np.testing.assert_array_equal(got["beyond"], got["shipped"] | extra)
+
+
+def test_cells_and_weights_by_hand():
+    assert B.cell(0.25, 0.95, "test-train") == ("test-train", 0, 3)
+    assert B.cell(0.36, 0.1, "train-train") == ("train-train", 2, 0)
+    assert B.cell(0.19, 0.9, "train-train") is None and B.cell(0.45, 0.9, "train-train") is None
+    pooled = [{"a": i, "b": i + 100, "cell": c} for i, c in enumerate([("k", 0, 0)] * 6 + [("k", 1, 3)] * 2)]
+    rows = [{"a": 100, "b": 0}, {"a": 1, "b": 101}, {"a": 6, "b": 106}]
+    cells, w = B.weights(rows, pooled)
+    assert cells == [("k", 0, 0), ("k", 0, 0), ("k", 1, 3)]
+    np.testing.assert_allclose(w, [3.0, 3.0, 2.0])
+    s = B.sample(pooled, seed=0, per=4)
+    assert len(s) == 6 and sum(r["cell"] == ("k", 1, 3) for r in s) == 2
+    assert [r["a"] for r in B.sample(pooled, seed=0, per=4)] == [r["a"] for r in s]  # seeded
