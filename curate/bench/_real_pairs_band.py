@@ -7,7 +7,7 @@ same-shot pairs live there (docs/near-duplicates.md), but a sample drawn by dist
 holds a handful of them -- too few to choose a rule on. So the band set draws a seeded
 sample of ``PER`` pairs from every cell of kind x ``DIST_BINS`` x ``COS_BINS`` (the shipped
 embedding's cosine of the pair, the better of it and its mirror image), from the mined
-candidates apart from both labelled sets' image series. Each labelled pair stands for its
+candidates apart from both labelled sets' images and their copies. Each labelled pair stands for its
 cell's pool / its cell's labelled pairs (Horvitz-Thompson), so recall and precision
 estimate those over the whole pool as well as over the sample. Judged by the same rule;
 halves by image-series component as the first set (:func:`_real_pairs_core.assign_halves`).
@@ -72,8 +72,14 @@ def pool(candidates: list[dict], e: np.ndarray, em: np.ndarray, exclude: set[int
 
 
 def exclusion(candidates: list[dict]) -> set[int]:
-    """Images of both labelled sets' image series (:func:`_real_pairs_core.fresh_exclusion`)."""
-    return R.fresh_exclusion(candidates, R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH))
+    """Images of both labelled sets and of their series of copies (joined by candidates
+    within the threshold, 0.2). Not the fresh set's reach (0.35): in the band, chains of
+    look-alikes join a fifth of CIFAR-10 to the labelled images, and the pool would lose
+    its crowded part -- where a decision is hardest."""
+    from curate.duplicates.choices import DEFAULT_THRESHOLD
+
+    return R.fresh_exclusion(candidates, R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH),
+                             DEFAULT_THRESHOLD["descriptor"])
 
 
 def sample(pooled: list[dict], seed: int = 0, per: int = PER) -> list[dict]:
