@@ -70,3 +70,23 @@ def test_cells_and_weights_by_hand():
     s = B.sample(pooled, seed=0, per=4)
     assert len(s) == 6 and sum(r["cell"] == ("k", 1, 3) for r in s) == 2
     assert [r["a"] for r in B.sample(pooled, seed=0, per=4)] == [r["a"] for r in s]  # seeded
+
+
+def test_the_band_set_is_well_formed_and_apart_from_the_other_sets():
+    """cifar10_pairs_band.csv: the shipped columns, halves by image series (no image in
+    both), no image of the first two sets, both labels in each half."""
+    import csv
+
+    with open(B.DATA_BAND, newline="") as f:
+        assert tuple(csv.DictReader(f).fieldnames) == R.COLUMNS
+    band = R.load_pairs(B.DATA_BAND)
+    others = {g for r in R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH) for g in (r["a"], r["b"])}
+    assert not {g for r in band for g in (r["a"], r["b"])} & others
+    half_of_image = {}
+    for r in band:
+        for g in (r["a"], r["b"]):
+            assert half_of_image.setdefault(g, r["half"]) == r["half"]
+    for h in R.HALVES:
+        lab = [r["label"] for r in band if r["half"] == h]
+        assert lab.count(1) >= 40 and lab.count(0) >= 80
+    assert len({(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in band}) == len(band)

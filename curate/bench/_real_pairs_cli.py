@@ -31,8 +31,9 @@ def parse_args(argv=None):
                    help="measure: the end-to-end search among the half's images plus this many others drawn "
                         "at random (seed 0) instead of all 60,000 (0): how the decision depends on the "
                         "collection's size")
-    p.add_argument("--edits", choices=("real", "strong"), default="real",
-                   help="embedding: the augmentation's edit ranges: the real pairs' fit, or wider (default real)")
+    p.add_argument("--edits", choices=("real", "strong", "heavy"), default="real",
+                   help="embedding: the augmentation's edit ranges: the real pairs' fit, wider, or heavier "
+                        "crops and colour casts (default real)")
     p.add_argument("--steps", type=int, default=3000, help="embedding: training steps of batch 256 (default 3000)")
     return p.parse_args(argv)
 
