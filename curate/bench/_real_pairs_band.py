@@ -48,9 +48,7 @@ def embeddings(images: np.ndarray, out: Path) -> tuple[np.ndarray, np.ndarray]:
     if f.is_file():
         z = np.load(f)
         return z["e"], z["em"]
-    from curate.bench._real_pairs_cli import shipped_embeddings
-
-    e, em = shipped_embeddings(images)
+    e, em = R.shipped_embeddings(images)
     np.savez(f, e=e, em=em)
     return e, em
 

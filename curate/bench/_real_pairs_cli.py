@@ -141,7 +141,7 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
     # the shipped decision end to end (candidates among all 60,000, background cap, ratio
     # test), and the threshold alone, the same way
     sub, sub_rows = R.collection(rows, len(keys), collection)  # the half's images and `collection` others
-    emb = shipped_embeddings(images[sub]) if DEFAULT_EMBEDDING else None
+    emb = R.shipped_embeddings(images[sub]) if DEFAULT_EMBEDDING else None
     hit, info = R.decided(keys[sub], canvases[sub], sub_rows, embeddings=emb)
     hit1, info1 = R.decided(keys[sub], canvases[sub], sub_rows)
     hit0, info0 = R.decided(keys[sub], canvases[sub], sub_rows, ratio=None)
@@ -184,13 +184,6 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
         f_cache.write_text(json.dumps(fits))
         res["edits"] = summarise([fits[f"{r['a']}-{r['b']}"] for r in pos])
     return res
-
-
-def shipped_embeddings(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The shipped copy embedding (e, em) (n, 128) of uint8 (n, 32, 32, 3) images."""
-    from curate.duplicates.copy_embedding import CopyEmbedding
-
-    return CopyEmbedding().embed(images.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
 
 
 def planted(root: Path, out: Path, copies: int, seed: int, fit: bool) -> dict:

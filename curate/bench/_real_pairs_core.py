@@ -173,6 +173,13 @@ def decided(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw) -> t
                  "pairs_found": len(res.pairs), **settings}
 
 
+def shipped_embeddings(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped copy embedding (e, em) (n, 128) of uint8 (n, 32, 32, 3) images."""
+    from curate.duplicates.copy_embedding import CopyEmbedding
+
+    return CopyEmbedding().embed(images.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
+
+
 # ------------------------------------------------------------------ the grids ---
 
 def read_candidates(candidates: Path) -> list[dict]:
