@@ -150,7 +150,8 @@ def decisions(keys, canvases, e, em, rows: list[dict], rules=RULES, **kw) -> dic
 def measure(root: Path, out: Path, half: str, which: str = "band", rules=RULES) -> dict:
     """The rules on one half of a labelled set (``which``: "band", "first" or "fresh") among
     all 60,000 images: recall / pair precision on the sample, and for the band set also
-    pool-weighted with 95 % intervals."""
+    pool-weighted with 95 % intervals; grids of the first rule's misses and false hits
+    (``DIR/band_misses_<set>_<half>.png``)."""
     from curate.bench import _real_pairs_mine as M
 
     path = {"band": DATA_BAND, "first": R.DATA, "fresh": R.DATA_FRESH}[which]
@@ -168,5 +169,14 @@ def measure(root: Path, out: Path, half: str, which: str = "band", rules=RULES) 
         cells, w = weights(rows, pooled)
         res["pool_weighted"] = {k: {**R.evaluate_weighted(h, y, w), **R.weighted_interval(h, y, cells, w)}
                                 for k, h in hits.items()}
+    # what the shipped rule gets wrong, for a person to look at (the mined distance's order)
+    shipped = hits[rules[0][0]]
+    d = R.aligned(canvases, rows)
+    for name, pick in (("misses", (y == 1) & ~shipped), ("false_hits", (y == 0) & shipped)):
+        idx = np.nonzero(pick)[0][np.argsort(d[pick])]
+        if len(idx):
+            R.render_grid(images, [rows[i] for i in idx], out / f"band_{name}_{which}_{half}.png", 0)
+            res[name] = [(f"{rows[i]['split_a']}:{rows[i]['index_a']}", f"{rows[i]['split_b']}:{rows[i]['index_b']}",
+                          round(float(d[i]), 4)) for i in idx]
     (out / f"band_{which}_{half}.json").write_text(json.dumps(res, indent=1))
     return res
