@@ -1,4 +1,4 @@
-"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined,band}``: see :mod:`curate.bench.real_pairs`."""
+"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined,band,verifier}``: see :mod:`curate.bench.real_pairs`."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import numpy as np
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m curate.bench.real_pairs", description=__doc__)
-    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding", "combined", "band"))
+    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding", "combined", "band", "verifier"))
     p.add_argument("--cifar-root", type=Path, default=Path("../shared/data/cifar10"),
                    help="CIFAR-10 image tree with order.csv (default ../shared/data/cifar10)")
     p.add_argument("--out", type=Path, required=True, help="working folder, outside the repository")
@@ -34,7 +34,7 @@ def parse_args(argv=None):
     p.add_argument("--edits", choices=("real", "strong", "heavy"), default="real",
                    help="embedding: the augmentation's edit ranges: the real pairs' fit, wider, or heavier "
                         "crops and colour casts (default real)")
-    p.add_argument("--steps", type=int, default=3000, help="embedding: training steps of batch 256 (default 3000)")
+    p.add_argument("--steps", type=int, default=3000, help="embedding, verifier: training steps of batch 256 (default 3000)")
     return p.parse_args(argv)
 
 
@@ -57,6 +57,10 @@ def main(argv=None) -> None:
         sample = B.sample(B.pool(cands, e, em, B.exclusion(cands)), a.seed)
         for p in R.write_grids(images, sample, a.out / "grids_band"):
             print(p)
+    elif a.step == "verifier":
+        from curate.bench._pair_verifier import measure as verifier
+
+        print(json.dumps(verifier(a.cifar_root, a.out, a.half, a.steps), indent=1))
     elif a.step == "band":
         from curate.bench import _real_pairs_band as B
 

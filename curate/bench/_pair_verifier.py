@@ -1,0 +1,178 @@
+"""A prototype pair verifier: a small network that sees both images of a pair at once.
+
+``python -m curate.bench.real_pairs verifier --cifar-root ../shared/data/cifar10 --out DIR``
+(after ``mine`` and ``embedding --edits heavy``, whose edited views it reuses)
+
+The copy embedding judges a pair by two vectors computed apart; where the band set's
+same-shot pairs and look-alikes are equally close in both the aligned distance and the
+cosine (docs/near-duplicates.md, "The band set"), a network that compares the two images
+pixel against pixel might see what the two summaries lose. A prototype, measured only:
+
+1. pairs: positives are a training image and one of its edited views (or two views of
+   it), from the heavier edit model (``_copy_embedding.HEAVY``); negatives are mined
+   candidate pairs of two training images at aligned distance 0.2-0.6 -- look-alikes the
+   keys rank close, a few percent of them unknowingly the same shot -- apart from every
+   labelled set's images and their copies (so no judged pair is trained on);
+2. input: both images standardised (as the embedding's), stacked as 6 channels, in a
+   random order, both mirrored together half the time and one alone a tenth of the time;
+3. train: binary cross-entropy, half positives per batch, AdamW with a one-cycle schedule;
+4. measure: the logit, symmetrised over both orders and mirrors (:func:`score`), of every pair of a
+   labelled set's half; AUROC of the same shot against look-alikes (sample and weighted to
+   the band's pool) beside the shipped cosine's and the aligned distance's.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+STEPS, BATCH, LR = 2000, 256, 2e-3
+NEGATIVE_RANGE = (0.2, 0.6)
+
+
+def network(width: int = 16):
+    """(B, 6, 32, 32) two standardised images -> (B,) logits of "the same shot"."""
+    import torch.nn as nn
+
+    def block(i, o, s):
+        return nn.Sequential(nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            w = width
+            self.f = nn.Sequential(block(6, 2 * w, 1), block(2 * w, 2 * w, 1), block(2 * w, 4 * w, 2),
+                                   block(4 * w, 4 * w, 1), block(4 * w, 8 * w, 2), block(8 * w, 8 * w, 1),
+                                   block(8 * w, 8 * w, 2))
+            self.head = nn.Linear(8 * w, 1)
+
+        def forward(self, x):
+            return self.head(self.f(x).mean((2, 3)))[:, 0]
+
+    return Net()
+
+
+def negatives(candidates: list[dict], exclude: set[int]) -> np.ndarray:
+    """(m, 2) mined train-train candidate pairs within NEGATIVE_RANGE, apart from ``exclude``."""
+    lo, hi = NEGATIVE_RANGE
+    return np.array([(r["a"], r["b"]) for r in candidates if r["kind"] == "train-train" and lo <= r["distance"] < hi
+                     and r["a"] not in exclude and r["b"] not in exclude], dtype=np.int64).reshape(-1, 2)
+
+
+def _stack(xa: np.ndarray, xb: np.ndarray):
+    from curate.bench._copy_embedding import standardise
+
+    import torch
+
+    return torch.cat([standardise(xa), standardise(xb)], dim=1)
+
+
+def train(images: np.ndarray, views: np.ndarray, neg: np.ndarray, train_ids: np.ndarray, steps: int = STEPS,
+          progress=True):
+    """Steps 1-3 (seeded). images (n, 32, 32, 3) uint8, views (V, TRAIN, 32, 32, 3) of the
+    training images, neg (m, 2) pairs of rows of ``images``, train_ids: the training images
+    positives are drawn from."""
+    import torch
+    import torch.nn.functional as F
+
+    from curate._progress import progress as bar
+
+    torch.manual_seed(0)
+    net = network()
+    opt = torch.optim.AdamW(net.parameters(), LR, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps, pct_start=0.05)
+    rng = np.random.default_rng(0)
+    half = BATCH // 2
+    y = torch.cat([torch.ones(half), torch.zeros(half)])
+    with bar(steps, "training the pair verifier", progress, fields=("loss",)) as advance:
+        for _ in range(steps):
+            ids = rng.choice(train_ids, half, replace=False)
+            a, b = rng.choice(len(views) + 1, 2, replace=False)  # 0: the image itself
+            pa = views[a - 1, ids] if a else images[ids]
+            pb = views[b - 1, ids] if b else images[ids]
+            nb = neg[rng.choice(len(neg), half, replace=False)]
+            xa, xb = np.concatenate([pa, images[nb[:, 0]]]), np.concatenate([pb, images[nb[:, 1]]])
+            swap = rng.random(BATCH) < 0.5
+            xa[swap], xb[swap] = xb[swap], xa[swap].copy()
+            both = rng.random(BATCH) < 0.5
+            xa[both], xb[both] = xa[both][:, :, ::-1], xb[both][:, :, ::-1]
+            one = rng.random(BATCH) < 0.1
+            xb[one] = xb[one][:, :, ::-1]
+            loss = F.binary_cross_entropy_with_logits(net(_stack(xa, xb)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            advance(1, loss=loss.item())
+    return net.eval()
+
+
+def score(net, images: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """(len(pairs),) the logit averaged over both orders and the joint mirror, the better of
+    the pair as it is and with one image mirrored (mirroring is an edit a copy may have):
+    symmetric in the pair's order."""
+    import torch
+
+    a, b = images[pairs[:, 0]], images[pairs[:, 1]]
+    ma, mb = (np.ascontiguousarray(x[:, :, ::-1]) for x in (a, b))
+
+    def mean_logit(*orders):
+        return np.mean([net(_stack(x, z)).numpy() for x, z in orders], axis=0)
+
+    with torch.no_grad():
+        plain = mean_logit((a, b), (b, a), (ma, mb), (mb, ma))
+        mirrored = mean_logit((a, mb), (mb, a), (ma, b), (b, ma))
+    return np.maximum(plain, mirrored)
+
+
+def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS) -> dict:
+    """Steps 1-4 on one half of the band set and of the first set (network cached in ``out``)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from sklearn.metrics import roc_auc_score
+
+    from curate.bench import _real_pairs_band as B
+    from curate.bench import _real_pairs_core as R
+    from curate.bench import _real_pairs_mine as M
+    from curate.bench._copy_embedding import views as edited_views
+    from curate.duplicates.choices import DEFAULT_THRESHOLD
+    from curate.duplicates.copy_embedding import cosine
+
+    images = M.load_all(root, out)
+    cands = R.read_candidates(out / "candidates.csv")
+    labelled = R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH) + R.load_pairs(B.DATA_BAND)
+    exclude = R.fresh_exclusion(cands, labelled, DEFAULT_THRESHOLD["descriptor"])
+    f = out / f"pair_verifier_{steps}.safetensors"
+    net = network()
+    if f.is_file():
+        net.load_state_dict(load_file(str(f)))
+        net.eval()
+    else:
+        train_ids = np.array(sorted(set(range(M.TRAIN)) - exclude))
+        net = train(images, edited_views(images, out, "heavy"), negatives(cands, exclude), train_ids, steps)
+        save_file({k: t.contiguous() for k, t in net.state_dict().items()}, f)
+    e, em = B.embeddings(images, out)
+    _, canvases = M.describe_all(images, out, progress=False)
+    pooled = B.pool(cands, e, em, B.exclusion(cands))
+    res = {"steps": steps, "half": half}
+    for name, path in (("band", B.DATA_BAND), ("first", R.DATA)):
+        rows = R.load_pairs(path, half)
+        ab = np.array([(r["a"], r["b"]) for r in rows], dtype=np.int64)
+        y = np.array([r["label"] for r in rows])
+        torch.set_grad_enabled(False)
+        s, c, d = score(net, images, ab), cosine(e, em, ab[:, 0], ab[:, 1]), R.aligned(canvases, rows)
+        w = B.weights(rows, pooled)[1] if name == "band" else None
+        out_set = {}
+        for lo, hi in ((0.0, 0.2), (0.2, 0.35), (0.35, 0.45), (0.2, 0.45), (0.0, 9.0)):
+            m = (d > lo) & (d <= hi)
+            if 0 < y[m].sum() < m.sum():
+                out_set[f"{lo}-{hi}"] = {
+                    "pairs": int(m.sum()), "positives": int(y[m].sum()),
+                    **{f"auroc_{k}": float(roc_auc_score(y[m], v[m]))
+                       for k, v in (("verifier", s), ("cosine", c), ("aligned", -d))},
+                    **({f"weighted_auroc_{k}": float(roc_auc_score(y[m], v[m], sample_weight=w[m]))
+                        for k, v in (("verifier", s), ("cosine", c), ("aligned", -d))} if w is not None else {})}
+        res[name] = out_set
+    (out / f"pair_verifier_{steps}_{half}.json").write_text(json.dumps(res, indent=1))
+    return res
