@@ -58,6 +58,27 @@ def test_a_rule_beyond_the_band_adds_exactly_the_brute_force_pairs(collection):
     np.testing.assert_array_equal(got["beyond"], got["shipped"] | extra)
 
 
+def test_a_verifier_rule_adds_exactly_the_brute_force_pairs(collection):
+    """A verifier rule keeps what the shipped rule keeps, plus band pairs whose score is >= the
+    band score and pairs beyond the band (to reach) whose score is >= the beyond score: the
+    score here is any function of the pair (a scaled exact distance's complement), checked
+    against all exact distances with every pair a candidate."""
+    keys, canvases, e, em, rows, exact, cos = collection
+    n = len(keys)
+    D = {tuple(p): d for p, d in zip([(r["a"], r["b"]) for r in rows], exact.tolist())}
+
+    def verifier(ab):
+        return np.array([10 * (1 - D[(min(a, b), max(a, b))]) for a, b in ab.tolist()])
+
+    got = B.decisions(keys, canvases, e, em, rows, rules=[("shipped", 0.9, None, None)], verifier=verifier,
+                      verifier_rules=[("v", 7.5, 0.7, 4.0)], k=n)
+    band_end = 0.2 * RATIO_REACH
+    v = 10 * (1 - exact)
+    extra = ((exact > 0.2) & (exact <= band_end) & (v >= 7.5)) | ((exact > band_end) & (exact <= 0.7) & (v >= 4.0))
+    assert (extra & ~got["shipped"]).sum() >= 2  # the rule has pairs to add
+    np.testing.assert_array_equal(got["v"], got["shipped"] | extra)
+
+
 def test_cells_and_weights_by_hand():
     assert B.cell(0.25, 0.95, "test-train") == ("test-train", 0, 3)
     assert B.cell(0.36, 0.1, "train-train") == ("train-train", 2, 0)

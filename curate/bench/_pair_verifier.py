@@ -176,3 +176,43 @@ def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS) -> 
         res[name] = out_set
     (out / f"pair_verifier_{steps}_{half}.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+#: (name, band score, reach, beyond score) of :func:`_real_pairs_band.decisions`: the shipped
+#: rule plus "a band pair whose verifier logit is >= s", with or without pairs beyond the band
+#: (to 0.45) at logit >= s'.
+RULES = [(f"verifier {b}", b, None, None) for b in (1.0, 2.0, 3.0, 4.0)] + [
+    (f"verifier {b}, beyond 0.45 at {s}", b, 0.45, s) for b in (2.0, 3.0, 4.0) for s in (2.0, 3.0, 4.0, 6.0)]
+
+
+def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int = STEPS) -> dict:
+    """The shipped decision and :data:`RULES` end to end among all 60,000 images on one half
+    of a labelled set (as ``real_pairs band``), with the network ``measure`` trained."""
+    from safetensors.torch import load_file
+
+    from curate.bench import _real_pairs_band as B
+    from curate.bench import _real_pairs_mine as M
+
+    f = out / f"pair_verifier_{steps}.safetensors"
+    if not f.is_file():
+        raise SystemExit(f"error: no pair verifier in {out}; train it first: python -m curate.bench.real_pairs "
+                         f"verifier --steps {steps} --out {out}")
+    net = network()
+    net.load_state_dict(load_file(str(f)))
+    net.eval()
+    images = M.load_all(root, out, progress=False)
+    keys, canvases = M.describe_all(images, out, progress=False)
+    e, em = B.embeddings(images, out)
+    path = {"band": B.DATA_BAND, "first": B.R.DATA, "fresh": B.R.DATA_FRESH}[which]
+    rows = B.R.load_pairs(path, half)
+    hits = B.decisions(keys, canvases, e, em, rows, rules=B.RULES[:1], verifier=lambda ab: score(net, images, ab),
+                       verifier_rules=RULES)
+    y = np.array([r["label"] for r in rows])
+    res = {"set": which, "half": half, "steps": steps, "rules": {k: B.R.evaluate_hits(h, y) for k, h in hits.items()}}
+    if which == "band":
+        cands = B.R.read_candidates(out / "candidates.csv")
+        cells, w = B.weights(rows, B.pool(cands, e, em, B.exclusion(cands)))
+        res["pool_weighted"] = {k: {**B.R.evaluate_weighted(h, y, w), **B.R.weighted_interval(h, y, cells, w)}
+                                for k, h in hits.items()}
+    (out / f"verifier_rules_{which}_{half}.json").write_text(json.dumps(res, indent=1))
+    return res

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.bench import _real_pairs_core as R
+from curate.duplicates.choices import COSINE_HIGH
 
 DATA_BAND = R.DATA.parent / "cifar10_pairs_band.csv"
 #: aligned-distance bins: the ratio test's band split in two, and beyond its reach (the
@@ -109,20 +110,24 @@ def weights(rows: list[dict], pooled: list[dict]) -> tuple[list, np.ndarray]:
 #: Rules measured by :func:`decisions`: (name, band high, beyond reach, beyond cosine).
 #: A band pair (0.2 < d <= 0.35) is kept as shipped (ratio test and cosine >= 0.7, or cosine
 #: >= ``high``); a pair beyond it (0.35 < d <= ``beyond``) when its cosine is >= ``beyond_cos``.
-RULES = [("shipped", 0.9, None, None)] + [
+RULES = [("shipped", COSINE_HIGH, None, None)] + [
     (f"high {h}", h, None, None) for h in (0.8, 0.85)] + [
     (f"high {h}, beyond {b} at {c}", h, b, c) for h in (0.85, 0.9) for b in (0.4, 0.45) for c in (0.85, 0.9, 0.95)]
 
 
-def decisions(keys, canvases, e, em, rows: list[dict], rules=RULES, **kw) -> dict:
+def decisions(keys, canvases, e, em, rows: list[dict], rules=RULES, verifier=None, verifier_rules=(), **kw) -> dict:
     """{rule name: (len(rows),) bool} end to end: every image of ``rows`` a query among all n
     images with ``cb.dedupe``'s defaults (``kw`` overrides them, as in
-    :func:`_real_pairs_core.search`); the band and beyond judged per rule."""
+    :func:`_real_pairs_core.search`); the band and beyond judged per rule. With ``verifier``
+    (a function (m, 2) pairs -> (m,) scores) also each of ``verifier_rules`` (name, band
+    score, reach, beyond score): a band pair is kept as shipped or when its score is >= the
+    band score, a pair beyond the band (up to reach) when its score is >= the beyond score."""
     from curate.duplicates.choices import COSINE_FLOOR, DEFAULT_THRESHOLD, RATIO_REACH
     from curate.duplicates.copy_embedding import cosine
 
     t = DEFAULT_THRESHOLD["descriptor"]
-    far = max([b for _, _, b, _ in rules if b is not None] + [t * RATIO_REACH])
+    band_end = t * RATIO_REACH
+    far = max([r[2] for r in list(rules) + list(verifier_rules) if r[2] is not None] + [band_end])
     test = R.search(keys, canvases, rows, **kw)  # the ratio test alone: which band pairs it keeps
     wide = R.search(keys, canvases, rows, **{**kw, "ratio": 1e9, "reach": far / t})  # every verified pair up to far
     kept = {tuple(p) for p in test.pairs.tolist()}
@@ -132,18 +137,35 @@ def decisions(keys, canvases, e, em, rows: list[dict], rules=RULES, **kw) -> dic
     cos = dict(zip(beyond, cosine(e, em, ab[:, 0], ab[:, 1]).tolist())) if len(ab) else {}
     within = {p for p, d in dist.items() if d <= t} | {p for p in kept if p not in dist}
     key = [(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows]
+
+    def shipped(p):  # the shipped rule for a band pair
+        return (p in kept and cos[p] >= COSINE_FLOOR) or cos[p] >= COSINE_HIGH
+
     out = {}
     for name, high, reach, beyond_cos in rules:
         found = set(within)
         for p in beyond:
             d, c = dist[p], cos[p]
-            if d <= t * RATIO_REACH:
+            if d <= band_end:
                 ok = (p in kept and c >= COSINE_FLOOR) or c >= high
             else:
                 ok = reach is not None and d <= reach and c >= beyond_cos
             if ok:
                 found.add(p)
         out[name] = np.array([k in found for k in key])
+    if verifier is not None and verifier_rules:
+        v = dict(zip(beyond, np.asarray(verifier(ab), dtype=np.float64).tolist())) if len(ab) else {}
+        for name, band_v, reach, beyond_v in verifier_rules:
+            found = set(within)
+            for p in beyond:
+                d = dist[p]
+                if d <= band_end:
+                    ok = shipped(p) or v[p] >= band_v
+                else:
+                    ok = reach is not None and d <= reach and v[p] >= beyond_v
+                if ok:
+                    found.add(p)
+            out[name] = np.array([k in found for k in key])
     return out
 
 

@@ -25,7 +25,9 @@ def parse_args(argv=None):
                    help="grids, collect: the band set, drawn by aligned distance 0.2-0.45 and the copy "
                         "embedding's cosine (DIR/grids_band -> cifar10_pairs_band.csv, halves by image series)")
     p.add_argument("--set", choices=("band", "first", "fresh"), default="band",
-                   help="band: the labelled set whose half the band rules are measured on (default band)")
+                   help="band, verifier --rules: the labelled set whose half is measured (default band)")
+    p.add_argument("--rules", action="store_true",
+                   help="verifier: the rules with the trained verifier end to end on --set's --half")
     p.add_argument("--copies", type=int, default=200, help="planted: copies of training images 40,000..")
     p.add_argument("--collection", type=int, default=0,
                    help="measure: the end-to-end search among the half's images plus this many others drawn "
@@ -58,9 +60,11 @@ def main(argv=None) -> None:
         for p in R.write_grids(images, sample, a.out / "grids_band"):
             print(p)
     elif a.step == "verifier":
-        from curate.bench._pair_verifier import measure as verifier
+        from curate.bench import _pair_verifier as V
 
-        print(json.dumps(verifier(a.cifar_root, a.out, a.half, a.steps), indent=1))
+        res = V.end_to_end(a.cifar_root, a.out, a.half, a.set, a.steps) if a.rules else V.measure(
+            a.cifar_root, a.out, a.half, a.steps)
+        print(json.dumps(res, indent=1))
     elif a.step == "band":
         from curate.bench import _real_pairs_band as B
 
