@@ -23,7 +23,10 @@ and how well a pair decision separates them.
 ``grids --band`` / ``collect --band`` / ``band --half tuning|reporting [--set band|first|fresh]``
     the band set, drawn by aligned distance 0.2-0.45 and the copy embedding's cosine, and
     rules that let the embedding decide there (:mod:`curate.bench._real_pairs_band`)
-    -> ``curate/bench/data/cifar10_pairs_band.csv``.
+    -> ``curate/bench/data/cifar10_pairs_band.csv``;
+``verifier [--rules --set S --half H]``
+    a prototype pair verifier (a network that sees both images), trained and measured
+    beside the cosine, and its rules end to end (:mod:`curate.bench._pair_verifier`).
 
 The shipped CSV has columns ``split_a,index_a,split_b,index_b,label,half,kind`` (official
 indices; label 1 = the same shot, 0 = a different shot the distance ranks close; half
