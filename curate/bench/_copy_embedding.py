@@ -81,6 +81,15 @@ def views(images: np.ndarray, out: Path, kind: str, progress=True) -> np.ndarray
     return v
 
 
+def optimise(opt, sched, loss) -> float:
+    """One optimiser and schedule step on ``loss``; returns its value."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def train(images: np.ndarray, v: np.ndarray, steps: int, progress=True):
     """Step 2: the trained network (seeded: the same images and views give the same weights)."""
     import torch
@@ -105,11 +114,7 @@ def train(images: np.ndarray, v: np.ndarray, steps: int, progress=True):
             logits = za @ zb.T / TAU
             y = torch.arange(BATCH)
             loss = 0.5 * (F.cross_entropy(logits, y) + F.cross_entropy(logits.T, y))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            advance(1, loss=loss.item())
+            advance(1, loss=optimise(opt, sched, loss))
     return net.eval()
 
 

@@ -35,8 +35,7 @@ def network(width: int = 16):
     """(B, 6, 32, 32) two standardised images -> (B,) logits of "the same shot"."""
     import torch.nn as nn
 
-    def block(i, o, s):
-        return nn.Sequential(nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+    from curate.duplicates.copy_embedding import block
 
     class Net(nn.Module):
         def __init__(self):
@@ -77,6 +76,7 @@ def train(images: np.ndarray, views: np.ndarray, neg: np.ndarray, train_ids: np.
     import torch.nn.functional as F
 
     from curate._progress import progress as bar
+    from curate.bench._copy_embedding import optimise
 
     torch.manual_seed(0)
     net = network()
@@ -99,12 +99,7 @@ def train(images: np.ndarray, views: np.ndarray, neg: np.ndarray, train_ids: np.
             xa[both], xb[both] = xa[both][:, :, ::-1], xb[both][:, :, ::-1]
             one = rng.random(BATCH) < 0.1
             xb[one] = xb[one][:, :, ::-1]
-            loss = F.binary_cross_entropy_with_logits(net(_stack(xa, xb)), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            advance(1, loss=loss.item())
+            advance(1, loss=optimise(opt, sched, F.binary_cross_entropy_with_logits(net(_stack(xa, xb)), y)))
     return net.eval()
 
 

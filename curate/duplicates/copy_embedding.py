@@ -30,13 +30,17 @@ SIDE = 32  # the network's input side
 WIDTH, DIM = 16, 128
 
 
+def block(i: int, o: int, s: int) -> torch.nn.Module:
+    """One layer of the network: 3x3 convolution (stride ``s``), batch norm, ReLU."""
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+
+
 def network(width: int = WIDTH, dim: int = DIM) -> torch.nn.Module:
     """The architecture: (B, 3, 32, 32) standardised images -> (B, dim) unit vectors."""
     import torch.nn as nn
     import torch.nn.functional as F
-
-    def block(i, o, s):
-        return nn.Sequential(nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
 
     class Net(nn.Module):
         def __init__(self):
