@@ -177,7 +177,11 @@ def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS) -> 
 #: rule plus "a band pair whose verifier logit is >= s", with or without pairs beyond the band
 #: (to 0.45) at logit >= s'.
 RULES = [(f"verifier {b}", b, None, None) for b in (1.0, 2.0, 3.0, 4.0)] + [
-    (f"verifier {b}, beyond 0.45 at {s}", b, 0.45, s) for b in (2.0, 3.0, 4.0) for s in (2.0, 3.0, 4.0, 6.0)]
+    (f"verifier {b}, beyond 0.45 at {s}", b, 0.45, s) for b in (2.0, 3.0, 4.0) for s in (2.0, 3.0, 4.0, 6.0)] + [
+    ("verifier 2.0, beyond 0.45 at 4.0, cosine >= 0.7", 2.0, 0.45, 4.0, 0.7)]
+#: the rule chosen on the tuning halves (docs/near-duplicates.md); with the embedding's own
+#: floor (COSINE_FLOOR) as a fifth element it decides the tuning halves identically
+CHOSEN = ("verifier 2.0, beyond 0.45 at 4.0", "verifier 2.0, beyond 0.45 at 4.0, cosine >= 0.7")
 
 
 def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int = STEPS) -> dict:
@@ -198,15 +202,14 @@ def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int
     images = M.load_all(root, out, progress=False)
     keys, canvases = M.describe_all(images, out, progress=False)
     e, em = B.embeddings(images, out)
-    path = {"band": B.DATA_BAND, "first": B.R.DATA, "fresh": B.R.DATA_FRESH}[which]
-    rows = B.R.load_pairs(path, half)
+    rows = B.R.load_pairs(B.SETS[which], half)
     hits = B.decisions(keys, canvases, e, em, rows, rules=B.RULES[:1], verifier=lambda ab: score(net, images, ab),
                        verifier_rules=RULES)
     y = np.array([r["label"] for r in rows])
     res = {"set": which, "half": half, "steps": steps, "rules": {k: B.R.evaluate_hits(h, y) for k, h in hits.items()}}
-    if which == "band":
+    if which in ("band", "band_fresh"):
         cands = B.R.read_candidates(out / "candidates.csv")
-        cells, w = B.weights(rows, B.pool(cands, e, em, B.exclusion(cands)))
+        cells, w = B.weights(rows, B.pool(cands, e, em, B.exclusion(cands, which == "band_fresh")))
         res["pool_weighted"] = {k: {**B.R.evaluate_weighted(h, y, w), **B.R.weighted_interval(h, y, cells, w)}
                                 for k, h in hits.items()}
     (out / f"verifier_rules_{which}_{half}.json").write_text(json.dumps(res, indent=1))

@@ -27,12 +27,19 @@ from curate.bench import _real_pairs_core as R
 from curate.duplicates.choices import COSINE_HIGH
 
 DATA_BAND = R.DATA.parent / "cifar10_pairs_band.csv"
+#: A fresh band set, drawn after the prototype pair verifier's rule was chosen: test-train
+#: pairs only (the verifier trained on mined train-train pairs as negatives), apart from
+#: every other set's images; every row "reporting".
+DATA_BAND_FRESH = R.DATA.parent / "cifar10_pairs_band_fresh.csv"
+#: the labelled sets by name (``--set``)
+SETS = {"band": DATA_BAND, "band_fresh": DATA_BAND_FRESH, "first": R.DATA, "fresh": R.DATA_FRESH}
 #: aligned-distance bins: the ratio test's band split in two, and beyond its reach (the
 #: mined distances are exact up to 0.45)
 DIST_BINS = ((0.2, 0.3), (0.3, 0.35), (0.35, 0.45))
 #: cosine bins of the shipped copy embedding (the rule's floor 0.7 and high 0.9 are edges)
 COS_BINS = ((-1.0, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01))
 PER = 14
+PER_FRESH = 20  # the fresh band set: one kind, so more per cell
 KINDS = ("test-train", "train-train")
 
 
@@ -70,15 +77,15 @@ def pool(candidates: list[dict], e: np.ndarray, em: np.ndarray, exclude: set[int
     return out
 
 
-def exclusion(candidates: list[dict]) -> set[int]:
-    """Images of both labelled sets and of their series of copies (joined by candidates
-    within the threshold, 0.2). Not the fresh set's reach (0.35): in the band, chains of
-    look-alikes join a fifth of CIFAR-10 to the labelled images, and the pool would lose
-    its crowded part -- where a decision is hardest."""
+def exclusion(candidates: list[dict], fresh: bool = False) -> set[int]:
+    """Images of both labelled sets (with ``fresh``: of the band set too) and of their
+    series of copies (joined by candidates within the threshold, 0.2). Not the fresh set's
+    reach (0.35): in the band, chains of look-alikes join a fifth of CIFAR-10 to the labelled
+    images, and the pool would lose its crowded part -- where a decision is hardest."""
     from curate.duplicates.choices import DEFAULT_THRESHOLD
 
-    return R.fresh_exclusion(candidates, R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH),
-                             DEFAULT_THRESHOLD["descriptor"])
+    labelled = R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH) + (R.load_pairs(DATA_BAND) if fresh else [])
+    return R.fresh_exclusion(candidates, labelled, DEFAULT_THRESHOLD["descriptor"])
 
 
 def sample(pooled: list[dict], seed: int = 0, per: int = PER) -> list[dict]:
@@ -120,8 +127,9 @@ def decisions(keys, canvases, e, em, rows: list[dict], rules=RULES, verifier=Non
     images with ``cb.dedupe``'s defaults (``kw`` overrides them, as in
     :func:`_real_pairs_core.search`); the band and beyond judged per rule. With ``verifier``
     (a function (m, 2) pairs -> (m,) scores) also each of ``verifier_rules`` (name, band
-    score, reach, beyond score): a band pair is kept as shipped or when its score is >= the
-    band score, a pair beyond the band (up to reach) when its score is >= the beyond score."""
+    score, reach, beyond score[, cosine floor]): a band pair is kept as shipped or when its
+    score is >= the band score, a pair beyond the band (up to reach) when its score is >= the
+    beyond score; with a floor, a score counts only where the pair's cosine is >= it."""
     from curate.duplicates.choices import COSINE_FLOOR, DEFAULT_THRESHOLD, RATIO_REACH
     from curate.duplicates.copy_embedding import cosine
 
@@ -155,14 +163,15 @@ def decisions(keys, canvases, e, em, rows: list[dict], rules=RULES, verifier=Non
         out[name] = np.array([k in found for k in key])
     if verifier is not None and verifier_rules:
         v = dict(zip(beyond, np.asarray(verifier(ab), dtype=np.float64).tolist())) if len(ab) else {}
-        for name, band_v, reach, beyond_v in verifier_rules:
+        for name, band_v, reach, beyond_v, *floor in verifier_rules:
+            floor = floor[0] if floor else -np.inf  # the cosine a pair needs for the score to count
             found = set(within)
             for p in beyond:
                 d = dist[p]
                 if d <= band_end:
-                    ok = shipped(p) or v[p] >= band_v
+                    ok = shipped(p) or (v[p] >= band_v and cos[p] >= floor)
                 else:
-                    ok = reach is not None and d <= reach and v[p] >= beyond_v
+                    ok = reach is not None and d <= reach and v[p] >= beyond_v and cos[p] >= floor
                 if ok:
                     found.add(p)
             out[name] = np.array([k in found for k in key])
@@ -176,7 +185,7 @@ def measure(root: Path, out: Path, half: str, which: str = "band", rules=RULES) 
     (``DIR/band_misses_<set>_<half>.png``)."""
     from curate.bench import _real_pairs_mine as M
 
-    path = {"band": DATA_BAND, "first": R.DATA, "fresh": R.DATA_FRESH}[which]
+    path = SETS[which]
     rows = R.load_pairs(path, half)
     images = M.load_all(root, out, progress=False)
     keys, canvases = M.describe_all(images, out, progress=False)
@@ -185,9 +194,9 @@ def measure(root: Path, out: Path, half: str, which: str = "band", rules=RULES) 
     y = np.array([r["label"] for r in rows])
     res = {"set": which, "half": half, "pairs": len(rows), "positives": int(y.sum()),
            "rules": {k: R.evaluate_hits(h, y) for k, h in hits.items()}}
-    if which == "band":
+    if which in ("band", "band_fresh"):
         cands = R.read_candidates(out / "candidates.csv")
-        pooled = pool(cands, e, em, exclusion(cands))
+        pooled = pool(cands, e, em, exclusion(cands, which == "band_fresh"))
         cells, w = weights(rows, pooled)
         res["pool_weighted"] = {k: {**R.evaluate_weighted(h, y, w), **R.weighted_interval(h, y, cells, w)}
                                 for k, h in hits.items()}

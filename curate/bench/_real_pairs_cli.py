@@ -24,7 +24,7 @@ def parse_args(argv=None):
     p.add_argument("--band", action="store_true",
                    help="grids, collect: the band set, drawn by aligned distance 0.2-0.45 and the copy "
                         "embedding's cosine (DIR/grids_band -> cifar10_pairs_band.csv, halves by image series)")
-    p.add_argument("--set", choices=("band", "first", "fresh"), default="band",
+    p.add_argument("--set", choices=("band", "band_fresh", "first", "fresh"), default="band",
                    help="band, verifier --rules: the labelled set whose half is measured (default band)")
     p.add_argument("--rules", action="store_true",
                    help="verifier: the rules with the trained verifier end to end on --set's --half")
@@ -50,14 +50,17 @@ def main(argv=None) -> None:
     a = parse_args(argv)
     if a.step == "mine":
         print(M.mine(a.cifar_root, a.out))
-    elif a.step == "grids" and a.band:
+    elif a.step == "grids" and a.band:  # --fresh: test-train only, apart from the band set too
         from curate.bench import _real_pairs_band as B
 
         images = M.load_all(a.cifar_root, a.out)
         cands = R.read_candidates(a.out / "candidates.csv")
         e, em = B.embeddings(images, a.out)
-        sample = B.sample(B.pool(cands, e, em, B.exclusion(cands)), a.seed)
-        for p in R.write_grids(images, sample, a.out / "grids_band"):
+        pooled = B.pool(cands, e, em, B.exclusion(cands, a.fresh))
+        if a.fresh:
+            pooled = [r for r in pooled if r["kind"] == "test-train"]
+        sample = B.sample(pooled, a.seed, B.PER_FRESH if a.fresh else B.PER)
+        for p in R.write_grids(images, sample, a.out / ("grids_band_fresh" if a.fresh else "grids_band")):
             print(p)
     elif a.step == "verifier":
         from curate.bench import _pair_verifier as V
@@ -89,8 +92,9 @@ def main(argv=None) -> None:
     elif a.step == "collect" and a.band:
         from curate.bench import _real_pairs_band as B
 
-        path = a.pairs or B.DATA_BAND
-        R.write_pairs(R.collect(a.out / "grids_band"), path)
+        path = a.pairs or (B.DATA_BAND_FRESH if a.fresh else B.DATA_BAND)
+        R.write_pairs(R.collect(a.out / ("grids_band_fresh" if a.fresh else "grids_band"),
+                                "reporting" if a.fresh else None), path)
         print(json.dumps(counts(R.load_pairs(path)), indent=1))
     elif a.step == "collect":
         rows = R.collect(a.out / ("grids_fresh" if a.fresh else "grids"), "reporting" if a.fresh else None)
