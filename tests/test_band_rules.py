@@ -111,3 +111,16 @@ def test_the_band_set_is_well_formed_and_apart_from_the_other_sets():
         lab = [r["label"] for r in band if r["half"] == h]
         assert lab.count(1) >= 40 and lab.count(0) >= 80
     assert len({(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in band}) == len(band)
+
+
+def test_the_fresh_band_set_is_test_train_and_apart_from_every_other_set():
+    import csv
+
+    with open(B.DATA_BAND_FRESH, newline="") as f:
+        assert tuple(csv.DictReader(f).fieldnames) == R.COLUMNS
+    fresh = R.load_pairs(B.DATA_BAND_FRESH)
+    others = R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH) + R.load_pairs(B.DATA_BAND)
+    assert not {g for r in fresh for g in (r["a"], r["b"])} & {g for r in others for g in (r["a"], r["b"])}
+    assert {r["kind"] for r in fresh} == {"test-train"} and {r["half"] for r in fresh} == {"reporting"}
+    lab = [r["label"] for r in fresh]
+    assert lab.count(1) >= 50 and lab.count(0) >= 100
