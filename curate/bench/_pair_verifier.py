@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.duplicates.choices import COSINE_FLOOR
+
 STEPS, BATCH, LR = 2000, 256, 2e-3
 NEGATIVE_RANGE = (0.2, 0.6)
 
@@ -121,41 +123,43 @@ def score(net, images: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return np.maximum(plain, mirrored)
 
 
+def load_network(out: Path, steps: int):
+    """The network :func:`measure` trained into ``out`` (None if there is none yet), in eval mode."""
+    from safetensors.torch import load_file
+
+    f = out / f"pair_verifier_{steps}.safetensors"
+    if not f.is_file():
+        return None
+    net = network()
+    net.load_state_dict(load_file(str(f)))
+    return net.eval()
+
+
 def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS) -> dict:
     """Steps 1-4 on one half of the band set and of the first set (network cached in ``out``)."""
-    import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     from sklearn.metrics import roc_auc_score
 
     from curate.bench import _real_pairs_band as B
     from curate.bench import _real_pairs_core as R
     from curate.bench import _real_pairs_mine as M
     from curate.bench._copy_embedding import views as edited_views
-    from curate.duplicates.choices import DEFAULT_THRESHOLD
     from curate.duplicates.copy_embedding import cosine
 
-    images = M.load_all(root, out)
+    images, _, canvases, e, em = B.load(root, out)
     cands = R.read_candidates(out / "candidates.csv")
-    labelled = R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH) + R.load_pairs(B.DATA_BAND)
-    exclude = R.fresh_exclusion(cands, labelled, DEFAULT_THRESHOLD["descriptor"])
-    f = out / f"pair_verifier_{steps}.safetensors"
-    net = network()
-    if f.is_file():
-        net.load_state_dict(load_file(str(f)))
-        net.eval()
-    else:
+    net = load_network(out, steps)
+    if net is None:
+        exclude = B.exclusion(cands, fresh=True)  # every labelled image and its copies
         train_ids = np.array(sorted(set(range(M.TRAIN)) - exclude))
         net = train(images, edited_views(images, out, "heavy"), negatives(cands, exclude), train_ids, steps)
-        save_file({k: t.contiguous() for k, t in net.state_dict().items()}, f)
-    e, em = B.embeddings(images, out)
-    _, canvases = M.describe_all(images, out, progress=False)
+        save_file({k: t.contiguous() for k, t in net.state_dict().items()}, out / f"pair_verifier_{steps}.safetensors")
     pooled = B.pool(cands, e, em, B.exclusion(cands))
     res = {"steps": steps, "half": half}
     for name, path in (("band", B.DATA_BAND), ("first", R.DATA)):
         rows = R.load_pairs(path, half)
         ab = np.array([(r["a"], r["b"]) for r in rows], dtype=np.int64)
         y = np.array([r["label"] for r in rows])
-        torch.set_grad_enabled(False)
         s, c, d = score(net, images, ab), cosine(e, em, ab[:, 0], ab[:, 1]), R.aligned(canvases, rows)
         w = B.weights(rows, pooled)[1] if name == "band" else None
         out_set = {}
@@ -175,42 +179,26 @@ def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS) -> 
 
 #: (name, band score, reach, beyond score) of :func:`_real_pairs_band.decisions`: the shipped
 #: rule plus "a band pair whose verifier logit is >= s", with or without pairs beyond the band
-#: (to 0.45) at logit >= s'.
+#: (to 0.45) at logit >= s'; the last, the rule chosen on the tuning halves with the
+#: embedding's own floor (COSINE_FLOOR) as a fifth element (docs/near-duplicates.md).
 RULES = [(f"verifier {b}", b, None, None) for b in (1.0, 2.0, 3.0, 4.0)] + [
     (f"verifier {b}, beyond 0.45 at {s}", b, 0.45, s) for b in (2.0, 3.0, 4.0) for s in (2.0, 3.0, 4.0, 6.0)] + [
-    ("verifier 2.0, beyond 0.45 at 4.0, cosine >= 0.7", 2.0, 0.45, 4.0, 0.7)]
-#: the rule chosen on the tuning halves (docs/near-duplicates.md); with the embedding's own
-#: floor (COSINE_FLOOR) as a fifth element it decides the tuning halves identically
-CHOSEN = ("verifier 2.0, beyond 0.45 at 4.0", "verifier 2.0, beyond 0.45 at 4.0, cosine >= 0.7")
+    (f"verifier 2.0, beyond 0.45 at 4.0, cosine >= {COSINE_FLOOR}", 2.0, 0.45, 4.0, COSINE_FLOOR)]
 
 
 def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int = STEPS) -> dict:
     """The shipped decision and :data:`RULES` end to end among all 60,000 images on one half
     of a labelled set (as ``real_pairs band``), with the network ``measure`` trained."""
-    from safetensors.torch import load_file
-
     from curate.bench import _real_pairs_band as B
-    from curate.bench import _real_pairs_mine as M
 
-    f = out / f"pair_verifier_{steps}.safetensors"
-    if not f.is_file():
+    net = load_network(out, steps)
+    if net is None:
         raise SystemExit(f"error: no pair verifier in {out}; train it first: python -m curate.bench.real_pairs "
                          f"verifier --steps {steps} --out {out}")
-    net = network()
-    net.load_state_dict(load_file(str(f)))
-    net.eval()
-    images = M.load_all(root, out, progress=False)
-    keys, canvases = M.describe_all(images, out, progress=False)
-    e, em = B.embeddings(images, out)
+    images, keys, canvases, e, em = B.load(root, out)
     rows = B.R.load_pairs(B.SETS[which], half)
     hits = B.decisions(keys, canvases, e, em, rows, rules=B.RULES[:1], verifier=lambda ab: score(net, images, ab),
                        verifier_rules=RULES)
-    y = np.array([r["label"] for r in rows])
-    res = {"set": which, "half": half, "steps": steps, "rules": {k: B.R.evaluate_hits(h, y) for k, h in hits.items()}}
-    if which in ("band", "band_fresh"):
-        cands = B.R.read_candidates(out / "candidates.csv")
-        cells, w = B.weights(rows, B.pool(cands, e, em, B.exclusion(cands, which == "band_fresh")))
-        res["pool_weighted"] = {k: {**B.R.evaluate_weighted(h, y, w), **B.R.weighted_interval(h, y, cells, w)}
-                                for k, h in hits.items()}
+    res = {"set": which, "half": half, "steps": steps, **B.scored(hits, rows, which, out, e, em)}
     (out / f"verifier_rules_{which}_{half}.json").write_text(json.dumps(res, indent=1))
     return res

@@ -145,61 +145,61 @@ def decisions(keys, canvases, e, em, rows: list[dict], rules=RULES, verifier=Non
     cos = dict(zip(beyond, cosine(e, em, ab[:, 0], ab[:, 1]).tolist())) if len(ab) else {}
     within = {p for p, d in dist.items() if d <= t} | {p for p in kept if p not in dist}
     key = [(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows]
+    v = dict(zip(beyond, np.asarray(verifier(ab), dtype=np.float64).tolist())) if verifier and len(ab) else {}
 
-    def shipped(p):  # the shipped rule for a band pair
-        return (p in kept and cos[p] >= COSINE_FLOOR) or cos[p] >= COSINE_HIGH
+    def cosine_rule(high, reach, beyond_cos):
+        return (lambda p: (p in kept and cos[p] >= COSINE_FLOOR) or cos[p] >= high,
+                lambda p: reach is not None and dist[p] <= reach and cos[p] >= beyond_cos)
 
+    def verifier_rule(band_v, reach, beyond_v, floor=-np.inf):  # a score counts only at cosine >= floor
+        shipped_band, _ = cosine_rule(COSINE_HIGH, None, None)
+        return (lambda p: shipped_band(p) or (v[p] >= band_v and cos[p] >= floor),
+                lambda p: reach is not None and dist[p] <= reach and v[p] >= beyond_v and cos[p] >= floor)
+
+    judged = [(name, cosine_rule(*r)) for name, *r in rules]
+    if verifier is not None:
+        judged += [(name, verifier_rule(*r)) for name, *r in verifier_rules]
     out = {}
-    for name, high, reach, beyond_cos in rules:
-        found = set(within)
-        for p in beyond:
-            d, c = dist[p], cos[p]
-            if d <= band_end:
-                ok = (p in kept and c >= COSINE_FLOOR) or c >= high
-            else:
-                ok = reach is not None and d <= reach and c >= beyond_cos
-            if ok:
-                found.add(p)
+    for name, (in_band, past_band) in judged:
+        found = within | {p for p in beyond if (in_band(p) if dist[p] <= band_end else past_band(p))}
         out[name] = np.array([k in found for k in key])
-    if verifier is not None and verifier_rules:
-        v = dict(zip(beyond, np.asarray(verifier(ab), dtype=np.float64).tolist())) if len(ab) else {}
-        for name, band_v, reach, beyond_v, *floor in verifier_rules:
-            floor = floor[0] if floor else -np.inf  # the cosine a pair needs for the score to count
-            found = set(within)
-            for p in beyond:
-                d = dist[p]
-                if d <= band_end:
-                    ok = shipped(p) or (v[p] >= band_v and cos[p] >= floor)
-                else:
-                    ok = reach is not None and d <= reach and v[p] >= beyond_v and cos[p] >= floor
-                if ok:
-                    found.add(p)
-            out[name] = np.array([k in found for k in key])
     return out
 
 
-def measure(root: Path, out: Path, half: str, which: str = "band", rules=RULES) -> dict:
-    """The rules on one half of a labelled set (``which``: "band", "first" or "fresh") among
-    all 60,000 images: recall / pair precision on the sample, and for the band set also
-    pool-weighted with 95 % intervals; grids of the first rule's misses and false hits
-    (``DIR/band_misses_<set>_<half>.png``)."""
+def load(root: Path, out: Path):
+    """All 60,000 images, their keys and canvases, and their shipped embeddings (e, em), from
+    the caches in ``out``."""
     from curate.bench import _real_pairs_mine as M
 
-    path = SETS[which]
-    rows = R.load_pairs(path, half)
     images = M.load_all(root, out, progress=False)
     keys, canvases = M.describe_all(images, out, progress=False)
-    e, em = embeddings(images, out)
+    return images, keys, canvases, *embeddings(images, out)
+
+
+def scored(hits: dict, rows: list[dict], which: str, out: Path, e: np.ndarray, em: np.ndarray) -> dict:
+    """Recall / pair precision of each rule's hits on the rows, and for a band set also
+    weighted to its pool with 95 % intervals."""
+    y = np.array([r["label"] for r in rows])
+    res = {"rules": {k: R.evaluate_hits(h, y) for k, h in hits.items()}}
+    if which in ("band", "band_fresh"):
+        cands = R.read_candidates(out / "candidates.csv")
+        cells, w = weights(rows, pool(cands, e, em, exclusion(cands, which == "band_fresh")))
+        res["pool_weighted"] = {k: {**R.evaluate_weighted(h, y, w), **R.weighted_interval(h, y, cells, w)}
+                                for k, h in hits.items()}
+    return res
+
+
+def measure(root: Path, out: Path, half: str, which: str = "band", rules=RULES) -> dict:
+    """The rules on one half of a labelled set (``which``: a name of :data:`SETS`) among
+    all 60,000 images: recall / pair precision on the sample, and for a band set also
+    pool-weighted with 95 % intervals; grids of the first rule's misses and false hits
+    (``DIR/band_misses_<set>_<half>.png``)."""
+    rows = R.load_pairs(SETS[which], half)
+    images, keys, canvases, e, em = load(root, out)
     hits = decisions(keys, canvases, e, em, rows, rules)
     y = np.array([r["label"] for r in rows])
     res = {"set": which, "half": half, "pairs": len(rows), "positives": int(y.sum()),
-           "rules": {k: R.evaluate_hits(h, y) for k, h in hits.items()}}
-    if which in ("band", "band_fresh"):
-        cands = R.read_candidates(out / "candidates.csv")
-        pooled = pool(cands, e, em, exclusion(cands, which == "band_fresh"))
-        cells, w = weights(rows, pooled)
-        res["pool_weighted"] = {k: {**R.evaluate_weighted(h, y, w), **R.weighted_interval(h, y, cells, w)}
-                                for k, h in hits.items()}
+           **scored(hits, rows, which, out, e, em)}
     # what the shipped rule gets wrong, for a person to look at (the mined distance's order)
     shipped = hits[rules[0][0]]
     d = R.aligned(canvases, rows)
