@@ -2,20 +2,22 @@
 is symmetric in the pair's order, and after a few steps an edited copy scores above an
 unrelated photo far more often than chance."""
 import numpy as np
+import pytest
 import torch
 
 from curate.bench import _pair_verifier as P
 from curate.duplicates import edits
 
 
-def test_verifier_training_is_seeded_symmetric_and_learns():
+@pytest.mark.parametrize("negatives_as", P.NEGATIVES)
+def test_verifier_training_is_seeded_symmetric_and_learns(negatives_as):
     torch.set_num_threads(1)
     images = edits.natural_like(200, seed=4)
     views = np.stack([[edits.apply_real(im, edits.draw_real(np.random.default_rng((k, i)))) for i, im in
                        enumerate(images)] for k in range(2)])
     rng = np.random.default_rng(0)
     neg = np.array([(i, j) for i, j in rng.integers(0, 200, (400, 2)) if i != j])
-    nets = [P.train(images, views, neg, np.arange(200), steps=30, progress=p) for p in (False, True)]
+    nets = [P.train(images, views, neg, np.arange(200), steps=30, progress=p, negatives_as=negatives_as) for p in (False, True)]
     for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
         assert torch.equal(a, b)
     copies = np.stack([edits.apply_real(im, edits.draw_real(np.random.default_rng((9, i)))) for i, im in
@@ -26,3 +28,9 @@ def test_verifier_training_is_seeded_symmetric_and_learns():
     s_same, s_other = P.score(nets[0], both, same), P.score(nets[0], both, other)
     np.testing.assert_allclose(P.score(nets[0], both, same[:, ::-1].copy()), s_same, rtol=1e-4, atol=1e-4)
     assert (s_same > s_other).mean() > 0.8
+
+
+def test_verifier_refuses_an_unknown_way_of_showing_negatives():
+    images = edits.natural_like(8, seed=4)
+    with pytest.raises(ValueError, match="negatives_as"):
+        P.train(images, images[None], np.array([[0, 1]]), np.arange(8), steps=1, negatives_as="mixed")

@@ -31,6 +31,11 @@ from curate.duplicates.choices import COSINE_FLOOR
 
 STEPS, BATCH, LR = 2000, 256, 2e-3
 NEGATIVE_RANGE = (0.2, 0.6)
+#: How a negative pair's two images are shown in training: ``"plain"`` (as they are: the first
+#: prototype, whose positives alone carry the edit model's traces -- resampling blur, colour
+#: casts -- so "one image looks processed" is a shortcut to "the same shot"), or ``"edited"``
+#: (each image, on its own, one of its edited views or itself, drawn as a positive's are).
+NEGATIVES = ("plain", "edited")
 
 
 def network(width: int = 16):
@@ -70,10 +75,13 @@ def _stack(xa: np.ndarray, xb: np.ndarray):
 
 
 def train(images: np.ndarray, views: np.ndarray, neg: np.ndarray, train_ids: np.ndarray, steps: int = STEPS,
-          progress=True):
+          progress=True, negatives_as: str = "plain"):
     """Steps 1-3 (seeded). images (n, 32, 32, 3) uint8, views (V, TRAIN, 32, 32, 3) of the
-    training images, neg (m, 2) pairs of rows of ``images``, train_ids: the training images
-    positives are drawn from."""
+    training images (rows 0..TRAIN-1 of ``images``), neg (m, 2) pairs of training rows,
+    train_ids: the training images positives are drawn from; negatives_as: one of
+    :data:`NEGATIVES`."""
+    if negatives_as not in NEGATIVES:
+        raise ValueError(f"negatives_as must be one of {NEGATIVES}, got {negatives_as!r}")
     import torch
     import torch.nn.functional as F
 
@@ -94,7 +102,12 @@ def train(images: np.ndarray, views: np.ndarray, neg: np.ndarray, train_ids: np.
             pa = views[a - 1, ids] if a else images[ids]
             pb = views[b - 1, ids] if b else images[ids]
             nb = neg[rng.choice(len(neg), half, replace=False)]
-            xa, xb = np.concatenate([pa, images[nb[:, 0]]]), np.concatenate([pb, images[nb[:, 1]]])
+            na, nb_ = images[nb[:, 0]], images[nb[:, 1]]
+            if negatives_as == "edited":  # each side a view (1..V) or itself (0), as a positive's
+                ka, kb = rng.integers(0, len(views) + 1, (2, half))
+                na = np.where((ka > 0)[:, None, None, None], views[np.maximum(ka - 1, 0), nb[:, 0]], na)
+                nb_ = np.where((kb > 0)[:, None, None, None], views[np.maximum(kb - 1, 0), nb[:, 1]], nb_)
+            xa, xb = np.concatenate([pa, na]), np.concatenate([pb, nb_])
             swap = rng.random(BATCH) < 0.5
             xa[swap], xb[swap] = xb[swap], xa[swap].copy()
             both = rng.random(BATCH) < 0.5
@@ -123,11 +136,16 @@ def score(net, images: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return np.maximum(plain, mirrored)
 
 
-def load_network(out: Path, steps: int):
+def _weights(out: Path, steps: int, negatives_as: str) -> Path:
+    return out / (f"pair_verifier_{steps}.safetensors" if negatives_as == "plain"
+                  else f"pair_verifier_{negatives_as}_{steps}.safetensors")
+
+
+def load_network(out: Path, steps: int, negatives_as: str = "plain"):
     """The network :func:`measure` trained into ``out`` (None if there is none yet), in eval mode."""
     from safetensors.torch import load_file
 
-    f = out / f"pair_verifier_{steps}.safetensors"
+    f = _weights(out, steps, negatives_as)
     if not f.is_file():
         return None
     net = network()
@@ -135,7 +153,7 @@ def load_network(out: Path, steps: int):
     return net.eval()
 
 
-def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS) -> dict:
+def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS, negatives_as: str = "plain") -> dict:
     """Steps 1-4 on one half of the band set and of the first set (network cached in ``out``)."""
     from safetensors.torch import save_file
     from sklearn.metrics import roc_auc_score
@@ -148,14 +166,15 @@ def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS) -> 
 
     images, _, canvases, e, em = B.load(root, out)
     cands = R.read_candidates(out / "candidates.csv")
-    net = load_network(out, steps)
+    net = load_network(out, steps, negatives_as)
     if net is None:
         exclude = B.exclusion(cands, fresh=True)  # every labelled image and its copies
         train_ids = np.array(sorted(set(range(M.TRAIN)) - exclude))
-        net = train(images, edited_views(images, out, "heavy"), negatives(cands, exclude), train_ids, steps)
-        save_file({k: t.contiguous() for k, t in net.state_dict().items()}, out / f"pair_verifier_{steps}.safetensors")
+        net = train(images, edited_views(images, out, "heavy"), negatives(cands, exclude), train_ids, steps,
+                    negatives_as=negatives_as)
+        save_file({k: t.contiguous() for k, t in net.state_dict().items()}, _weights(out, steps, negatives_as))
     pooled = B.pool(cands, e, em, B.exclusion(cands))
-    res = {"steps": steps, "half": half}
+    res = {"steps": steps, "half": half, "negatives": negatives_as}
     for name, path in (("band", B.DATA_BAND), ("first", R.DATA)):
         rows = R.load_pairs(path, half)
         ab = np.array([(r["a"], r["b"]) for r in rows], dtype=np.int64)
@@ -173,7 +192,7 @@ def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS) -> 
                     **({f"weighted_auroc_{k}": float(roc_auc_score(y[m], v[m], sample_weight=w[m]))
                         for k, v in (("verifier", s), ("cosine", c), ("aligned", -d))} if w is not None else {})}
         res[name] = out_set
-    (out / f"pair_verifier_{steps}_{half}.json").write_text(json.dumps(res, indent=1))
+    (out / f"{_weights(out, steps, negatives_as).stem}_{half}.json").write_text(json.dumps(res, indent=1))
     return res
 
 
@@ -186,19 +205,22 @@ RULES = [(f"verifier {b}", b, None, None) for b in (1.0, 2.0, 3.0, 4.0)] + [
     (f"verifier 2.0, beyond 0.45 at 4.0, cosine >= {COSINE_FLOOR}", 2.0, 0.45, 4.0, COSINE_FLOOR)]
 
 
-def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int = STEPS) -> dict:
+def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int = STEPS,
+               negatives_as: str = "plain") -> dict:
     """The shipped decision and :data:`RULES` end to end among all 60,000 images on one half
     of a labelled set (as ``real_pairs band``), with the network ``measure`` trained."""
     from curate.bench import _real_pairs_band as B
 
-    net = load_network(out, steps)
+    net = load_network(out, steps, negatives_as)
     if net is None:
         raise SystemExit(f"error: no pair verifier in {out}; train it first: python -m curate.bench.real_pairs "
-                         f"verifier --steps {steps} --out {out}")
+                         f"verifier --steps {steps} --negatives {negatives_as} --out {out}")
     images, keys, canvases, e, em = B.load(root, out)
     rows = B.R.load_pairs(B.SETS[which], half)
     hits = B.decisions(keys, canvases, e, em, rows, rules=B.RULES[:1], verifier=lambda ab: score(net, images, ab),
                        verifier_rules=RULES)
-    res = {"set": which, "half": half, "steps": steps, **B.scored(hits, rows, which, out, e, em)}
-    (out / f"verifier_rules_{which}_{half}.json").write_text(json.dumps(res, indent=1))
+    res = {"set": which, "half": half, "steps": steps, "negatives": negatives_as,
+           **B.scored(hits, rows, which, out, e, em)}
+    tag = "" if negatives_as == "plain" else f"{negatives_as}_"
+    (out / f"verifier_rules_{tag}{which}_{half}.json").write_text(json.dumps(res, indent=1))
     return res

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.bench._pair_verifier import NEGATIVES
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m curate.bench.real_pairs", description=__doc__)
@@ -28,6 +30,9 @@ def parse_args(argv=None):
                    help="band, verifier --rules: the labelled set whose half is measured (default band)")
     p.add_argument("--rules", action="store_true",
                    help="verifier: the rules with the trained verifier end to end on --set's --half")
+    p.add_argument("--negatives", choices=NEGATIVES, default=NEGATIVES[0],
+                   help="verifier: its negative pairs shown as they are, or edited as its positives are "
+                        f"(default {NEGATIVES[0]}, the first prototype)")
     p.add_argument("--copies", type=int, default=200, help="planted: copies of training images 40,000..")
     p.add_argument("--collection", type=int, default=0,
                    help="measure: the end-to-end search among the half's images plus this many others drawn "
@@ -65,8 +70,8 @@ def main(argv=None) -> None:
     elif a.step == "verifier":
         from curate.bench import _pair_verifier as V
 
-        res = V.end_to_end(a.cifar_root, a.out, a.half, a.set, a.steps) if a.rules else V.measure(
-            a.cifar_root, a.out, a.half, a.steps)
+        res = V.end_to_end(a.cifar_root, a.out, a.half, a.set, a.steps, a.negatives) if a.rules else V.measure(
+            a.cifar_root, a.out, a.half, a.steps, a.negatives)
         print(json.dumps(res, indent=1))
     elif a.step == "band":
         from curate.bench import _real_pairs_band as B
