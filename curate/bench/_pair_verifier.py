@@ -168,7 +168,7 @@ def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS, neg
     cands = R.read_candidates(out / "candidates.csv")
     net = load_network(out, steps, negatives_as)
     if net is None:
-        exclude = B.exclusion(cands, fresh=True)  # every labelled image and its copies
+        exclude = B.exclusion(cands, fresh=1)  # every labelled image (band set too) and its copies
         train_ids = np.array(sorted(set(range(M.TRAIN)) - exclude))
         net = train(images, edited_views(images, out, "heavy"), negatives(cands, exclude), train_ids, steps,
                     negatives_as=negatives_as)

@@ -31,8 +31,17 @@ DATA_BAND = R.DATA.parent / "cifar10_pairs_band.csv"
 #: pairs only (the verifier trained on mined train-train pairs as negatives), apart from
 #: every other set's images; every row "reporting".
 DATA_BAND_FRESH = R.DATA.parent / "cifar10_pairs_band_fresh.csv"
+#: A second fresh band set, drawn after the second verifier's rule was chosen (its negatives
+#: edited as its positives): test-train pairs apart from every other set's images, the first
+#: fresh band set's included; every row "reporting".
+DATA_BAND_FRESH2 = R.DATA.parent / "cifar10_pairs_band_fresh2.csv"
+#: the fresh band sets in the order they were drawn (round 1, 2, ...: ``grids --band --fresh N``)
+BAND_FRESH = (DATA_BAND_FRESH, DATA_BAND_FRESH2)
 #: the labelled sets by name (``--set``)
-SETS = {"band": DATA_BAND, "band_fresh": DATA_BAND_FRESH, "first": R.DATA, "fresh": R.DATA_FRESH}
+SETS = {"band": DATA_BAND, "band_fresh": DATA_BAND_FRESH, "band_fresh2": DATA_BAND_FRESH2, "first": R.DATA,
+        "fresh": R.DATA_FRESH}
+#: the band sets by name, each with its round: how many band sets its pool stays apart from
+BAND_ROUND = {"band": 0, "band_fresh": 1, "band_fresh2": 2}
 #: aligned-distance bins: the ratio test's band split in two, and beyond its reach (the
 #: mined distances are exact up to 0.45)
 DIST_BINS = ((0.2, 0.3), (0.3, 0.35), (0.35, 0.45))
@@ -77,14 +86,16 @@ def pool(candidates: list[dict], e: np.ndarray, em: np.ndarray, exclude: set[int
     return out
 
 
-def exclusion(candidates: list[dict], fresh: bool = False) -> set[int]:
-    """Images of both labelled sets (with ``fresh``: of the band set too) and of their
-    series of copies (joined by candidates within the threshold, 0.2). Not the fresh set's
+def exclusion(candidates: list[dict], fresh: int = 0) -> set[int]:
+    """Images of both labelled sets (with ``fresh`` >= 1: of the band set too, >= 2: of the
+    first fresh band set too, and so on) and of their series of copies (joined by candidates within the threshold, 0.2). Not the fresh set's
     reach (0.35): in the band, chains of look-alikes join a fifth of CIFAR-10 to the labelled
     images, and the pool would lose its crowded part -- where a decision is hardest."""
     from curate.duplicates.choices import DEFAULT_THRESHOLD
 
-    labelled = R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH) + (R.load_pairs(DATA_BAND) if fresh else [])
+    labelled = R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH)
+    for path in ((DATA_BAND,) + BAND_FRESH)[:int(fresh)]:
+        labelled += R.load_pairs(path)
     return R.fresh_exclusion(candidates, labelled, DEFAULT_THRESHOLD["descriptor"])
 
 
@@ -181,9 +192,9 @@ def scored(hits: dict, rows: list[dict], which: str, out: Path, e: np.ndarray, e
     weighted to its pool with 95 % intervals."""
     y = np.array([r["label"] for r in rows])
     res = {"rules": {k: R.evaluate_hits(h, y) for k, h in hits.items()}}
-    if which in ("band", "band_fresh"):
+    if which in BAND_ROUND:
         cands = R.read_candidates(out / "candidates.csv")
-        cells, w = weights(rows, pool(cands, e, em, exclusion(cands, which == "band_fresh")))
+        cells, w = weights(rows, pool(cands, e, em, exclusion(cands, BAND_ROUND[which])))
         res["pool_weighted"] = {k: {**R.evaluate_weighted(h, y, w), **R.weighted_interval(h, y, cells, w)}
                                 for k, h in hits.items()}
     return res

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.bench._pair_verifier import NEGATIVES
+from curate.bench._real_pairs_band import SETS
 
 
 def parse_args(argv=None):
@@ -20,13 +21,15 @@ def parse_args(argv=None):
     p.add_argument("--half", choices=("tuning", "reporting"), default="tuning")
     p.add_argument("--seed", type=int, default=0, help="grids: seed of the judging sample")
     p.add_argument("--fit", action="store_true", help="measure, planted: also fit the edits")
-    p.add_argument("--fresh", action="store_true",
+    p.add_argument("--fresh", type=int, nargs="?", const=1, default=0, metavar="N",
                    help="grids, collect: a fresh reporting set apart from the labelled pairs' image series "
-                        "(DIR/grids_fresh -> cifar10_pairs_fresh.csv, every row 'reporting'); measure: judge on it")
+                        "(DIR/grids_fresh -> cifar10_pairs_fresh.csv, every row 'reporting'); measure: judge on it; "
+                        "with --band: fresh band set N (1 if N is left out), test-train pairs apart from every "
+                        "earlier set (DIR/grids_band_fresh[N] -> cifar10_pairs_band_fresh[N].csv)")
     p.add_argument("--band", action="store_true",
                    help="grids, collect: the band set, drawn by aligned distance 0.2-0.45 and the copy "
                         "embedding's cosine (DIR/grids_band -> cifar10_pairs_band.csv, halves by image series)")
-    p.add_argument("--set", choices=("band", "band_fresh", "first", "fresh"), default="band",
+    p.add_argument("--set", choices=tuple(SETS), default="band",
                    help="band, verifier --rules: the labelled set whose half is measured (default band)")
     p.add_argument("--rules", action="store_true",
                    help="verifier: the rules with the trained verifier end to end on --set's --half")
@@ -43,6 +46,11 @@ def parse_args(argv=None):
                         "crops and colour casts (default real)")
     p.add_argument("--steps", type=int, default=3000, help="embedding, verifier: training steps of batch 256 (default 3000)")
     return p.parse_args(argv)
+
+
+def _band_grids(fresh: int) -> str:
+    """The judging grids' folder of the band set (0) or of fresh band set ``fresh``."""
+    return "grids_band" if not fresh else "grids_band_fresh" + ("" if fresh == 1 else str(fresh))
 
 
 def main(argv=None) -> None:
@@ -65,7 +73,7 @@ def main(argv=None) -> None:
         if a.fresh:
             pooled = [r for r in pooled if r["kind"] == "test-train"]
         sample = B.sample(pooled, a.seed, B.PER_FRESH if a.fresh else B.PER)
-        for p in R.write_grids(images, sample, a.out / ("grids_band_fresh" if a.fresh else "grids_band")):
+        for p in R.write_grids(images, sample, a.out / _band_grids(a.fresh)):
             print(p)
     elif a.step == "verifier":
         from curate.bench import _pair_verifier as V
@@ -97,8 +105,8 @@ def main(argv=None) -> None:
     elif a.step == "collect" and a.band:
         from curate.bench import _real_pairs_band as B
 
-        path = a.pairs or (B.DATA_BAND_FRESH if a.fresh else B.DATA_BAND)
-        R.write_pairs(R.collect(a.out / ("grids_band_fresh" if a.fresh else "grids_band"),
+        path = a.pairs or (B.BAND_FRESH[a.fresh - 1] if a.fresh else B.DATA_BAND)
+        R.write_pairs(R.collect(a.out / _band_grids(a.fresh),
                                 "reporting" if a.fresh else None), path)
         print(json.dumps(counts(R.load_pairs(path)), indent=1))
     elif a.step == "collect":
