@@ -113,13 +113,17 @@ def test_the_band_set_is_well_formed_and_apart_from_the_other_sets():
     assert len({(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in band}) == len(band)
 
 
-def test_the_fresh_band_set_is_test_train_and_apart_from_every_other_set():
+@pytest.mark.parametrize("round_", range(1, len(B.BAND_FRESH) + 1))
+def test_each_fresh_band_set_is_test_train_and_apart_from_every_earlier_set(round_):
     import csv
 
-    with open(B.DATA_BAND_FRESH, newline="") as f:
+    path = B.BAND_FRESH[round_ - 1]
+    with open(path, newline="") as f:
         assert tuple(csv.DictReader(f).fieldnames) == R.COLUMNS
-    fresh = R.load_pairs(B.DATA_BAND_FRESH)
+    fresh = R.load_pairs(path)
     others = R.load_pairs(R.DATA) + R.load_pairs(R.DATA_FRESH) + R.load_pairs(B.DATA_BAND)
+    for earlier in B.BAND_FRESH[:round_ - 1]:
+        others += R.load_pairs(earlier)
     assert not {g for r in fresh for g in (r["a"], r["b"])} & {g for r in others for g in (r["a"], r["b"])}
     assert {r["kind"] for r in fresh} == {"test-train"} and {r["half"] for r in fresh} == {"reporting"}
     lab = [r["label"] for r in fresh]
