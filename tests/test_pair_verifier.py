@@ -34,3 +34,17 @@ def test_verifier_refuses_an_unknown_way_of_showing_negatives():
     images = edits.natural_like(8, seed=4)
     with pytest.raises(ValueError, match="negatives_as"):
         P.train(images, images[None], np.array([[0, 1]]), np.arange(8), steps=1, negatives_as="mixed")
+
+
+def test_the_rule_is_chosen_by_false_hits_first_then_finds():
+    names = [r[0] for r in P.FLOORED[:4]]
+    res = lambda rows: {"rules": {n: {"tp": tp, "fp": fp} for n, (tp, fp) in rows.items()}}  # noqa: E731
+    band = res({"shipped": (28, 2), names[0]: (45, 5), names[1]: (40, 2), names[2]: (40, 1), names[3]: (30, 0)})
+    first = res({"shipped": (160, 3), names[0]: (168, 4), names[1]: (166, 5), names[2]: (165, 4), names[3]: (161, 3)})
+    # names[0] lets in more look-alikes on the band, names[1] two more on the first set
+    assert P.choose(band, first, P.FLOORED[:4]) == names[2]
+    first["rules"][names[1]]["fp"] = 4  # now names[1] and names[2] find as many: the first set's finds decide
+    assert P.choose(band, first, P.FLOORED[:4]) == names[1]
+    for n in names:
+        band["rules"][n]["fp"] = 3
+    assert P.choose(band, first, P.FLOORED[:4]) == "shipped"

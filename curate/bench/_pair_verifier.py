@@ -196,13 +196,30 @@ def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS, neg
     return res
 
 
-#: (name, band score, reach, beyond score) of :func:`_real_pairs_band.decisions`: the shipped
-#: rule plus "a band pair whose verifier logit is >= s", with or without pairs beyond the band
-#: (to 0.45) at logit >= s'; the last, the rule chosen on the tuning halves with the
-#: embedding's own floor (COSINE_FLOOR) as a fifth element (docs/near-duplicates.md).
-RULES = [(f"verifier {b}", b, None, None) for b in (1.0, 2.0, 3.0, 4.0)] + [
-    (f"verifier {b}, beyond 0.45 at {s}", b, 0.45, s) for b in (2.0, 3.0, 4.0) for s in (2.0, 3.0, 4.0, 6.0)] + [
-    (f"verifier 2.0, beyond 0.45 at 4.0, cosine >= {COSINE_FLOOR}", 2.0, 0.45, 4.0, COSINE_FLOOR)]
+#: (name, band score, reach, beyond score[, cosine floor]) of :func:`_real_pairs_band.decisions`:
+#: the shipped rule plus "a band pair whose verifier logit is >= s", with or without pairs
+#: beyond the band (to 0.45) at logit >= s'; then each of those with the embedding's own floor
+#: (COSINE_FLOOR: a logit counts only where the cosine is >= it), which every rule of the
+#: second verifier keeps (docs/near-duplicates.md).
+_PLAIN_RULES = [(f"verifier {b}", b, None, None) for b in (1.0, 2.0, 3.0, 4.0)] + [
+    (f"verifier {b}, beyond 0.45 at {s}", b, 0.45, s) for b in (2.0, 3.0, 4.0) for s in (2.0, 3.0, 4.0, 6.0)]
+FLOORED = [(f"{name}, cosine >= {COSINE_FLOOR}", *r, COSINE_FLOOR) for name, *r in _PLAIN_RULES]
+RULES = _PLAIN_RULES + FLOORED
+
+
+def choose(band: dict, first: dict, candidates=FLOORED, shipped: str = "shipped") -> str:
+    """The rule chosen on the tuning halves, fixed before a fresh set is measured: of the
+    ``candidates`` whose false hits are at most the shipped rule's on the band set's tuning
+    half (``band``: :func:`end_to_end`'s result) and at most one more on the first set's
+    (``first``), the one that finds the most same-shot pairs of the band's half, then of the
+    first's; a tie goes to the stricter rule (fewer false hits on both, then the later in
+    ``candidates``: higher logits)."""
+    b, f = band["rules"], first["rules"]
+    ok = [r[0] for r in candidates if b[r[0]]["fp"] <= b[shipped]["fp"] and f[r[0]]["fp"] <= f[shipped]["fp"] + 1]
+    if not ok:
+        return shipped
+    order = {r[0]: i for i, r in enumerate(candidates)}
+    return max(ok, key=lambda n: (b[n]["tp"], f[n]["tp"], -b[n]["fp"] - f[n]["fp"], order[n]))
 
 
 def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int = STEPS,
@@ -221,6 +238,22 @@ def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int
                        verifier_rules=RULES)
     res = {"set": which, "half": half, "steps": steps, "negatives": negatives_as,
            **B.scored(hits, rows, which, out, e, em)}
-    tag = "" if negatives_as == "plain" else f"{negatives_as}_"
-    (out / f"verifier_rules_{tag}{which}_{half}.json").write_text(json.dumps(res, indent=1))
+    _rules_file(out, which, half, negatives_as).write_text(json.dumps(res, indent=1))
     return res
+
+
+def _rules_file(out: Path, which: str, half: str, negatives_as: str) -> Path:
+    tag = "" if negatives_as == "plain" else f"{negatives_as}_"
+    return out / f"verifier_rules_{tag}{which}_{half}.json"
+
+
+def chosen(out: Path, negatives_as: str = "plain") -> str:
+    """:func:`choose` on the tuning halves' results :func:`end_to_end` wrote into ``out``."""
+    res = {}
+    for which in ("band", "first"):
+        f = _rules_file(out, which, "tuning", negatives_as)
+        if not f.is_file():
+            raise SystemExit(f"error: {f} is missing; run: python -m curate.bench.real_pairs verifier --rules "
+                             f"--set {which} --half tuning --negatives {negatives_as} --out {out}")
+        res[which] = json.loads(f.read_text())
+    return choose(res["band"], res["first"])

@@ -33,6 +33,9 @@ def parse_args(argv=None):
                    help="band, verifier --rules: the labelled set whose half is measured (default band)")
     p.add_argument("--rules", action="store_true",
                    help="verifier: the rules with the trained verifier end to end on --set's --half")
+    p.add_argument("--choose", action="store_true",
+                   help="verifier: the rule the tuning halves choose (after --rules on --set band and --set first, "
+                        "--half tuning), by the pre-registered criterion of _pair_verifier.choose")
     p.add_argument("--negatives", choices=NEGATIVES, default=NEGATIVES[0],
                    help="verifier: its negative pairs shown as they are, or edited as its positives are "
                         f"(default {NEGATIVES[0]}, the first prototype)")
@@ -78,6 +81,9 @@ def main(argv=None) -> None:
     elif a.step == "verifier":
         from curate.bench import _pair_verifier as V
 
+        if a.choose:
+            print(V.chosen(a.out, a.negatives))
+            return
         res = V.end_to_end(a.cifar_root, a.out, a.half, a.set, a.steps, a.negatives) if a.rules else V.measure(
             a.cifar_root, a.out, a.half, a.steps, a.negatives)
         print(json.dumps(res, indent=1))
