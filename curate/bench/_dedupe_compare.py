@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from curate.data.tensors import hwc_uint8_to_nchw
 from curate.duplicates.search import KeySearch
 from curate.duplicates.verify import PairVerifier
 
@@ -80,7 +81,7 @@ def compare(orig: np.ndarray, copies: np.ndarray, sources: np.ndarray, *, k: int
     out["thumbnail"] = _vector_distance(_thumbnails(orig), _thumbnails(copies), src,
                                         mirrored=_thumbnails(orig[:, :, ::-1]))
     d = Descriptor()
-    images = np.concatenate([orig, copies]).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+    images = hwc_uint8_to_nchw(np.concatenate([orig, copies]))
     keys, canvases = [], []
     for s in range(0, len(images), 2048):
         kk, cc = d.describe(images[s:s + 2048])

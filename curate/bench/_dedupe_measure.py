@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.data.tensors import hwc_uint8_to_nchw
 from curate.duplicates.choices import DEFAULT_EMBEDDING
 
 
@@ -97,7 +98,7 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
 
         def embeddings(rows):
             te = time.perf_counter()
-            x = read_images([paths[i] for i in rows.tolist()]).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+            x = hwc_uint8_to_nchw(read_images([paths[i] for i in rows.tolist()]))
             e = embedder.embed(x)
             embedded.update(images=len(rows), s=time.perf_counter() - te)
             return e
@@ -105,7 +106,7 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
         t0, c0 = time.perf_counter(), time.process_time()
         keys, canvases = [], []
         for s in range(0, len(paths), 2048):  # streamed: 2,048 images decoded at a time
-            x = read_images(paths[s:s + 2048]).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+            x = hwc_uint8_to_nchw(read_images(paths[s:s + 2048]))
             kk, cc = d.describe(x)
             keys.append(kk)
             canvases.append(cc)

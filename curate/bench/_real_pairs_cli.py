@@ -9,6 +9,7 @@ import numpy as np
 
 from curate.bench._pair_verifier import NEGATIVES
 from curate.bench._real_pairs_band import SETS
+from curate.data.tensors import hwc_uint8_to_nchw
 
 
 def parse_args(argv=None):
@@ -231,7 +232,7 @@ def planted(root: Path, out: Path, copies: int, seed: int, fit: bool) -> dict:
     originals = images[40_000:M.TRAIN]
     copies_u8, sources, params = E.plant_real(originals, copies, seed)
     x = np.concatenate([originals[sources], copies_u8])
-    _, canvases = Descriptor().describe(x.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
+    _, canvases = Descriptor().describe(hwc_uint8_to_nchw(x))
     n = len(sources)
     rows = [{"a": n + i, "b": i} for i in range(n)]
     d = R.aligned(canvases, rows)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.bench._real_pairs_mine import TRAIN, global_row, split_index
+from curate.data.tensors import hwc_uint8_to_nchw
 
 DATA = Path(__file__).resolve().parent / "data" / "cifar10_pairs.csv"
 #: A second, fresh reporting set: judged after every setting was chosen, of images apart from
@@ -177,7 +178,7 @@ def shipped_embeddings(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The shipped copy embedding (e, em) (n, 128) of uint8 (n, 32, 32, 3) images."""
     from curate.duplicates.copy_embedding import CopyEmbedding
 
-    return CopyEmbedding().embed(images.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
+    return CopyEmbedding().embed(hwc_uint8_to_nchw(images))
 
 
 # ------------------------------------------------------------------ the grids ---

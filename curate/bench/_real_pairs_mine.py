@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.data.tensors import hwc_uint8_to_nchw
+
 TRAIN = 50_000  # CIFAR-10 training images; global rows beyond are test images
 
 
@@ -72,7 +74,7 @@ def describe_all(images: np.ndarray, cache: Path, progress=True):
     keys, canvases = [], []
     with bar(len(images), "describing", progress) as advance:
         for s in range(0, len(images), 2048):
-            x = images[s:s + 2048].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+            x = hwc_uint8_to_nchw(images[s:s + 2048])
             k, c = d.describe(x)
             keys.append(k)
             canvases.append(c)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.data.tensors import hwc_uint8_to_nchw
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cifar-root", required=True, type=Path, help="CIFAR-10 image tree (../shared/data/cifar10)")
@@ -56,7 +58,7 @@ def _keys(root: Path, n: int, out: Path, progress) -> np.ndarray:
                 x = read_images(paths[s:s + 2048])
                 if round_ > 0:  # an edited copy of every image, a new edit each round
                     x = np.stack([E.apply_real(im, E.draw_real(rng)) for im in x])
-                kk, _ = d.describe(x.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
+                kk, _ = d.describe(hwc_uint8_to_nchw(x))
                 kk = kk[: n - have]
                 chunks.append(kk.astype(np.float32))
                 have += len(kk)

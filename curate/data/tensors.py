@@ -11,6 +11,12 @@ def to_model_range(images_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x / 127.5 - 1.0
 
 
+def hwc_uint8_to_nchw(images_uint8: np.ndarray) -> np.ndarray:
+    """(B, H, W, C) uint8 in [0, 255] -> (B, C, H, W) float32 in [-1, 1], in numpy (the
+    descriptor's and the copy embedding's input; :func:`to_model_range` is the torch side)."""
+    return np.asarray(images_uint8).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+
+
 def from_model_range(x: torch.Tensor) -> torch.Tensor:
     """float images in [-1, 1] -> uint8 in [0, 255] (clipped, rounded)."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
