@@ -48,3 +48,10 @@ def test_the_rule_is_chosen_by_false_hits_first_then_finds():
     for n in names:
         band["rules"][n]["fp"] = 3
     assert P.choose(band, first, P.FLOORED[:4]) == "shipped"
+
+
+def test_a_tie_goes_to_the_rule_without_a_reach_beyond_the_band():
+    plain = next(r for r in P.FLOORED if r[1] == 5.0 and r[2] is None)
+    reach = next(r for r in P.FLOORED if r[1] == 5.0 and r[2] is not None and r[3] == 8.0)
+    res = lambda: {"rules": {"shipped": {"tp": 28, "fp": 2}, plain[0]: {"tp": 31, "fp": 2}, reach[0]: {"tp": 31, "fp": 2}}}  # noqa: E731
+    assert P.choose(res(), res(), [reach, plain]) == P.choose(res(), res(), [plain, reach]) == plain[0]

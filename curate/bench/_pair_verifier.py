@@ -201,8 +201,11 @@ def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS, neg
 #: beyond the band (to 0.45) at logit >= s'; then each of those with the embedding's own floor
 #: (COSINE_FLOOR: a logit counts only where the cosine is >= it), which every rule of the
 #: second verifier keeps (docs/near-duplicates.md).
-_PLAIN_RULES = [(f"verifier {b}", b, None, None) for b in (1.0, 2.0, 3.0, 4.0)] + [
-    (f"verifier {b}, beyond 0.45 at {s}", b, 0.45, s) for b in (2.0, 3.0, 4.0) for s in (2.0, 3.0, 4.0, 6.0)]
+#: The logits 5-8 were added for the second verifier, whose logits run higher (its rule grid
+#: extended on the tuning halves, before the second fresh band set was measured).
+_PLAIN_RULES = [(f"verifier {b}", b, None, None) for b in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)] + [
+    (f"verifier {b}, beyond 0.45 at {s}", b, 0.45, s) for b in (2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+    for s in (2.0, 3.0, 4.0, 6.0, 8.0)]
 FLOORED = [(f"{name}, cosine >= {COSINE_FLOOR}", *r, COSINE_FLOOR) for name, *r in _PLAIN_RULES]
 RULES = _PLAIN_RULES + FLOORED
 
@@ -212,14 +215,14 @@ def choose(band: dict, first: dict, candidates=FLOORED, shipped: str = "shipped"
     ``candidates`` whose false hits are at most the shipped rule's on the band set's tuning
     half (``band``: :func:`end_to_end`'s result) and at most one more on the first set's
     (``first``), the one that finds the most same-shot pairs of the band's half, then of the
-    first's; a tie goes to the stricter rule (fewer false hits on both, then the later in
-    ``candidates``: higher logits)."""
+    first's; a tie goes to the stricter rule (fewer false hits on both, then one without a
+    reach beyond the band, then the higher band logit, then the higher beyond logit)."""
     b, f = band["rules"], first["rules"]
     ok = [r[0] for r in candidates if b[r[0]]["fp"] <= b[shipped]["fp"] and f[r[0]]["fp"] <= f[shipped]["fp"] + 1]
     if not ok:
         return shipped
-    order = {r[0]: i for i, r in enumerate(candidates)}
-    return max(ok, key=lambda n: (b[n]["tp"], f[n]["tp"], -b[n]["fp"] - f[n]["fp"], order[n]))
+    strict = {r[0]: (r[2] is None, r[1], r[3] if r[3] is not None else np.inf) for r in candidates}
+    return max(ok, key=lambda n: (b[n]["tp"], f[n]["tp"], -b[n]["fp"] - f[n]["fp"], strict[n]))
 
 
 def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int = STEPS,
