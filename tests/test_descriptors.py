@@ -353,3 +353,14 @@ def test_refine_many_is_the_local_search_of_each_problem(photos):
     np.testing.assert_allclose(many, loop, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(al.refine_many(moved, targets, starts, chunk=7), many)
 
+
+
+def test_the_numpy_image_helper_matches_the_torch_one_and_keeps_the_ends():
+    from curate.data.tensors import hwc_uint8_to_nchw, to_model_range
+
+    u8 = np.random.default_rng(0).integers(0, 256, (5, 7, 6, 3), dtype=np.uint8)
+    u8[0, 0, 0] = (0, 128, 255)
+    x = hwc_uint8_to_nchw(u8)
+    assert x.dtype == np.float32 and x.shape == (5, 3, 7, 6)
+    np.testing.assert_array_equal(x, to_model_range(u8.transpose(0, 3, 1, 2)).numpy())
+    assert x[0, 0, 0, 0] == -1.0 and x[0, 2, 0, 0] == 1.0 and abs(x[0, 1, 0, 0] - (128 / 127.5 - 1)) < 1e-6
