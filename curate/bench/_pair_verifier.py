@@ -12,7 +12,9 @@ pixel against pixel might see what the two summaries lose. A prototype, measured
    it), from the heavier edit model (``_copy_embedding.HEAVY``); negatives are mined
    candidate pairs of two training images at aligned distance 0.2-0.6 -- look-alikes the
    keys rank close, a few percent of them unknowingly the same shot -- apart from every
-   labelled set's images and their copies (so no judged pair is trained on);
+   labelled set's images and their copies (so no judged pair is trained on); shown as they
+   are, or (``--negatives edited``, the second verifier) each image as one of its own edited
+   views or itself, drawn as a positive's are (:data:`NEGATIVES`);
 2. input: both images standardised (as the embedding's), stacked as 6 channels, in a
    random order, both mirrored together half the time and one alone a tenth of the time;
 3. train: binary cross-entropy, half positives per batch, AdamW with a one-cycle schedule;

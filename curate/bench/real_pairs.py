@@ -20,13 +20,15 @@ and how well a pair decision separates them.
 ``grids --fresh`` / ``collect --fresh`` / ``measure --fresh``
     a second reporting set, judged after every setting was chosen, apart from the first
     set's image series -> ``curate/bench/data/cifar10_pairs_fresh.csv``;
-``grids --band`` / ``collect --band`` / ``band --half tuning|reporting [--set band|first|fresh]``
+``grids --band [--fresh N]`` / ``collect --band [--fresh N]`` / ``band --half tuning|reporting [--set S]``
     the band set, drawn by aligned distance 0.2-0.45 and the copy embedding's cosine, and
     rules that let the embedding decide there (:mod:`curate.bench._real_pairs_band`)
-    -> ``curate/bench/data/cifar10_pairs_band.csv``;
-``verifier [--rules --set S --half H]``
+    -> ``curate/bench/data/cifar10_pairs_band.csv``; with ``--fresh N`` fresh band set N
+    (test-train pairs apart from every earlier set) -> ``cifar10_pairs_band_fresh[N].csv``;
+``verifier [--negatives plain|edited] [--rules --set S --half H | --choose]``
     a prototype pair verifier (a network that sees both images), trained and measured
-    beside the cosine, and its rules end to end (:mod:`curate.bench._pair_verifier`).
+    beside the cosine, its rules end to end, and the rule the tuning halves choose
+    (:mod:`curate.bench._pair_verifier`).
 
 The shipped CSV has columns ``split_a,index_a,split_b,index_b,label,half,kind`` (official
 indices; label 1 = the same shot, 0 = a different shot the distance ranks close; half
