@@ -79,6 +79,34 @@ def test_a_verifier_rule_adds_exactly_the_brute_force_pairs(collection):
     np.testing.assert_array_equal(got["v"], got["shipped"] | extra)
 
 
+def test_the_search_with_a_verifier_is_the_bench_rule_with_the_floor(collection):
+    """find_pairs' step 7 (a verifier given to the search itself, as cb.dedupe(verifier=True)
+    does) decides every pair exactly as the bench's verifier rule with the embedding's floor,
+    and adds pairs to the search without it."""
+    keys, canvases, e, em, rows, exact, cos = collection
+    n = len(keys)
+    D = {tuple(p): d for p, d in zip([(r["a"], r["b"]) for r in rows], exact.tolist())}
+
+    def verifier(ab):
+        return np.array([10 * (1 - D[(min(a, b), max(a, b))]) for a, b in ab.tolist()])
+
+    floor = 0.3  # low enough that the synthetic copies' cosines pass it
+    bench = B.decisions(keys, canvases, e, em, rows, rules=[("shipped", 0.9, None, None)], verifier=verifier,
+                        verifier_rules=[("v", 7.5, 0.7, 4.0, floor)], k=n)
+    got, info = R.decided(keys, canvases, rows, embeddings=(e, em), verifier=verifier, verifier_logit=7.5,
+                          verifier_beyond=4.0, verifier_reach=0.7 / 0.2, cosine_floor=floor, k=n)
+    without, _ = R.decided(keys, canvases, rows, embeddings=(e, em), cosine_floor=floor, k=n)
+    np.testing.assert_array_equal(got, bench["v"])
+    assert (got & ~without).sum() >= 2 and info["by_verifier"] == (got & ~without).sum()
+    assert not (without & ~got).any()
+
+
+def test_the_search_refuses_a_verifier_without_embeddings(collection):
+    keys, canvases, _, _, rows, _, _ = collection
+    with pytest.raises(ValueError, match="verifier"):
+        R.decided(keys, canvases, rows, verifier=lambda ab: np.zeros(len(ab)))
+
+
 def test_cells_and_weights_by_hand():
     assert B.cell(0.25, 0.95, "test-train") == ("test-train", 0, 3)
     assert B.cell(0.36, 0.1, "train-train") == ("train-train", 2, 0)

@@ -67,6 +67,7 @@ def test_wheel_ships_presets_and_plugin(tmp_path):
     want |= {f"curate/_shipped/plugins/curate/{n}" for n in plugin_files}
     want |= {"curate/bench/data/cifar10_pairs.csv", "curate/bench/data/README.md"}  # the labelled real pairs
     want.add("curate/duplicates/copy_embedding.safetensors")  # dedupe's copy embedding
+    want.add("curate/duplicates/copy_verifier.safetensors")  # and its pair verifier
     assert len(want) > 10 and want <= names, sorted(want - names)
     # only inside the package: no top-level recipes/ or plugins/ in site-packages
     assert not [n for n in names if n.startswith(("recipes/", "plugins/"))]

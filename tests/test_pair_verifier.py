@@ -55,3 +55,29 @@ def test_a_tie_goes_to_the_rule_without_a_reach_beyond_the_band():
     reach = next(r for r in P.FLOORED if r[1] == 5.0 and r[2] is not None and r[3] == 8.0)
     res = lambda: {"rules": {"shipped": {"tp": 28, "fp": 2}, plain[0]: {"tp": 31, "fp": 2}, reach[0]: {"tp": 31, "fp": 2}}}  # noqa: E731
     assert P.choose(res(), res(), [reach, plain]) == P.choose(res(), res(), [plain, reach]) == plain[0]
+
+
+def test_the_shipped_verifier_is_symmetric_batch_invariant_and_tells_copies_from_others():
+    """curate.duplicates.copy_verifier with the shipped weights: the logit of (a, b) is that of
+    (b, a), does not depend on the chunking (beyond float32 rounding), equals the bench's score of the same uint8 images
+    (a second computation: another input path), and an edited copy outscores another photo."""
+    from curate.data.tensors import hwc_uint8_to_nchw
+    from curate.duplicates import copy_verifier as CV
+
+    torch.set_num_threads(1)
+    photos = edits.natural_like(24, seed=8)
+    copies = np.stack([edits.apply_real(im, edits.draw_real(np.random.default_rng((3, i)))) for i, im in
+                       enumerate(photos)])
+    u8 = np.concatenate([photos, copies])
+    x = hwc_uint8_to_nchw(u8)
+    same = np.array([(i, 24 + i) for i in range(24)])
+    other = np.array([(i, 24 + (i + 5) % 24) for i in range(24)])
+    v = CV.CopyVerifier()
+    s_same = v.logits(x[same[:, 0]], x[same[:, 1]])
+    np.testing.assert_allclose(v.logits(x[same[:, 1]], x[same[:, 0]]), s_same, atol=1e-4)
+    np.testing.assert_allclose(v.logits(x[same[:, 0]], x[same[:, 1]], chunk=5), s_same, atol=1e-5)
+    np.testing.assert_allclose(P.score(CV.load(), u8, same), s_same, atol=1e-4)
+    s_other = v.logits(x[other[:, 0]], x[other[:, 1]])
+    assert (s_same > s_other).mean() > 0.9
+    with pytest.raises(ValueError, match="as many"):
+        v.logits(x[:3], x[:2])

@@ -40,25 +40,12 @@ NEGATIVE_RANGE = (0.2, 0.6)
 NEGATIVES = ("plain", "edited")
 
 
-def network(width: int = 16):
-    """(B, 6, 32, 32) two standardised images -> (B,) logits of "the same shot"."""
-    import torch.nn as nn
+def network():
+    """(B, 6, 32, 32) two standardised images -> (B,) logits: the package's architecture
+    (:func:`curate.duplicates.copy_verifier.network`), untrained."""
+    from curate.duplicates.copy_verifier import network as package_network
 
-    from curate.duplicates.copy_embedding import block
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            w = width
-            self.f = nn.Sequential(block(6, 2 * w, 1), block(2 * w, 2 * w, 1), block(2 * w, 4 * w, 2),
-                                   block(4 * w, 4 * w, 1), block(4 * w, 8 * w, 2), block(8 * w, 8 * w, 1),
-                                   block(8 * w, 8 * w, 2))
-            self.head = nn.Linear(8 * w, 1)
-
-        def forward(self, x):
-            return self.head(self.f(x).mean((2, 3)))[:, 0]
-
-    return Net()
+    return package_network()
 
 
 def negatives(candidates: list[dict], exclude: set[int]) -> np.ndarray:
@@ -123,19 +110,11 @@ def train(images: np.ndarray, views: np.ndarray, neg: np.ndarray, train_ids: np.
 def score(net, images: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """(len(pairs),) the logit averaged over both orders and the joint mirror, the better of
     the pair as it is and with one image mirrored (mirroring is an edit a copy may have):
-    symmetric in the pair's order."""
-    import torch
+    symmetric in the pair's order (:func:`curate.duplicates.copy_verifier.symmetric_logits`)."""
+    from curate.bench._copy_embedding import standardise
+    from curate.duplicates.copy_verifier import symmetric_logits
 
-    a, b = images[pairs[:, 0]], images[pairs[:, 1]]
-    ma, mb = (np.ascontiguousarray(x[:, :, ::-1]) for x in (a, b))
-
-    def mean_logit(*orders):
-        return np.mean([net(_stack(x, z)).numpy() for x, z in orders], axis=0)
-
-    with torch.no_grad():
-        plain = mean_logit((a, b), (b, a), (ma, mb), (mb, ma))
-        mirrored = mean_logit((a, mb), (mb, a), (ma, b), (b, ma))
-    return np.maximum(plain, mirrored)
+    return symmetric_logits(net, standardise(images[pairs[:, 0]]), standardise(images[pairs[:, 1]]))
 
 
 def _weights(out: Path, steps: int, negatives_as: str) -> Path:

@@ -168,9 +168,10 @@ def decided(keys: np.ndarray, canvases: np.ndarray, rows: list[dict], **kw) -> t
     res = search(keys, canvases, rows, **kw)
     found = {tuple(p) for p in res.pairs.tolist()}
     hit = np.array([(min(r["a"], r["b"]), max(r["a"], r["b"])) in found for r in rows])
-    settings = {k: v for k, v in kw.items() if k != "embeddings"}
+    settings = {k: v for k, v in kw.items() if k not in ("embeddings", "verifier")}
     return hit, {"threshold_applied": res.threshold, "background": res.background, "by_ratio": res.by_ratio,
                  "by_embedding": res.by_embedding, "embedding": kw.get("embeddings") is not None,
+                 "by_verifier": res.by_verifier, "verifier": kw.get("verifier") is not None,
                  "pairs_found": len(res.pairs), **settings}
 
 

@@ -7,7 +7,7 @@ import argparse
 from curate.commands._dataset import add_dataset_args, default_score_field
 from curate.duplicates.choices import (DEFAULT_GROUPING, DEFAULT_INDEX, DEFAULT_KEEP, DEFAULT_RATIO,
                                        DEFAULT_RELATIVE,
-                                       DEFAULT_THRESHOLD, GROUPINGS, INDEXES, KEEP_RULES, METHODS)
+                                       DEFAULT_THRESHOLD, DEFAULT_VERIFIER, GROUPINGS, INDEXES, KEEP_RULES, METHODS)
 
 
 def register(subparsers) -> None:
@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-embedding", action="store_true",
                    help="descriptor: the ratio test alone decides its pairs (default: the shipped copy "
                         "embedding judges them too)")
+    p.add_argument("--verifier", action="store_true", default=DEFAULT_VERIFIER,
+                   help="descriptor: the learned pair verifier also judges the ratio test's band and pairs to "
+                        "2.25x the threshold (finds more strongly processed copies; slower)")
     p.add_argument("--brain-key", default="dedupe",
                    help="descriptor: brain key of the similarity index ('' = do not store it)")
     p.add_argument("--query-tag", default="",
@@ -72,7 +75,7 @@ def _run(args) -> int:
                            query_tag=args.query_tag or None, keep=args.keep, score_field=args.field,
                            tag=args.tag, grouping=args.grouping, mirror=not args.no_mirror, k=args.k, index=args.index,
                            relative=args.relative if args.relative >= 0 else None,
-                           ratio=args.ratio if args.ratio >= 0 else None, embedding=not args.no_embedding,
+                           ratio=args.ratio if args.ratio >= 0 else None, embedding=not args.no_embedding, verifier=args.verifier,
                            brain_key=args.brain_key or None, view_name=args.view_name or None,
                            progress=not args.no_progress)
     except ValueError as e:

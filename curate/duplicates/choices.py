@@ -38,6 +38,17 @@ RATIO_RANK = 7
 DEFAULT_EMBEDDING = True
 COSINE_FLOOR = 0.7
 COSINE_HIGH = 0.9
+#: The learned pair verifier (:mod:`curate.duplicates.copy_verifier`), an option: a band pair
+#: the steps before refuse is a duplicate when its logit is >= VERIFIER_LOGIT, a pair beyond
+#: the band up to VERIFIER_REACH times the threshold (0.45 at 0.2) when its logit is >=
+#: VERIFIER_BEYOND_LOGIT; either only with the embedding's cosine >= COSINE_FLOOR. Chosen on
+#: the tuning halves of the real pairs, then judged on two fresh band sets
+#: (docs/near-duplicates.md): more same-shot pairs found on every set, its precision the
+#: default's on four of five, so not yet the default.
+DEFAULT_VERIFIER = False
+VERIFIER_LOGIT = 2.0
+VERIFIER_BEYOND_LOGIT = 4.0
+VERIFIER_REACH = 2.25
 #: Which member of a duplicate group stays untagged: the first in the collection's order
 #: (needs no score: dedupe runs before scoring), or the lowest / highest score.
 KEEP_RULES = ("first", "lowest_score", "highest_score")

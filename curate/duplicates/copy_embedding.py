@@ -62,6 +62,15 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
     return (x - m) / s
 
 
+def network_input(images, cache: dict) -> torch.Tensor:
+    """(n, C, H, W) in [-1, 1], C = 1 or 3 -> (n, 3, 32, 32) on [0, 1] (``cache``: the
+    resampling matrices by size, kept between calls)."""
+    from curate.duplicates.descriptor import resampled
+
+    t = torch.from_numpy(np.ascontiguousarray(resampled(images, SIDE, cache, np.float32)))
+    return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t
+
+
 def load(weights: Path | str = WEIGHTS) -> torch.nn.Module:
     """The network with ``weights`` (default: the shipped ones), in eval mode."""
     from safetensors.torch import load_file
@@ -83,11 +92,7 @@ class CopyEmbedding:
         self._resample: dict = {}
 
     def _input(self, images) -> torch.Tensor:
-        """(n, C, H, W) in [-1, 1], C = 1 or 3 -> (n, 3, 32, 32) on [0, 1]."""
-        from curate.duplicates.descriptor import resampled
-
-        t = torch.from_numpy(np.ascontiguousarray(resampled(images, SIDE, self._resample, np.float32)))
-        return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t
+        return network_input(images, self._resample)
 
     def embed(self, images, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """images (n, C, H, W) in [-1, 1] -> float32 (n, 128) embeddings of the images and

@@ -27,6 +27,11 @@
    keeps it and its cosine is >= ``cosine_floor``, or when its cosine is >= ``cosine_high``
    (a copy whose neighbours crowd it, which the ratio test alone refuses). Given as a
    function, it is asked only for the band's images, and only when the band exists.
+7. Optionally (``verifier`` of :mod:`curate.duplicates.copy_verifier`, with ``embeddings``) a
+   learned pair verifier reaches further: a band pair that steps 5-6 refuse is a duplicate
+   when its logit is >= ``verifier_logit``, a pair beyond the band up to ``verifier_reach``
+   times the threshold when its logit is >= ``verifier_beyond``; either only where the
+   cosine is >= ``cosine_floor``. It is asked once, for those pairs alone.
 
 Cost (n images, q queries, d key dims): the exact search is ``O(q n d)`` time and
 ``O(memory_mb)`` memory; a tree index is built in ``O(n log n)`` and answers each
@@ -44,7 +49,8 @@ import torch
 from curate.duplicates.align import Aligner
 from curate.duplicates.descriptor import Descriptor
 
-from curate.duplicates.choices import COSINE_FLOOR, COSINE_HIGH, INDEXES, RATIO_RANK, RATIO_REACH
+from curate.duplicates.choices import (COSINE_FLOOR, COSINE_HIGH, INDEXES, RATIO_RANK, RATIO_REACH,
+                                       VERIFIER_BEYOND_LOGIT, VERIFIER_LOGIT, VERIFIER_REACH)
 from curate.duplicates.verify import PairVerifier
 
 
@@ -64,6 +70,7 @@ class PairResult:
     background: float | None = None    # the background distance, when measured
     by_ratio: int = 0                  # pairs beyond the threshold accepted (steps 5 and 6)
     by_embedding: int = 0              # of those, pairs the ratio test alone refused (step 6)
+    by_verifier: int = 0               # pairs beyond the threshold that only the verifier accepted (step 7)
 
 
 def mirror_basis(perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +161,9 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
                refine: float = 0.15, relative: float | None = None, reference=None, rank: int = 3,
                ratio: float | None = None, reach: float = RATIO_REACH, ratio_rank: int = RATIO_RANK,
                embeddings=None, cosine_floor: float = COSINE_FLOOR,
-               cosine_high: float = COSINE_HIGH, memory_mb: float = 256.0, progress=None) -> PairResult:
+               cosine_high: float = COSINE_HIGH, verifier=None, verifier_logit: float = VERIFIER_LOGIT,
+               verifier_beyond: float = VERIFIER_BEYOND_LOGIT, verifier_reach: float = VERIFIER_REACH,
+               memory_mb: float = 256.0, progress=None) -> PairResult:
     """Duplicate pairs among ``n`` images of which ``queries`` (q,) are searched.
 
     keys (n, d) and canvases (n, C, h, h) from :meth:`Descriptor.describe`. Returns every
@@ -180,6 +189,11 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
     (e, em)`` of those images alone, called once with the band's images (so that a collection
     pays only for what the band needs, and nothing where the cap binds).
 
+    With ``verifier`` (and ``embeddings`` and ``ratio``), step 7: ``verifier`` a function
+    ``pairs (m, 2) -> (m,) logits`` (:meth:`curate.duplicates.copy_verifier.CopyVerifier.logits`
+    of the pairs' images), called once with the band's pairs and those up to
+    ``verifier_reach`` x threshold.
+
     ``progress(n)`` is called as verification advances (in images).
     """
     if k < 1:
@@ -189,6 +203,11 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
     if embeddings is not None and not callable(embeddings) and not (
             len(embeddings) == 2 and all(len(x) == len(keys) for x in embeddings)):
         raise ValueError(f"embeddings must be a function or (e, em), each with one row per key ({len(keys)})")
+    if verifier is not None and (not callable(verifier) or embeddings is None or verifier_reach < reach):
+        raise ValueError("verifier must be a function pairs (m, 2) -> (m,) logits, given with embeddings (its "
+                         f"decisions keep the cosine floor), and verifier_reach >= reach ({reach}); got "
+                         f"{type(verifier).__name__}, embeddings {'given' if embeddings is not None else 'None'}, "
+                         f"verifier_reach {verifier_reach}")
     run = _Run(keys, canvases, descriptor, mirror, index, -1.0, memory_mb)
     background, requested = None, threshold
     if relative is not None and reference is not None and len(reference):
@@ -203,8 +222,10 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
         run.forget()
     if threshold < requested:  # the cap binds: unrelated images come close (low detail),
         ratio = None              # so nothing beyond the capped threshold is a duplicate
-    upper = threshold * reach if ratio is not None else threshold  # farthest a duplicate can be
-    run.verifier.refine_below = upper + refine
+    upper = threshold * reach if ratio is not None else threshold  # the band's end
+    verifying = verifier is not None and ratio is not None
+    far = threshold * verifier_reach if verifying else upper  # farthest a duplicate can be
+    run.verifier.refine_below = far + refine
     queries = np.unique(np.asarray(queries, dtype=np.int64))
     run.progress = progress
     run.search(queries, k, stop_at=threshold)
@@ -220,11 +241,18 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
         if unsearched:
             run.search(np.array(unsearched, dtype=np.int64), k, stop_at=None)
     keep = set(asked_pairs(-np.inf, threshold))
-    by_ratio = by_embedding = 0
+    by_ratio = by_embedding = by_verifier = 0
     if ratio is not None:
         band = asked_pairs(threshold, upper)
+        beyond = asked_pairs(upper, far) if verifying else []
         if embeddings is not None:
-            cos = _band_cosines(embeddings, band)
+            cos = _band_cosines(embeddings, band + beyond)
+        if verifying:
+            logit = _pair_logits(verifier, band + beyond)
+            for j, p in enumerate(beyond, start=len(band)):  # step 7, past the band
+                if logit[j] >= verifier_beyond and cos[j] >= cosine_floor:
+                    keep.add(p)
+                    by_verifier += 1
         for i, (a, b) in enumerate(band):
             bg = [x for x in (local_background(run.distances_of(a, without=b), ratio_rank),
                               local_background(run.distances_of(b, without=a), ratio_rank)) if x is not None]
@@ -235,11 +263,24 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
             if yes:
                 keep.add((a, b))
                 by_ratio += 1
+            elif verifying and logit[i] >= verifier_logit and cos[i] >= cosine_floor:  # step 7, in the band
+                keep.add((a, b))
+                by_verifier += 1
     keep = sorted(keep)
     pairs = np.array(keep, dtype=np.int64).reshape(-1, 2)
     nearest = np.array([run.distances_of(q).min(initial=np.inf) for q in queries.tolist()])
     return PairResult(pairs, np.array([run.done[p] for p in keep], dtype=np.float64), len(run.done),
-                      run.rounds, run.timings, nearest, threshold, background, by_ratio, by_embedding)
+                      run.rounds, run.timings, nearest, threshold, background, by_ratio, by_embedding, by_verifier)
+
+
+def _pair_logits(verifier, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """(len(pairs),) the verifier's logits of the pairs (one call; none without pairs)."""
+    if not pairs:
+        return np.zeros(0)
+    out = np.asarray(verifier(np.array(pairs, dtype=np.int64)), dtype=np.float64).reshape(-1)
+    if len(out) != len(pairs):
+        raise ValueError(f"the verifier returned {len(out)} logits for {len(pairs)} pairs")
+    return out
 
 
 def _band_cosines(embeddings, band: list[tuple[int, int]]) -> np.ndarray:

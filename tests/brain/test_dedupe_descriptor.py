@@ -228,3 +228,44 @@ def test_the_copy_embedding_judges_the_ratio_band(series_ds):
         assert ds.get_brain_info("dedupe").config.curate_dedupe["embedding"] is embedding
     size_of_0 = {e: max(len(g) for g in got[e] if 0 in g) for e in got}
     assert size_of_0[True] > size_of_0[False]
+
+
+def test_the_pair_verifier_is_an_option_that_dedupe_asks_for_the_band_and_beyond(series_ds):
+    """dedupe(verifier=True) asks the shipped pair verifier (step 7 of
+    curate.duplicates.search) for the pairs of its images it reads again: its groups are those
+    of find_pairs with the verifier's logits computed apart from all images at once; no group
+    mixes two photos; the run records the option; and without the embedding it is refused
+    before anything is written."""
+    from curate.data.loader import load_images
+    from curate.duplicates import find_pairs
+    from curate.duplicates.copy_embedding import CopyEmbedding
+    from curate.duplicates.copy_verifier import CopyVerifier
+    from curate.duplicates.grouping import anchored_groups
+    from curate.duplicates.search import reference_sample
+
+    ds = series_ds
+    ids, images, _ = load_images(ds, size=(32, 32), resize=True, num_workers=0)
+    x = images.numpy()
+    keys, canvases = Descriptor().describe(x)
+    item = dict(zip(*ds.values(["id", "item"])))
+    source = dict(zip(*ds.values(["item", "source"])))
+    net = CopyVerifier()
+    asked = []
+
+    def verifier(pairs):
+        asked.append(len(pairs))
+        return net.logits(x[pairs[:, 0]], x[pairs[:, 1]])
+
+    groups = _items(ds, dedupe(ds, query_tag=None, threshold=0.1, verifier=True))
+    res = find_pairs(keys, canvases, np.arange(len(ids)), 0.1, descriptor=Descriptor(), relative=0.4,
+                     reference=reference_sample(keys), ratio=0.5, embeddings=CopyEmbedding().embed(x),
+                     verifier=verifier)
+    assert len(asked) == 1 and asked[0] > 0  # asked once, for the band and beyond
+    want = sorted(anchored_groups(len(ids), res.pairs.tolist()), key=min)
+    assert groups == [[item[ids[i]] for i in g] for g in want]
+    assert all(len({source[m] for m in g}) == 1 for g in groups)
+    assert ds.get_brain_info("dedupe").config.curate_dedupe["verifier"] is True
+    before = (ds.count_sample_tags(), ds.list_brain_runs())
+    with pytest.raises(ValueError, match="verifier"):
+        dedupe(ds, query_tag=None, verifier=True, embedding=False)
+    assert (ds.count_sample_tags(), ds.list_brain_runs()) == before
