@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.data.tensors import hwc_uint8_to_nchw
-from curate.duplicates.choices import DEFAULT_EMBEDDING
+from curate.duplicates.choices import DEFAULT_EMBEDDING, DEFAULT_VERIFIER
 
 
 def cifar_paths(root: Path, split: str = "train") -> list[tuple[int, Path]]:
@@ -75,7 +75,7 @@ class PeakRSS:
 
 
 def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, progress, grids: Path | None = None,
-                 ratio=None, embedding: bool = DEFAULT_EMBEDDING) -> dict:
+                 ratio=None, embedding: bool = DEFAULT_EMBEDDING, verifier: bool = DEFAULT_VERIFIER) -> dict:
     """Decode + describe + all-pairs search over the first n CIFAR-10 images (train, then
     test), without FiftyOne; and the key search alone by a ball tree on a query sample."""
     from curate.duplicates.choices import DEFAULT_RELATIVE, DEFAULT_THRESHOLD
@@ -102,6 +102,19 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
             e = embedder.embed(x)
             embedded.update(images=len(rows), s=time.perf_counter() - te)
             return e
+    verify, verified = None, {"pairs": 0, "s": 0.0}
+    if verifier and embeddings is not None:  # as dedupe: the pairs' images read again, each pair scored
+        from curate.duplicates.copy_verifier import CopyVerifier
+
+        net = CopyVerifier()
+
+        def verify(pairs):
+            tv = time.perf_counter()
+            rows = np.unique(pairs)
+            x, at = hwc_uint8_to_nchw(read_images([paths[i] for i in rows.tolist()])), np.searchsorted(rows, pairs)
+            logits = net.logits(x[at[:, 0]], x[at[:, 1]])
+            verified.update(pairs=len(pairs), s=time.perf_counter() - tv)
+            return logits
     with PeakRSS() as mem:
         t0, c0 = time.perf_counter(), time.process_time()
         keys, canvases = [], []
@@ -116,13 +129,14 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
         t1, c1 = time.perf_counter(), time.process_time()
         res = find_pairs(keys, canvases, np.arange(len(keys)), threshold, descriptor=d, k=k,
                          relative=DEFAULT_RELATIVE, reference=reference_sample(keys), ratio=ratio,
-                         embeddings=embeddings, progress=progress)
-        out["search_verify_s"] = time.perf_counter() - t1  # the band's embedding included
+                         embeddings=embeddings, verifier=verify, progress=progress)
+        out["search_verify_s"] = time.perf_counter() - t1  # the band's embedding (and verifier) included
         out["embedded_images"], out["embed_s"] = embedded["images"], embedded["s"]
+        out["verified_pairs"], out["verifier_s"] = verified["pairs"], verified["s"]
         out["search_verify_cpu_s"] = time.process_time() - c1
     out.update(total_s=out["decode_describe_s"] + out["search_verify_s"],
                total_cpu_s=out["decode_describe_cpu_s"] + out["search_verify_cpu_s"], peak_mb=mem.peak_mb,
-               pairs=len(res.pairs), by_ratio=res.by_ratio, by_embedding=res.by_embedding, candidates=res.candidates, timings=res.timings,
+               pairs=len(res.pairs), by_ratio=res.by_ratio, by_embedding=res.by_embedding, by_verifier=res.by_verifier, candidates=res.candidates, timings=res.timings,
                threshold_applied=res.threshold, background=res.background,
                groups=len(comps := components(len(keys), res.pairs.tolist())),
                load_average_after=os.getloadavg())

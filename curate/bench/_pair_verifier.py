@@ -191,6 +191,10 @@ FLOORED = [(f"{name}, cosine >= {COSINE_FLOOR}", *r, COSINE_FLOOR) for name, *r 
 RULES = _PLAIN_RULES + FLOORED
 
 
+#: The name of the package's option among :func:`end_to_end`'s rules.
+OPTION = "dedupe(verifier=True)"
+
+
 def choose(band: dict, first: dict, candidates=FLOORED, shipped: str = "shipped") -> str:
     """The rule chosen on the tuning halves, fixed before a fresh set is measured: of the
     ``candidates`` whose false hits are at most the shipped rule's on the band set's tuning
@@ -220,6 +224,8 @@ def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int
     rows = B.R.load_pairs(B.SETS[which], half)
     hits = B.decisions(keys, canvases, e, em, rows, rules=B.RULES[:1], verifier=lambda ab: score(net, images, ab),
                        verifier_rules=RULES)
+    # the option as the package runs it (find_pairs' step 7 at its defaults: dedupe(verifier=True))
+    hits[OPTION], _ = B.R.decided(keys, canvases, rows, embeddings=(e, em), verifier=lambda ab: score(net, images, ab))
     res = {"set": which, "half": half, "steps": steps, "negatives": negatives_as,
            **B.scored(hits, rows, which, out, e, em)}
     _rules_file(out, which, half, negatives_as).write_text(json.dumps(res, indent=1))

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.duplicates.choices import DEFAULT_EMBEDDING
+from curate.duplicates.choices import DEFAULT_EMBEDDING, DEFAULT_VERIFIER
 from curate.duplicates import edits as E
 from curate.bench._dedupe_measure import PeakRSS, cifar_paths, environment, read_images, scale_timing
 from curate.bench._dedupe_report import method_grids, results_table, score, summary_lines
@@ -68,7 +68,7 @@ def build_dataset(name: str, orig_paths: list, copy_paths: list):
 
 
 def run_dedupe(samples, method: str, threshold, *, index: str, k: int, progress: bool, ratio=None,
-               embedding: bool = DEFAULT_EMBEDDING) -> dict:
+               embedding: bool = DEFAULT_EMBEDDING, verifier: bool = DEFAULT_VERIFIER) -> dict:
     """dedupe() of all pairs of ``samples``; groups as item numbers, seconds, peak MB."""
     from curate.brain import dedupe
 
@@ -77,7 +77,7 @@ def run_dedupe(samples, method: str, threshold, *, index: str, k: int, progress:
     with PeakRSS() as mem:
         groups = dedupe(samples, method=method, threshold=threshold, query_tag=None, keep="first",
                         tag=f"dup_{method}", group_field=f"group_{method}", k=k, index=index, ratio=ratio,
-                        embedding=embedding, brain_key=f"bench_{method}" if method == "descriptor" else None,
+                        embedding=embedding, verifier=verifier, brain_key=f"bench_{method}" if method == "descriptor" else None,
                         view_name=None, progress=progress)
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     out = {"groups": [sorted(item[s] for s in g) for g in groups], "seconds": seconds, "cpu_s": cpu,
@@ -163,10 +163,10 @@ def run(args) -> dict:
             thr = args.threshold if method == "descriptor" else args.pixel_threshold
             console.print(f"[bold]{method}[/]: originals alone (CIFAR-10's own duplicates)")
             alone = run_dedupe(ds.match_tags("original"), method, thr, index=args.index, k=args.k, ratio=ratio,
-                               embedding=not args.no_embedding, progress=progress)
+                               embedding=not args.no_embedding, verifier=args.verifier, progress=progress)
             console.print(f"[bold]{method}[/]: originals + planted copies")
             full = run_dedupe(ds, method, thr, index=args.index, k=args.k, progress=progress, ratio=ratio,
-                              embedding=not args.no_embedding)
+                              embedding=not args.no_embedding, verifier=args.verifier)
             sc = score(full["groups"], n, sources, edits, alone["groups"])
             result["methods"][method] = {"score": sc, "seconds": full["seconds"], "cpu_s": full["cpu_s"],
                                          "peak_mb": full["peak_mb"],
@@ -180,7 +180,7 @@ def run(args) -> dict:
     if args.scale:
         console.print(f"[bold]scale[/]: describe + all-pairs search over {args.scale} CIFAR-10 images")
         result["scale"] = scale_timing(args.cifar_root, args.scale, k=args.k, threshold=args.threshold, ratio=ratio,
-                                       embedding=not args.no_embedding,
+                                       embedding=not args.no_embedding, verifier=args.verifier,
                                        index_sample=args.index_sample, progress=None, grids=out / "grids")
     result["environment"] = environment()
     (out / "results.json").write_text(json.dumps(result, indent=1))

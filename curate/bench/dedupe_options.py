@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from curate.duplicates.choices import DEFAULT_RATIO, INDEXES, METHODS
+from curate.duplicates.choices import DEFAULT_RATIO, DEFAULT_VERIFIER, INDEXES, METHODS
 
 DESCRIPTION = ("dedupe on CIFAR-10 training images plus planted edited copies (known answers): "
                "precision and recall per kind of edit, time and peak memory, for each method")
@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="descriptor: dedupe's ratio test beyond the threshold (negative: the threshold alone)")
     p.add_argument("--no-embedding", action="store_true",
                    help="descriptor: the ratio test alone (default: dedupe's copy embedding judges its pairs too)")
+    p.add_argument("--verifier", action="store_true", default=DEFAULT_VERIFIER,
+                   help="descriptor: dedupe's pair verifier option (the band and pairs to 2.25x the threshold)")
     p.add_argument("--index", default="exact", choices=INDEXES, help="key search of the descriptor")
     p.add_argument("--scale", type=int, default=0,
                    help="also time describe + all-pairs search over this many CIFAR-10 images "
