@@ -141,6 +141,8 @@ class Dedupe(foo.Operator):
             inputs.float("threshold", label="Distance threshold (aligned descriptor distance, 0..2)",
                          default=DEFAULT_THRESHOLD["descriptor"], min=0, max=2)
             inputs.bool("mirror", label="A mirrored copy is a duplicate", default=_default("dedupe", "mirror"))
+            inputs.bool("verifier", label="Also ask the learned pair verifier (finds more strongly processed "
+                                          "copies; slower)", default=_default("dedupe", "verifier"))
             inputs.str("brain_key", label="Store the similarity index under brain key",
                        default=_default("dedupe", "brain_key"))
         else:
@@ -166,7 +168,7 @@ class Dedupe(foo.Operator):
         p = ctx.params
         kw = _given(p, "method", "threshold", "query_tag", "keep", "score_field", "tag", "grouping")
         if (p.get("method") or _default("dedupe", "method")) == "descriptor":
-            kw.update(_given(p, "mirror", "brain_key"))
+            kw.update(_given(p, "mirror", "brain_key", "verifier"))
         groups = cb.dedupe(ctx.target_view(),
                            progress=lambda frac, label: ctx.set_progress(progress=frac, label=label), **kw)
         if not ctx.delegated:
