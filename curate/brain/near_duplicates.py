@@ -108,7 +108,8 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
             CIFAR-10 pairs, 0.58 of the hardest band's same-shot pairs instead of 0.41, at the
             same precision on four sets of five; docs/near-duplicates.md). Costs verifying
             pairs to 0.45, reading their images again and a 0.44 M-parameter network over
-            each pair eight times. False (default): not asked.
+            each pair eight times (60,000 CIFAR-10 images on 2 cores: 597 s instead of 135 s).
+            False (default): not asked.
         brain_key: descriptor: store the keys as a FiftyOne similarity index under this
             brain key (replacing an earlier dedupe index there); None stores nothing.
         view_name: save the view of all group members under this name; None: no view.
