@@ -81,3 +81,23 @@ def test_the_shipped_verifier_is_symmetric_batch_invariant_and_tells_copies_from
     assert (s_same > s_other).mean() > 0.9
     with pytest.raises(ValueError, match="as many"):
         v.logits(x[:3], x[:2])
+
+
+def test_the_sharing_reader_hands_one_calls_images_to_the_next_call_once():
+    from curate.duplicates.copy_verifier import sharing_reader
+
+    calls = []
+
+    def read(rows):
+        calls.append(rows.tolist())
+        return rows * 10
+
+    shared = sharing_reader(read)
+    rows = np.array([2, 5, 7])
+    first = shared(rows)
+    np.testing.assert_array_equal(shared(rows.copy()), first)  # handed on: not read again
+    assert calls == [[2, 5, 7]]
+    shared(rows)  # let go after it was handed on: read again
+    shared(np.array([1, 2]))  # other rows: read, and the kept images are dropped
+    shared(rows)
+    assert calls == [[2, 5, 7], [2, 5, 7], [1, 2], [2, 5, 7]]

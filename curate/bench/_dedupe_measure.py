@@ -91,6 +91,15 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
     out = {"images": len(paths), "load_average_before": os.getloadavg()}
     d = Descriptor()
     embeddings, embedded = None, {"images": 0, "s": 0.0}
+    verify, verified = None, {"pairs": 0, "s": 0.0}
+
+    def read_rows(rows: np.ndarray) -> np.ndarray:
+        return hwc_uint8_to_nchw(read_images([paths[i] for i in rows.tolist()]))
+
+    if verifier:  # as dedupe: the band's images the embedding read are handed on to the verifier
+        from curate.duplicates.copy_verifier import sharing_reader
+
+        read_rows = sharing_reader(read_rows)
     if embedding and ratio is not None:  # as dedupe: the band's images read again and embedded
         from curate.duplicates.copy_embedding import CopyEmbedding
 
@@ -98,12 +107,10 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
 
         def embeddings(rows):
             te = time.perf_counter()
-            x = hwc_uint8_to_nchw(read_images([paths[i] for i in rows.tolist()]))
-            e = embedder.embed(x)
+            e = embedder.embed(read_rows(rows))
             embedded.update(images=len(rows), s=time.perf_counter() - te)
             return e
-    verify, verified = None, {"pairs": 0, "s": 0.0}
-    if verifier and embeddings is not None:  # as dedupe: the pairs' images read again, each pair scored
+    if verifier and embeddings is not None:  # as dedupe: each pair of the band and beyond scored
         from curate.duplicates.copy_verifier import CopyVerifier
 
         net = CopyVerifier()
@@ -111,7 +118,7 @@ def scale_timing(root: Path, n: int, *, k: int, threshold, index_sample: int, pr
         def verify(pairs):
             tv = time.perf_counter()
             rows = np.unique(pairs)
-            x, at = hwc_uint8_to_nchw(read_images([paths[i] for i in rows.tolist()])), np.searchsorted(rows, pairs)
+            x, at = read_rows(rows), np.searchsorted(rows, pairs)
             logits = net.logits(x[at[:, 0]], x[at[:, 1]])
             verified.update(pairs=len(pairs), s=time.perf_counter() - tv)
             return logits

@@ -117,21 +117,21 @@ def score(net, images: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return symmetric_logits(net, standardise(images[pairs[:, 0]]), standardise(images[pairs[:, 1]]))
 
 
+def _tag(negatives_as: str) -> str:
+    """The part of a file name that tells the second verifier's files from the first's."""
+    return "" if negatives_as == "plain" else f"{negatives_as}_"
+
+
 def _weights(out: Path, steps: int, negatives_as: str) -> Path:
-    return out / (f"pair_verifier_{steps}.safetensors" if negatives_as == "plain"
-                  else f"pair_verifier_{negatives_as}_{steps}.safetensors")
+    return out / f"pair_verifier_{_tag(negatives_as)}{steps}.safetensors"
 
 
 def load_network(out: Path, steps: int, negatives_as: str = "plain"):
     """The network :func:`measure` trained into ``out`` (None if there is none yet), in eval mode."""
-    from safetensors.torch import load_file
+    from curate.duplicates.copy_verifier import load
 
     f = _weights(out, steps, negatives_as)
-    if not f.is_file():
-        return None
-    net = network()
-    net.load_state_dict(load_file(str(f)))
-    return net.eval()
+    return load(f) if f.is_file() else None
 
 
 def measure(root: Path, out: Path, half: str = "tuning", steps: int = STEPS, negatives_as: str = "plain") -> dict:
@@ -233,8 +233,7 @@ def end_to_end(root: Path, out: Path, half: str, which: str = "band", steps: int
 
 
 def _rules_file(out: Path, which: str, half: str, negatives_as: str) -> Path:
-    tag = "" if negatives_as == "plain" else f"{negatives_as}_"
-    return out / f"verifier_rules_{tag}{which}_{half}.json"
+    return out / f"verifier_rules_{_tag(negatives_as)}{which}_{half}.json"
 
 
 def chosen(out: Path, negatives_as: str = "plain") -> str:

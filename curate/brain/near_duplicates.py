@@ -238,8 +238,14 @@ def _descriptor_pairs(samples, query_ids, threshold, *, spec, mirror, k, index, 
 
     ids, keys, canvases, descriptor = _describe(samples, spec, progress=progress, **policy)
     # the embedding judges only the ratio test's band: its images are read again when asked
-    embeddings = _band_embedder(samples, ids, descriptor, **policy) if embedding and ratio is not None else None
-    verify = _band_verifier(samples, ids, descriptor, **policy) if verifier and embeddings is not None else None
+    read = _band_reader(samples, ids, descriptor, **policy)
+    verify = None
+    if verifier and embedding and ratio is not None:  # both ask for the same images, in turn
+        from curate.duplicates.copy_verifier import sharing_reader
+
+        read = sharing_reader(read)
+        verify = _band_verifier(read)
+    embeddings = _band_embedder(read) if embedding and ratio is not None else None
     qidx = np.array([i for i, sid in enumerate(ids) if sid in query_ids], dtype=np.int64)
     res = None
     if len(qidx):
@@ -280,19 +286,19 @@ def _band_reader(samples, ids: list[str], descriptor, *, size, channels, resize,
     return read
 
 
-def _band_embedder(samples, ids: list[str], descriptor, **policy):
-    """A function rows (m,) -> the copy embeddings (e, em) (m, 128) of samples ``ids[rows]``."""
+def _band_embedder(read):
+    """A function rows (m,) -> the copy embeddings (e, em) (m, 128) of the images ``read`` gives."""
     from curate.duplicates.copy_embedding import CopyEmbedding
 
-    read, embedder = _band_reader(samples, ids, descriptor, **policy), CopyEmbedding()
+    embedder = CopyEmbedding()
     return lambda rows: embedder.embed(read(rows))
 
 
-def _band_verifier(samples, ids: list[str], descriptor, **policy):
-    """A function pairs (m, 2) of rows -> the pair verifier's (m,) logits of those samples."""
+def _band_verifier(read):
+    """A function pairs (m, 2) of rows -> the pair verifier's (m,) logits of the images ``read`` gives."""
     from curate.duplicates.copy_verifier import CopyVerifier
 
-    read, net = _band_reader(samples, ids, descriptor, **policy), CopyVerifier()
+    net = CopyVerifier()
 
     def logits(pairs: np.ndarray) -> np.ndarray:
         rows = np.unique(pairs)

@@ -91,16 +91,13 @@ class CopyEmbedding:
         self.net = load(weights)
         self._resample: dict = {}
 
-    def _input(self, images) -> torch.Tensor:
-        return network_input(images, self._resample)
-
     def embed(self, images, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """images (n, C, H, W) in [-1, 1] -> float32 (n, 128) embeddings of the images and
         (n, 128) of their left-right mirror images."""
         e, m = [], []
         with torch.inference_mode():
             for s in range(0, len(images), chunk):
-                x = standardise(self._input(images[s:s + chunk]))
+                x = standardise(network_input(images[s:s + chunk], self._resample))
                 e.append(self.net(x).numpy())
                 m.append(self.net(x.flip(3)).numpy())
         if not e:

@@ -95,3 +95,21 @@ class CopyVerifier:
                                 standardise(network_input(b[s:s + chunk], self._resample)))
                for s in range(0, len(a), chunk)]
         return np.concatenate(out) if out else np.zeros(0)
+
+
+def sharing_reader(read):
+    """``read`` (rows (m,) -> images) wrapped so that one call's images are handed once more
+    to the next call with the same rows, then let go: with the verifier on, find_pairs asks
+    the embedding and then the verifier for the same images (the band and beyond), which are
+    then read from disk once."""
+    kept: dict = {}
+
+    def shared(rows: np.ndarray):
+        key = rows.tobytes()
+        if key in kept:
+            return kept.pop(key)
+        kept.clear()
+        kept[key] = out = read(rows)
+        return out
+
+    return shared
