@@ -99,17 +99,22 @@ class CopyVerifier:
 
 def sharing_reader(read):
     """``read`` (rows (m,) -> images) wrapped so that one call's images are handed once more
-    to the next call with the same rows, then let go: with the verifier on, find_pairs asks
-    the embedding and then the verifier for the same images (the band and beyond), which are
-    then read from disk once."""
-    kept: dict = {}
+    to the next call whose rows are among them, then let go: with the verifier on, find_pairs
+    asks the embedding for the band's images and then the verifier for some of them, which
+    are then read from disk once."""
+    kept: list = []  # [(rows, images)] of the last call that read
 
     def shared(rows: np.ndarray):
-        key = rows.tobytes()
-        if key in kept:
-            return kept.pop(key)
-        kept.clear()
-        kept[key] = out = read(rows)
+        rows = np.asarray(rows)
+        if kept:
+            (had, images), = kept
+            kept.clear()
+            order = np.argsort(had, kind="stable")
+            at = order[np.searchsorted(had, rows, sorter=order).clip(0, len(had) - 1)] if len(had) else None
+            if at is not None and np.array_equal(had[at], rows):
+                return images[at]
+        out = read(rows)
+        kept.append((rows.copy(), out))
         return out
 
     return shared

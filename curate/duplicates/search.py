@@ -31,7 +31,9 @@
    learned pair verifier reaches further: a band pair that steps 5-6 refuse is a duplicate
    when its logit is >= ``verifier_logit``, a pair beyond the band up to ``verifier_reach``
    times the threshold when its logit is >= ``verifier_beyond``; either only where the
-   cosine is >= ``cosine_floor``. It is asked once, for those pairs alone.
+   cosine is >= ``cosine_floor``. It is asked once, and only for the pairs its answer can
+   keep (refused so far, at or above the floor): its cost, eight passes of a small network
+   per pair, is the option's largest.
 
 Cost (n images, q queries, d key dims): the exact search is ``O(q n d)`` time and
 ``O(memory_mb)`` memory; a tree index is built in ``O(n log n)`` and answers each
@@ -191,8 +193,8 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
 
     With ``verifier`` (and ``embeddings`` and ``ratio``), step 7: ``verifier`` a function
     ``pairs (m, 2) -> (m,) logits`` (:meth:`curate.duplicates.copy_verifier.CopyVerifier.logits`
-    of the pairs' images), called once with the band's pairs and those up to
-    ``verifier_reach`` x threshold.
+    of the pairs' images), called once with the pairs it can keep: the band's that steps 5-6
+    refuse and those up to ``verifier_reach`` x threshold, either at cosine >= ``cosine_floor``.
 
     ``progress(n)`` is called as verification advances (in images).
     """
@@ -247,12 +249,7 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
         beyond = asked_pairs(upper, far) if verifying else []
         if embeddings is not None:
             cos = _band_cosines(embeddings, band + beyond)
-        if verifying:
-            logit = _pair_logits(verifier, band + beyond)
-            for j, p in enumerate(beyond, start=len(band)):  # step 7, past the band
-                if logit[j] >= verifier_beyond and cos[j] >= cosine_floor:
-                    keep.add(p)
-                    by_verifier += 1
+        refused = []  # band pairs steps 5-6 refuse
         for i, (a, b) in enumerate(band):
             bg = [x for x in (local_background(run.distances_of(a, without=b), ratio_rank),
                               local_background(run.distances_of(b, without=a), ratio_rank)) if x is not None]
@@ -263,9 +260,15 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
             if yes:
                 keep.add((a, b))
                 by_ratio += 1
-            elif verifying and logit[i] >= verifier_logit and cos[i] >= cosine_floor:  # step 7, in the band
-                keep.add((a, b))
-                by_verifier += 1
+            else:
+                refused.append(i)
+        if verifying:  # step 7: asked only for pairs its answer can keep (below the floor it cannot)
+            pairs = band + beyond
+            ask = [i for i in refused + list(range(len(band), len(pairs))) if cos[i] >= cosine_floor]
+            for i, logit in zip(ask, _pair_logits(verifier, [pairs[i] for i in ask])):
+                if logit >= (verifier_logit if i < len(band) else verifier_beyond):
+                    keep.add(pairs[i])
+                    by_verifier += 1
     keep = sorted(keep)
     pairs = np.array(keep, dtype=np.int64).reshape(-1, 2)
     nearest = np.array([run.distances_of(q).min(initial=np.inf) for q in queries.tolist()])
