@@ -1,4 +1,4 @@
-"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined,band,verifier}``: see :mod:`curate.bench.real_pairs`."""
+"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined,band,verifier,audit}``: see :mod:`curate.bench.real_pairs`."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,8 @@ from curate.data.tensors import hwc_uint8_to_nchw
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m curate.bench.real_pairs", description=__doc__)
-    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding", "combined", "band", "verifier"))
+    p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding", "combined", "band", "verifier",
+                                       "audit"))
     p.add_argument("--cifar-root", type=Path, default=Path("../shared/data/cifar10"),
                    help="CIFAR-10 image tree with order.csv (default ../shared/data/cifar10)")
     p.add_argument("--out", type=Path, required=True, help="working folder, outside the repository")
@@ -40,6 +41,12 @@ def parse_args(argv=None):
     p.add_argument("--negatives", choices=NEGATIVES, default=NEGATIVES[0],
                    help="verifier: its negative pairs shown as they are, or edited as its positives are "
                         f"(default {NEGATIVES[0]}, the first prototype)")
+    p.add_argument("--judged", action="store_true",
+                   help="audit: read the judged grids (DIR/grids_option) into cifar10_pairs_option_audit.csv "
+                        "and print the pre-registered verdict")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="audit --judged: total_s of curate bench dedupe --scale 60000 --verifier (the rule's "
+                        "time bound; unset: no verdict on time)")
     p.add_argument("--copies", type=int, default=200, help="planted: copies of training images 40,000..")
     p.add_argument("--collection", type=int, default=0,
                    help="measure: the end-to-end search among the half's images plus this many others drawn "
@@ -88,6 +95,16 @@ def main(argv=None) -> None:
         res = V.end_to_end(a.cifar_root, a.out, a.half, a.set, a.steps, a.negatives) if a.rules else V.measure(
             a.cifar_root, a.out, a.half, a.steps, a.negatives)
         print(json.dumps(res, indent=1))
+    elif a.step == "audit":
+        from curate.bench import _option_audit as A
+
+        if a.judged:
+            print(json.dumps(A.verdict(A.collect(a.out), a.seconds), indent=1))
+        else:
+            ch = A.changes(a.cifar_root, a.out)
+            print(json.dumps({k: (len(v) if isinstance(v, np.ndarray) else v) for k, v in ch.items()}))
+            for p in A.write_grids(a.cifar_root, a.out):
+                print(p)
     elif a.step == "band":
         from curate.bench import _real_pairs_band as B
 

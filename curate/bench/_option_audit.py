@@ -1,0 +1,159 @@
+"""What dedupe's verifier option changes among all 60,000 CIFAR-10 images, judged by eye:
+the pre-registered check that decides whether it becomes the default.
+
+The labelled sets say how the option does on pairs drawn to be hard; a curator sees what it
+does to *their* collection: the pairs it adds to the default's (and the few it drops: with
+the verifier on, distances are refined farther, which moves some ratio-test backgrounds).
+So both searches run over all 60,000 images (every image a query, dedupe's defaults), and a
+seeded random sample of the added pairs -- plus every dropped pair -- is judged by the
+written rule (``curate/bench/data/README.md``), without the pairs' distance, cosine or logit
+on the grid.
+
+The rule (pre-registered, committed with this module before any pair was judged): the
+option becomes dedupe's default if (1) all 60,000 images with it take at most 300 s in
+``curate bench dedupe --scale 60000 --verifier`` on this machine (the issue's bound), and
+(2) at least :data:`PRECISION_NEEDED` of the :data:`SAMPLE` sampled added pairs are the same
+shot, an unsure one counted as not. Why 0.85: the added pairs are about an eighth of the
+option's pairs; with the default's pairs as precise as on the labelled sets (0.96-0.97),
+0.85 keeps the option's pair precision at 0.95.
+
+``python -m curate.bench.real_pairs audit --out DIR`` (after ``mine``) writes the pairs
+(``DIR/option_pairs.npz``), the judging grids (``DIR/grids_option``: added, then dropped);
+``audit --collect`` reads the judged CSVs into :data:`DATA_OPTION` and prints the verdict.
+"""
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+from pathlib import Path
+
+import numpy as np
+
+from curate.bench import _real_pairs_core as R
+
+SAMPLE = 150
+SEED = 0
+PRECISION_NEEDED = 0.85
+SECONDS_ALLOWED = 300.0
+#: the judged pairs: COLUMNS with ``half`` the pair's group (``added`` / ``dropped``), label
+#: 1 / 0 / -1 (unsure; kept: the rule counts it)
+DATA_OPTION = R.DATA.parent / "cifar10_pairs_option_audit.csv"
+GROUPS = ("added", "dropped")
+
+
+def all_pairs(keys: np.ndarray, canvases: np.ndarray, e: np.ndarray, em: np.ndarray, images: np.ndarray,
+              verifier: bool):
+    """find_pairs over all n images, every image a query, with dedupe's defaults (the copy
+    embedding on), with or without the shipped verifier: the PairResult."""
+    from curate.brain import dedupe
+    from curate.data.tensors import hwc_uint8_to_nchw
+    from curate.duplicates import Descriptor, find_pairs
+    from curate.duplicates.choices import DEFAULT_THRESHOLD
+    from curate.duplicates.search import reference_sample
+
+    defaults = inspect.signature(dedupe).parameters
+    verify = None
+    if verifier:
+        from curate.duplicates.copy_verifier import CopyVerifier
+
+        net = CopyVerifier()
+
+        def verify(ab):
+            rows = np.unique(ab)
+            x, at = hwc_uint8_to_nchw(images[rows]), np.searchsorted(rows, ab)
+            return net.logits(x[at[:, 0]], x[at[:, 1]])
+    return find_pairs(keys, canvases, np.arange(len(keys)), DEFAULT_THRESHOLD["descriptor"],
+                      descriptor=Descriptor(), reference=reference_sample(keys),
+                      **{k: defaults[k].default for k in ("k", "relative", "ratio")},
+                      embeddings=(e, em), verifier=verify)
+
+
+def changes(root: Path, out: Path) -> dict:
+    """The pairs the option adds and drops among all 60,000 images (cached in
+    ``out/option_pairs.npz``): {"added": (m, 2), "dropped": (m', 2), "default": count,
+    "option": count, "by_verifier": count}."""
+    f = out / "option_pairs.npz"
+    if not f.is_file():
+        from curate.bench import _real_pairs_band as B
+
+        images, keys, canvases, e, em = B.load(root, out)
+        plain, option = (all_pairs(keys, canvases, e, em, images, v) for v in (False, True))
+        np.savez(f, default=plain.pairs, option=option.pairs, by_verifier=option.by_verifier)
+    z = np.load(f)
+    a, b = ({tuple(p) for p in z[k].tolist()} for k in ("default", "option"))
+    return {"added": np.array(sorted(b - a), dtype=np.int64).reshape(-1, 2),
+            "dropped": np.array(sorted(a - b), dtype=np.int64).reshape(-1, 2),
+            "default": len(a), "option": len(b), "by_verifier": int(z["by_verifier"])}
+
+
+def judging_rows(ch: dict, n: int = SAMPLE, seed: int = SEED) -> list[dict]:
+    """``n`` added pairs drawn at random (``seed``), then every dropped pair, each shuffled
+    within its group; rows as the judging grids take them."""
+    rng = np.random.default_rng(seed)
+    added = ch["added"][np.sort(rng.choice(len(ch["added"]), min(n, len(ch["added"])), replace=False))]
+    out = []
+    for group, pairs in (("added", added), ("dropped", ch["dropped"])):
+        for a, b in pairs[rng.permutation(len(pairs))].tolist():
+            out.append({"a": a, "b": b, "group": group, "distance": "",
+                        "kind": "test-train" if max(a, b) >= R.TRAIN else "train-train"})
+    return out
+
+
+def write_grids(root: Path, out: Path) -> list[Path]:
+    """The judging grids ``out/grids_option/batch_NN.{png,csv}`` and the rows' groups
+    (``out/grids_option/groups.json``)."""
+    from curate.bench import _real_pairs_mine as M
+
+    rows = judging_rows(changes(root, out))
+    folder = out / "grids_option"
+    paths = R.write_grids(M.load_all(root, out, progress=False), rows, folder)
+    (folder / "groups.json").write_text(json.dumps([[r["a"], r["b"], r["group"]] for r in rows]))
+    return paths
+
+
+def collect(out: Path, path: Path = DATA_OPTION) -> list[dict]:
+    """The judged batch CSVs -> ``path`` (every row, unsure ones as -1), the rows."""
+    folder = out / "grids_option"
+    group = {(a, b): g for a, b, g in json.loads((folder / "groups.json").read_text())}
+    rows = [{**r, "half": group[(r["a"], r["b"])]} for r in R.collect(folder, "reporting")]
+    if len(rows) != len(group):
+        raise SystemExit(f"error: {len(group) - len(rows)} of {len(group)} pairs in {folder} have no label")
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(R.COLUMNS)
+        for r in sorted(rows, key=lambda r: (r["half"], r["a"], r["b"])):
+            kind = "test-train" if max(r["a"], r["b"]) >= R.TRAIN else "train-train"
+            w.writerow([*R.split_index(r["a"]), *R.split_index(r["b"]), r["label"], r["half"], kind])
+    return rows
+
+
+def verdict(rows: list[dict], seconds: float | None = None) -> dict:
+    """The rule of the module docstring on judged ``rows`` (label 1 / 0 / -1, half = group)
+    and the 60,000-image time ``seconds`` (None: not judged here)."""
+    out = {}
+    for g in GROUPS:
+        lab = np.array([r["label"] for r in rows if r["half"] == g], dtype=int)
+        same = int((lab == 1).sum())
+        out[g] = {"judged": len(lab), "same_shot": same, "other_shot": int((lab == 0).sum()),
+                  "unsure": int((lab == -1).sum()),
+                  "share_same": same / len(lab) if len(lab) else None,
+                  "interval_95": list(wilson(same, len(lab))) if len(lab) else None}
+    precise = out["added"]["share_same"] is not None and out["added"]["share_same"] >= PRECISION_NEEDED
+    fast = seconds is None or seconds <= SECONDS_ALLOWED
+    out["rule"] = {"precision_needed": PRECISION_NEEDED, "seconds_allowed": SECONDS_ALLOWED, "seconds": seconds,
+                   "precise_enough": bool(precise), "fast_enough": bool(fast),
+                   "becomes_default": bool(precise and fast and seconds is not None)}
+    return out
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a share k / n."""
+    p = k / n
+    mid, half = (p + z * z / (2 * n)), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (mid - half) / (1 + z * z / n), (mid + half) / (1 + z * z / n)
+
+
+def load(path: Path = DATA_OPTION) -> list[dict]:
+    """The judged audit rows (unsure ones kept, as -1)."""
+    return R.load_pairs(path, labels=(0, 1, -1))
