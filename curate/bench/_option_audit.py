@@ -95,8 +95,7 @@ def judging_rows(ch: dict, n: int = SAMPLE, seed: int = SEED) -> list[dict]:
     out = []
     for group, pairs in (("added", added), ("dropped", ch["dropped"])):
         for a, b in pairs[rng.permutation(len(pairs))].tolist():
-            out.append({"a": a, "b": b, "group": group, "distance": "",
-                        "kind": "test-train" if max(a, b) >= R.TRAIN else "train-train"})
+            out.append({"a": a, "b": b, "group": group, "distance": "", "kind": _kind(a, b)})
     return out
 
 
@@ -126,6 +125,11 @@ def collect(out: Path, path: Path = DATA_OPTION) -> list[dict]:
             kind = "test-train" if max(r["a"], r["b"]) >= R.TRAIN else "train-train"
             w.writerow([*R.split_index(r["a"]), *R.split_index(r["b"]), r["label"], r["half"], kind])
     return rows
+
+
+def _kind(a: int, b: int) -> str:
+    """train-train, test-train or test-test (dedupe searches all 60,000 images together)."""
+    return ("train-train", "test-train", "test-test")[int(a >= R.TRAIN) + int(b >= R.TRAIN)]
 
 
 def verdict(rows: list[dict], seconds: float | None = None) -> dict:
