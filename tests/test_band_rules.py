@@ -101,6 +101,32 @@ def test_the_search_with_a_verifier_is_the_bench_rule_with_the_floor(collection)
     assert not (without & ~got).any()
 
 
+def test_the_search_asks_the_verifier_only_for_pairs_its_answer_can_keep(collection):
+    """Step 7 asks for no pair below the cosine floor, none that steps 1-6 keep, and for
+    every pair it adds: the cheaper call decides as asking for all pairs would (above)."""
+    keys, canvases, e, em, rows, exact, cos = collection
+    n = len(keys)
+    D = {tuple(p): d for p, d in zip([(r["a"], r["b"]) for r in rows], exact.tolist())}
+    C = {tuple(p): c for p, c in zip([(r["a"], r["b"]) for r in rows], cos.tolist())}
+    asked = []
+
+    def verifier(ab):
+        asked.extend((min(a, b), max(a, b)) for a, b in ab.tolist())
+        return np.array([10 * (1 - D[(min(a, b), max(a, b))]) for a, b in ab.tolist()])
+
+    floor = 0.3
+    got, _ = R.decided(keys, canvases, rows, embeddings=(e, em), verifier=verifier, verifier_logit=7.5,
+                       verifier_beyond=4.0, verifier_reach=0.7 / 0.2, cosine_floor=floor, k=n)
+    without, _ = R.decided(keys, canvases, rows, embeddings=(e, em), cosine_floor=floor, k=n)
+    key = [(r["a"], r["b"]) for r in rows]
+    kept_before = {p for p, w in zip(key, without) if w}
+    added = {p for p, g, w in zip(key, got, without) if g and not w}
+    assert asked and len(asked) == len(set(asked))
+    assert all(C[p] >= floor for p in asked)
+    assert not kept_before & set(asked)
+    assert added <= set(asked) and len(added) < len(asked)
+
+
 def test_the_search_refuses_a_verifier_without_embeddings(collection):
     keys, canvases, _, _, rows, _, _ = collection
     with pytest.raises(ValueError, match="verifier"):

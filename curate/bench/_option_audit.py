@@ -122,7 +122,7 @@ def collect(out: Path, path: Path = DATA_OPTION) -> list[dict]:
         w = csv.writer(f)
         w.writerow(R.COLUMNS)
         for r in sorted(rows, key=lambda r: (r["half"], r["a"], r["b"])):
-            kind = "test-train" if max(r["a"], r["b"]) >= R.TRAIN else "train-train"
+            kind = _kind(r["a"], r["b"])
             w.writerow([*R.split_index(r["a"]), *R.split_index(r["b"]), r["label"], r["half"], kind])
     return rows
 
