@@ -19,7 +19,14 @@ option's pairs; with the default's pairs as precise as on the labelled sets (0.9
 
 ``python -m curate.bench.real_pairs audit --out DIR`` (after ``mine``) writes the pairs
 (``DIR/option_pairs.npz``), the judging grids (``DIR/grids_option``: added, then dropped);
-``audit --collect`` reads the judged CSVs into :data:`DATA_OPTION` and prints the verdict.
+``audit --judged`` reads the judged CSVs into :data:`DATA_OPTION` and prints the verdict.
+
+The default's own pairs, audited the same way (a measurement, no decision hangs on it):
+``audit --default`` draws :data:`SAMPLE_DEFAULT` of the default's pairs among all 60,000
+images from each stratum of :data:`STRATA` (by exact aligned distance: within the threshold,
+and the ratio test's band that steps 5-6 keep), ``audit --default --judged`` reads them into
+:data:`DATA_DEFAULT` and prints each stratum's share of same-shot pairs and the pair
+precision of all the default's pairs (strata weighted by their sizes).
 """
 from __future__ import annotations
 
@@ -40,6 +47,10 @@ SECONDS_ALLOWED = 300.0
 #: 1 / 0 / -1 (unsure; kept: the rule counts it)
 DATA_OPTION = R.DATA.parent / "cifar10_pairs_option_audit.csv"
 GROUPS = ("added", "dropped")
+#: the default's pairs by exact aligned distance: within the threshold, beyond it (the band)
+STRATA = ("within", "band")
+SAMPLE_DEFAULT = 75
+DATA_DEFAULT = R.DATA.parent / "cifar10_pairs_default_audit.csv"
 
 
 def all_pairs(keys: np.ndarray, canvases: np.ndarray, e: np.ndarray, em: np.ndarray, images: np.ndarray,
@@ -99,21 +110,51 @@ def judging_rows(ch: dict, n: int = SAMPLE, seed: int = SEED) -> list[dict]:
     return out
 
 
-def write_grids(root: Path, out: Path) -> list[Path]:
-    """The judging grids ``out/grids_option/batch_NN.{png,csv}`` and the rows' groups
-    (``out/grids_option/groups.json``)."""
+def default_rows(root: Path, out: Path, n: int = SAMPLE_DEFAULT, seed: int = SEED) -> tuple[list[dict], dict]:
+    """``n`` of the default's pairs among all 60,000 images drawn at random (``seed``) from
+    each stratum of :data:`STRATA` (exact aligned distance <= or > the threshold), shuffled
+    within it, and the strata's sizes."""
+    from curate.bench import _real_pairs_mine as M
+    from curate.duplicates.choices import DEFAULT_THRESHOLD
+
+    changes(root, out)
+    pairs = np.load(out / "option_pairs.npz")["default"]
+    images = M.load_all(root, out, progress=False)
+    _, canvases = M.describe_all(images, out, progress=False)
+    d = R.aligned(canvases, [{"a": a, "b": b} for a, b in pairs.tolist()])
+    rng = np.random.default_rng(seed)
+    rows, sizes = [], {}
+    for stratum, member in zip(STRATA, (d <= DEFAULT_THRESHOLD["descriptor"], d > DEFAULT_THRESHOLD["descriptor"])):
+        idx = np.nonzero(member)[0]
+        sizes[stratum] = len(idx)
+        pick = idx[np.sort(rng.choice(len(idx), min(n, len(idx)), replace=False))]
+        for a, b in pairs[pick[rng.permutation(len(pick))]].tolist():
+            rows.append({"a": a, "b": b, "group": stratum, "distance": "", "kind": _kind(a, b)})
+    return rows, sizes
+
+
+def write_grids(root: Path, out: Path, default: bool = False) -> list[Path]:
+    """The judging grids ``out/grids_option/batch_NN.{png,csv}`` (``default``:
+    ``out/grids_default``) and the rows' groups (``groups.json`` beside them)."""
     from curate.bench import _real_pairs_mine as M
 
-    rows = judging_rows(changes(root, out))
-    folder = out / "grids_option"
+    if default:
+        rows, sizes = default_rows(root, out)
+        folder = out / "grids_default"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "sizes.json").write_text(json.dumps(sizes))
+    else:
+        rows = judging_rows(changes(root, out))
+        folder = out / "grids_option"
     paths = R.write_grids(M.load_all(root, out, progress=False), rows, folder)
     (folder / "groups.json").write_text(json.dumps([[r["a"], r["b"], r["group"]] for r in rows]))
     return paths
 
 
-def collect(out: Path, path: Path = DATA_OPTION) -> list[dict]:
-    """The judged batch CSVs -> ``path`` (every row, unsure ones as -1), the rows."""
-    folder = out / "grids_option"
+def collect(out: Path, path: Path = DATA_OPTION, folder: str = "grids_option") -> list[dict]:
+    """The judged batch CSVs of ``out/folder`` -> ``path`` (every row, unsure ones as -1;
+    ``half`` the row's group), the rows."""
+    folder = out / folder
     group = {(a, b): g for a, b, g in json.loads((folder / "groups.json").read_text())}
     rows = [{**r, "half": group[(r["a"], r["b"])]} for r in R.collect(folder, "reporting")]
     if len(rows) != len(group):
@@ -148,6 +189,28 @@ def verdict(rows: list[dict], seconds: float | None = None) -> dict:
     out["rule"] = {"precision_needed": PRECISION_NEEDED, "seconds_allowed": SECONDS_ALLOWED, "seconds": seconds,
                    "precise_enough": bool(precise), "fast_enough": bool(fast),
                    "becomes_default": bool(precise and fast and seconds is not None)}
+    return out
+
+
+def precision_of_default(rows: list[dict], sizes: dict) -> dict:
+    """Each stratum's share of same-shot pairs among the judged ``rows`` (half = stratum;
+    an unsure one counted as not, and also left out) with its Wilson interval, and the
+    pair precision of all the default's pairs: the strata's shares weighted by ``sizes``
+    (with a normal 95 % interval of the stratified estimate)."""
+    out, est, var = {}, 0.0, 0.0
+    total = sum(sizes.values())
+    for s in STRATA:
+        lab = np.array([r["label"] for r in rows if r["half"] == s], dtype=int)
+        same, sure = int((lab == 1).sum()), int((lab >= 0).sum())
+        p = same / len(lab)
+        out[s] = {"pairs": sizes[s], "judged": len(lab), "same_shot": same, "other_shot": int((lab == 0).sum()),
+                  "unsure": int((lab == -1).sum()), "share_same": p, "interval_95": list(wilson(same, len(lab))),
+                  "share_same_of_sure": same / sure if sure else None}
+        w = sizes[s] / total
+        est += w * p
+        var += w * w * p * (1 - p) / len(lab)
+    out["all"] = {"pairs": total, "precision": est,
+                  "interval_95": [est - 1.959964 * np.sqrt(var), est + 1.959964 * np.sqrt(var)]}
     return out
 
 

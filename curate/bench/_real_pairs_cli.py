@@ -44,6 +44,10 @@ def parse_args(argv=None):
     p.add_argument("--judged", action="store_true",
                    help="audit: read the judged grids (DIR/grids_option) into cifar10_pairs_option_audit.csv "
                         "and print the pre-registered verdict")
+    p.add_argument("--default", action="store_true",
+                   help="audit: the default's own pairs among all 60,000 images, a sample per stratum (within the "
+                        "threshold, the band) -> DIR/grids_default; with --judged: cifar10_pairs_default_audit.csv "
+                        "and the default's pair precision")
     p.add_argument("--seconds", type=float, default=None,
                    help="audit --judged: total_s of curate bench dedupe --scale 60000 --verifier (the rule's "
                         "time bound; unset: no verdict on time)")
@@ -98,7 +102,14 @@ def main(argv=None) -> None:
     elif a.step == "audit":
         from curate.bench import _option_audit as A
 
-        if a.judged:
+        if a.default and a.judged:
+            rows = A.collect(a.out, A.DATA_DEFAULT, "grids_default")
+            sizes = json.loads((a.out / "grids_default" / "sizes.json").read_text())
+            print(json.dumps(A.precision_of_default(rows, sizes), indent=1))
+        elif a.default:
+            for p in A.write_grids(a.cifar_root, a.out, default=True):
+                print(p)
+        elif a.judged:
             print(json.dumps(A.verdict(A.collect(a.out), a.seconds), indent=1))
         else:
             ch = A.changes(a.cifar_root, a.out)

@@ -29,10 +29,11 @@ and how well a pair decision separates them.
     a prototype pair verifier (a network that sees both images), trained and measured
     beside the cosine, its rules end to end, and the rule the tuning halves choose
     (:mod:`curate.bench._pair_verifier`).
-``audit [--judged [--seconds S]]``
+``audit [--judged [--seconds S]]``, ``audit --default [--judged]``
     what dedupe's verifier option adds to (and drops from) the default's pairs among all
     60,000 images, a random sample judged by eye, and the pre-registered rule that decides
-    whether it becomes the default (:mod:`curate.bench._option_audit`).
+    whether it becomes the default; the default's own pairs audited the same way
+    (:mod:`curate.bench._option_audit`).
 
 The shipped CSV has columns ``split_a,index_a,split_b,index_b,label,half,kind`` (official
 indices; label 1 = the same shot, 0 = a different shot the distance ranks close; half
