@@ -47,7 +47,8 @@ def register(subparsers) -> None:
                         "embedding judges them too)")
     p.add_argument("--verifier", action="store_true", default=DEFAULT_VERIFIER,
                    help="descriptor: the learned pair verifier also judges the ratio test's band and pairs to "
-                        "2.25x the threshold (finds more strongly processed copies; slower)")
+                        "2.25x the threshold (finds more strongly processed copies, but a quarter of what it adds "
+                        "are other shots; slower)")
     p.add_argument("--brain-key", default="dedupe",
                    help="descriptor: brain key of the similarity index ('' = do not store it)")
     p.add_argument("--query-tag", default="",

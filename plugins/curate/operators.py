@@ -121,6 +121,12 @@ class FlagHighRisk(foo.Operator):
         return {"flagged": view.count()}
 
 
+def _embedding_on(params: dict) -> bool:
+    """Whether the dedupe form's embedding switch is on (the API's default when not given)."""
+    on = params.get("embedding")
+    return bool(_default("dedupe", "embedding") if on is None else on)
+
+
 class Dedupe(foo.Operator):
     @property
     def config(self):
@@ -141,8 +147,12 @@ class Dedupe(foo.Operator):
             inputs.float("threshold", label="Distance threshold (aligned descriptor distance, 0..2)",
                          default=DEFAULT_THRESHOLD["descriptor"], min=0, max=2)
             inputs.bool("mirror", label="A mirrored copy is a duplicate", default=_default("dedupe", "mirror"))
-            inputs.bool("verifier", label="Also ask the learned pair verifier (finds more strongly processed "
-                                          "copies; slower)", default=_default("dedupe", "verifier"))
+            inputs.bool("embedding", label="Judge strongly processed copies with the learned copy embedding "
+                                           "too (off: the ratio test alone)", default=_default("dedupe", "embedding"))
+            if _embedding_on(ctx.params):  # the verifier keeps the embedding's cosine floor
+                inputs.bool("verifier", label="Also ask the learned pair verifier (finds more strongly processed "
+                                              "copies, with more look-alikes; slower)",
+                            default=_default("dedupe", "verifier"))
             inputs.str("brain_key", label="Store the similarity index under brain key",
                        default=_default("dedupe", "brain_key"))
         else:
@@ -168,7 +178,9 @@ class Dedupe(foo.Operator):
         p = ctx.params
         kw = _given(p, "method", "threshold", "query_tag", "keep", "score_field", "tag", "grouping")
         if (p.get("method") or _default("dedupe", "method")) == "descriptor":
-            kw.update(_given(p, "mirror", "brain_key", "verifier"))
+            kw.update(_given(p, "mirror", "brain_key", "embedding"))
+            if _embedding_on(p):  # a switch left on from before the embedding was switched off does not count
+                kw.update(_given(p, "verifier"))
         groups = cb.dedupe(ctx.target_view(),
                            progress=lambda frac, label: ctx.set_progress(progress=frac, label=label), **kw)
         if not ctx.delegated:

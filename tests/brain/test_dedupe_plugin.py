@@ -20,6 +20,11 @@ def test_dedupe_operator_descriptor_and_pixel(foo, photos_ds):
                query_tag="", keep="first", score_field="volume_growth", tag="duplicate")
     assert ds.get_brain_info("dd_op").config.curate_dedupe["verifier"] is True  # the form's switch reaches dedupe
     assert res.result["groups"] >= len(EDITS) - 1
+    # the embedding switch reaches dedupe; a verifier switch left on with it off is not passed on
+    _run(foo, "dedupe", ds, method="descriptor", threshold=0.2, mirror=False, brain_key="dd_op", embedding=False,
+         verifier=True, query_tag="", keep="first", score_field="volume_growth", tag="duplicate")
+    cfg = ds.get_brain_info("dd_op").config.curate_dedupe
+    assert cfg["embedding"] is False and cfg["verifier"] is False
     res = _run(foo, "dedupe", ds, query_tag="", keep="first", score_field="volume_growth")  # defaults
     assert res.result == {"groups": len(EDITS), "tagged": len(EDITS)}
     assert sorted(ds.list_brain_runs()) == ["dd_op", "dedupe"]
@@ -33,16 +38,22 @@ def test_dedupe_form_follows_the_method(foo, photos_ds):
     op = next(o for o in ops if o.uri == URI + "dedupe")
     from fiftyone.operators.executor import ExecutionContext
 
-    from curate.duplicates.choices import DEFAULT_VERIFIER
+    from curate.duplicates.choices import DEFAULT_EMBEDDING, DEFAULT_VERIFIER
 
-    described = {"mirror", "brain_key", "verifier"}
+    described = {"mirror", "brain_key", "embedding", "verifier"}
     for method, want, absent in (("descriptor", described, set()), ("pixel", set(), described)):
         ctx = ExecutionContext(request_params={"dataset_name": photos_ds.name, "params": {"method": method}})
         props = op.resolve_input(ctx).type.properties
         assert want <= set(props) and not (absent & set(props))
         assert props["threshold"].default == {"descriptor": 0.2, "pixel": 0.1}[method]
-        if method == "descriptor":  # the App offers the API's default
+        if method == "descriptor":  # the App offers the API's defaults
             assert props["verifier"].default is DEFAULT_VERIFIER is False
+            assert props["embedding"].default is DEFAULT_EMBEDDING is True
+    # the verifier needs the embedding: with the embedding off the form does not offer it
+    ctx = ExecutionContext(request_params={"dataset_name": photos_ds.name,
+                                           "params": {"method": "descriptor", "embedding": False}})
+    props = op.resolve_input(ctx).type.properties
+    assert "embedding" in props and "verifier" not in props
 
 
 def _panel(foo, ds, method, state, **params):
