@@ -83,6 +83,27 @@ def test_the_shipped_verifier_is_symmetric_batch_invariant_and_tells_copies_from
         v.logits(x[:3], x[:2])
 
 
+def test_pair_logits_read_each_image_once_and_equal_the_logits_of_the_images():
+    """CopyVerifier.pair_logits (rows -> images by a reader): the distinct rows are read in one
+    call, and the logits are those of the images given directly."""
+    from curate.data.tensors import hwc_uint8_to_nchw
+    from curate.duplicates import copy_verifier as CV
+
+    torch.set_num_threads(1)
+    x = hwc_uint8_to_nchw(edits.natural_like(8, seed=2))
+    pairs = np.array([(5, 1), (1, 2), (7, 5), (2, 1)])
+    calls = []
+
+    def read(rows):
+        calls.append(rows.tolist())
+        return x[rows]
+
+    v = CV.CopyVerifier()
+    got = v.pair_logits(read, pairs)
+    assert calls == [[1, 2, 5, 7]]
+    np.testing.assert_array_equal(got, v.logits(x[pairs[:, 0]], x[pairs[:, 1]]))
+
+
 def test_the_sharing_reader_hands_one_calls_images_to_the_next_call_once():
     from curate.duplicates.copy_verifier import sharing_reader
 

@@ -71,9 +71,7 @@ def all_pairs(keys: np.ndarray, canvases: np.ndarray, e: np.ndarray, em: np.ndar
         net = CopyVerifier()
 
         def verify(ab):
-            rows = np.unique(ab)
-            x, at = hwc_uint8_to_nchw(images[rows]), np.searchsorted(rows, ab)
-            return net.logits(x[at[:, 0]], x[at[:, 1]])
+            return net.pair_logits(lambda rows: hwc_uint8_to_nchw(images[rows]), ab)
     return find_pairs(keys, canvases, np.arange(len(keys)), DEFAULT_THRESHOLD["descriptor"],
                       descriptor=Descriptor(), reference=reference_sample(keys),
                       **{k: defaults[k].default for k in ("k", "relative", "ratio")},
@@ -176,14 +174,7 @@ def _kind(a: int, b: int) -> str:
 def verdict(rows: list[dict], seconds: float | None = None) -> dict:
     """The rule of the module docstring on judged ``rows`` (label 1 / 0 / -1, half = group)
     and the 60,000-image time ``seconds`` (None: not judged here)."""
-    out = {}
-    for g in GROUPS:
-        lab = np.array([r["label"] for r in rows if r["half"] == g], dtype=int)
-        same = int((lab == 1).sum())
-        out[g] = {"judged": len(lab), "same_shot": same, "other_shot": int((lab == 0).sum()),
-                  "unsure": int((lab == -1).sum()),
-                  "share_same": same / len(lab) if len(lab) else None,
-                  "interval_95": list(wilson(same, len(lab))) if len(lab) else None}
+    out = {g: _judged(rows, g) for g in GROUPS}
     precise = out["added"]["share_same"] is not None and out["added"]["share_same"] >= PRECISION_NEEDED
     fast = seconds is None or seconds <= SECONDS_ALLOWED
     out["rule"] = {"precision_needed": PRECISION_NEEDED, "seconds_allowed": SECONDS_ALLOWED, "seconds": seconds,
@@ -200,18 +191,26 @@ def precision_of_default(rows: list[dict], sizes: dict) -> dict:
     out, est, var = {}, 0.0, 0.0
     total = sum(sizes.values())
     for s in STRATA:
-        lab = np.array([r["label"] for r in rows if r["half"] == s], dtype=int)
-        same, sure = int((lab == 1).sum()), int((lab >= 0).sum())
-        p = same / len(lab)
-        out[s] = {"pairs": sizes[s], "judged": len(lab), "same_shot": same, "other_shot": int((lab == 0).sum()),
-                  "unsure": int((lab == -1).sum()), "share_same": p, "interval_95": list(wilson(same, len(lab))),
-                  "share_same_of_sure": same / sure if sure else None}
-        w = sizes[s] / total
+        j = _judged(rows, s)
+        sure = j["same_shot"] + j["other_shot"]
+        out[s] = {"pairs": sizes[s], **j, "share_same_of_sure": j["same_shot"] / sure if sure else None}
+        w, p = sizes[s] / total, j["share_same"]
         est += w * p
-        var += w * w * p * (1 - p) / len(lab)
+        var += w * w * p * (1 - p) / j["judged"]
     out["all"] = {"pairs": total, "precision": est,
                   "interval_95": [est - 1.959964 * np.sqrt(var), est + 1.959964 * np.sqrt(var)]}
     return out
+
+
+def _judged(rows: list[dict], group: str) -> dict:
+    """The judged count of ``group``'s rows (half = group), its same-shot, other-shot and
+    unsure ones, and the share of same-shot pairs (an unsure one counted as not) with its
+    Wilson interval (None without rows)."""
+    lab = np.array([r["label"] for r in rows if r["half"] == group], dtype=int)
+    same = int((lab == 1).sum())
+    return {"judged": len(lab), "same_shot": same, "other_shot": int((lab == 0).sum()),
+            "unsure": int((lab == -1).sum()), "share_same": same / len(lab) if len(lab) else None,
+            "interval_95": list(wilson(same, len(lab))) if len(lab) else None}
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -301,13 +301,7 @@ def _band_verifier(read):
     from curate.duplicates.copy_verifier import CopyVerifier
 
     net = CopyVerifier()
-
-    def logits(pairs: np.ndarray) -> np.ndarray:
-        rows = np.unique(pairs)
-        images, at = read(rows), np.searchsorted(rows, pairs)
-        return net.logits(images[at[:, 0]], images[at[:, 1]])
-
-    return logits
+    return lambda pairs: net.pair_logits(read, pairs)
 
 
 def _describe(samples, spec, *, size, channels, resize, batch_size, progress):

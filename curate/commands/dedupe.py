@@ -76,7 +76,8 @@ def _run(args) -> int:
                            query_tag=args.query_tag or None, keep=args.keep, score_field=args.field,
                            tag=args.tag, grouping=args.grouping, mirror=not args.no_mirror, k=args.k, index=args.index,
                            relative=args.relative if args.relative >= 0 else None,
-                           ratio=args.ratio if args.ratio >= 0 else None, embedding=not args.no_embedding, verifier=args.verifier,
+                           ratio=args.ratio if args.ratio >= 0 else None, embedding=not args.no_embedding,
+                           verifier=args.verifier,
                            brain_key=args.brain_key or None, view_name=args.view_name or None,
                            progress=not args.no_progress)
     except ValueError as e:

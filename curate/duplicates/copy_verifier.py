@@ -98,25 +98,29 @@ class CopyVerifier:
                for s in range(0, len(a), chunk)]
         return np.concatenate(out) if out else np.zeros(0)
 
+    def pair_logits(self, read, pairs: np.ndarray) -> np.ndarray:
+        """pairs (m, 2) of rows -> (m,) float64 logits, each image read once: ``read`` (rows
+        (k,) -> images (k, C, H, W) in [-1, 1]) is asked for the pairs' distinct rows."""
+        rows = np.unique(pairs)
+        images, at = read(rows), np.searchsorted(rows, pairs)
+        return self.logits(images[at[:, 0]], images[at[:, 1]])
+
 
 def sharing_reader(read):
     """``read`` (rows (m,) -> images) wrapped so that one call's images are handed once more
     to the next call whose rows are among them, then let go: with the verifier on, find_pairs
     asks the embedding for the band's images and then the verifier for some of them, which
     are then read from disk once."""
-    kept: list = []  # [(rows, images)] of the last call that read
+    kept = None  # (position of each row, images) of the last call that read, until handed on
 
     def shared(rows: np.ndarray):
+        nonlocal kept
         rows = np.asarray(rows)
-        if kept:
-            (had, images), = kept
-            kept.clear()
-            order = np.argsort(had, kind="stable")
-            at = order[np.searchsorted(had, rows, sorter=order).clip(0, len(had) - 1)] if len(had) else None
-            if at is not None and np.array_equal(had[at], rows):
-                return images[at]
+        last, kept = kept, None
+        if last is not None and all(r in last[0] for r in rows.tolist()):
+            return last[1][[last[0][r] for r in rows.tolist()]]
         out = read(rows)
-        kept.append((rows.copy(), out))
+        kept = ({r: i for i, r in enumerate(rows.tolist())}, out)
         return out
 
     return shared

@@ -263,11 +263,11 @@ def find_pairs(keys: np.ndarray, canvases: np.ndarray, queries: np.ndarray, thre
             else:
                 refused.append(i)
         if verifying:  # step 7: asked only for pairs its answer can keep (below the floor it cannot)
-            pairs = band + beyond
-            ask = [i for i in refused + list(range(len(band), len(pairs))) if cos[i] >= cosine_floor]
-            for i, logit in zip(ask, _pair_logits(verifier, [pairs[i] for i in ask])):
+            judged = band + beyond  # the indices of cos
+            ask = [i for i in refused + list(range(len(band), len(judged))) if cos[i] >= cosine_floor]
+            for i, logit in zip(ask, _pair_logits(verifier, [judged[i] for i in ask])):
                 if logit >= (verifier_logit if i < len(band) else verifier_beyond):
-                    keep.add(pairs[i])
+                    keep.add(judged[i])
                     by_verifier += 1
     keep = sorted(keep)
     pairs = np.array(keep, dtype=np.int64).reshape(-1, 2)
