@@ -21,6 +21,16 @@ option's pairs; with the default's pairs as precise as on the labelled sets (0.9
 (``DIR/option_pairs.npz``), the judging grids (``DIR/grids_option``: added, then dropped);
 ``audit --judged`` reads the judged CSVs into :data:`DATA_OPTION` and prints the verdict.
 
+The option with the verifier fine-tuned on judged pairs (:mod:`curate.bench._verifier_finetune`,
+its logits chosen by cross-validation), audited the same way and by the same rule (committed
+before any of its pairs was judged): ``audit --finetune 300`` draws :data:`SAMPLE` of the pairs
+it adds to the default's, none of them a pair judged before (those are its training pairs or
+reporting pairs), and every pair it drops, into ``DIR/grids_option_finetuned``; ``audit
+--finetune 300 --judged`` reads them into :data:`DATA_FINETUNED` and prints the verdict. Its
+time is the option's: the verifier is asked about the same pairs whatever its weights. Should
+it fail the rule, its network still replaces the option's if the share of the same shot among
+its sampled additions is above the shipped option's (:data:`OPTION_SHARE`, 114 of 150).
+
 The default's own pairs, audited the same way (a measurement, no decision hangs on it):
 ``audit --default`` draws :data:`SAMPLE_DEFAULT` of the default's pairs among all 60,000
 images from each stratum of :data:`STRATA` (by exact aligned distance: within the threshold,
@@ -51,12 +61,16 @@ GROUPS = ("added", "dropped")
 STRATA = ("within", "band")
 SAMPLE_DEFAULT = 75
 DATA_DEFAULT = R.DATA.parent / "cifar10_pairs_default_audit.csv"
+DATA_FINETUNED = R.DATA.parent / "cifar10_pairs_finetuned_audit.csv"
+#: the share of the same shot among the shipped option's sampled additions (DATA_OPTION)
+OPTION_SHARE = 114 / 150
 
 
 def all_pairs(keys: np.ndarray, canvases: np.ndarray, e: np.ndarray, em: np.ndarray, images: np.ndarray,
-              verifier: bool):
+              verifier: bool, weights: Path | None = None, logits: tuple[float, float] | None = None):
     """find_pairs over all n images, every image a query, with dedupe's defaults (the copy
-    embedding on), with or without the shipped verifier: the PairResult."""
+    embedding on), with or without the verifier (the shipped one, or ``weights`` with the
+    (band, beyond) ``logits``): the PairResult."""
     from curate.brain import dedupe
     from curate.data.tensors import hwc_uint8_to_nchw
     from curate.duplicates import Descriptor, find_pairs
@@ -68,27 +82,37 @@ def all_pairs(keys: np.ndarray, canvases: np.ndarray, e: np.ndarray, em: np.ndar
     if verifier:
         from curate.duplicates.copy_verifier import CopyVerifier
 
-        net = CopyVerifier()
+        net = CopyVerifier() if weights is None else CopyVerifier(weights)
 
         def verify(ab):
             return net.pair_logits(lambda rows: hwc_uint8_to_nchw(images[rows]), ab)
+    at = {} if logits is None else {"verifier_logit": logits[0], "verifier_beyond": logits[1]}
     return find_pairs(keys, canvases, np.arange(len(keys)), DEFAULT_THRESHOLD["descriptor"],
                       descriptor=Descriptor(), reference=reference_sample(keys),
                       **{k: defaults[k].default for k in ("k", "relative", "ratio")},
-                      embeddings=(e, em), verifier=verify)
+                      embeddings=(e, em), verifier=verify, **at)
 
 
-def changes(root: Path, out: Path) -> dict:
+def changes(root: Path, out: Path, finetune: int = 0) -> dict:
     """The pairs the option adds and drops among all 60,000 images (cached in
-    ``out/option_pairs.npz``): {"added": (m, 2), "dropped": (m', 2), "default": count,
-    "option": count, "by_verifier": count}."""
-    f = out / "option_pairs.npz"
+    ``out/option_pairs.npz``; with ``finetune`` steps, the option with the fine-tuned verifier
+    at its chosen logits, ``out/option_pairs_finetuned_{finetune}.npz``): {"added": (m, 2),
+    "dropped": (m', 2), "default": count, "option": count, "by_verifier": count}."""
+    f = out / ("option_pairs.npz" if not finetune else f"option_pairs_finetuned_{finetune}.npz")
     if not f.is_file():
         from curate.bench import _real_pairs_band as B
 
         images, keys, canvases, e, em = B.load(root, out)
-        plain, option = (all_pairs(keys, canvases, e, em, images, v) for v in (False, True))
-        np.savez(f, default=plain.pairs, option=option.pairs, by_verifier=option.by_verifier)
+        base = out / "option_pairs.npz"
+        plain = np.load(base)["default"] if base.is_file() else all_pairs(keys, canvases, e, em, images, False).pairs
+        if finetune:
+            from curate.bench import _verifier_finetune as F
+
+            option = all_pairs(keys, canvases, e, em, images, True, F.train(root, out, finetune),
+                               F.chosen_logits(out, finetune))
+        else:
+            option = all_pairs(keys, canvases, e, em, images, True)
+        np.savez(f, default=plain, option=option.pairs, by_verifier=option.by_verifier)
     z = np.load(f)
     a, b = ({tuple(p) for p in z[k].tolist()} for k in ("default", "option"))
     return {"added": np.array(sorted(b - a), dtype=np.int64).reshape(-1, 2),
@@ -96,10 +120,14 @@ def changes(root: Path, out: Path) -> dict:
             "default": len(a), "option": len(b), "by_verifier": int(z["by_verifier"])}
 
 
-def judging_rows(ch: dict, n: int = SAMPLE, seed: int = SEED) -> list[dict]:
+def judging_rows(ch: dict, n: int = SAMPLE, seed: int = SEED, judged: set | None = None) -> list[dict]:
     """``n`` added pairs drawn at random (``seed``), then every dropped pair, each shuffled
-    within its group; rows as the judging grids take them."""
+    within its group, none of them in ``judged`` (pairs (a, b), a < b); rows as the judging
+    grids take them."""
     rng = np.random.default_rng(seed)
+    if judged:
+        ch = {g: np.array([p for p in ch[g].tolist() if tuple(p) not in judged], dtype=np.int64).reshape(-1, 2)
+              for g in GROUPS}
     added = ch["added"][np.sort(rng.choice(len(ch["added"]), min(n, len(ch["added"])), replace=False))]
     out = []
     for group, pairs in (("added", added), ("dropped", ch["dropped"])):
@@ -131,9 +159,16 @@ def default_rows(root: Path, out: Path, n: int = SAMPLE_DEFAULT, seed: int = SEE
     return rows, sizes
 
 
-def write_grids(root: Path, out: Path, default: bool = False) -> list[Path]:
+def judged_pairs() -> set:
+    """Every pair (a, b), a < b, of every judged CSV in the package's data folder."""
+    return {(min(r["a"], r["b"]), max(r["a"], r["b"])) for f in sorted(R.DATA.parent.glob("cifar10_pairs*.csv"))
+            for r in R.load_pairs(f, labels=(-1, 0, 1))}
+
+
+def write_grids(root: Path, out: Path, default: bool = False, finetune: int = 0) -> list[Path]:
     """The judging grids ``out/grids_option/batch_NN.{png,csv}`` (``default``:
-    ``out/grids_default``) and the rows' groups (``groups.json`` beside them)."""
+    ``out/grids_default``; ``finetune``: ``out/grids_option_finetuned``, pairs never judged
+    before) and the rows' groups (``groups.json`` beside them)."""
     from curate.bench import _real_pairs_mine as M
 
     if default:
@@ -141,6 +176,9 @@ def write_grids(root: Path, out: Path, default: bool = False) -> list[Path]:
         folder = out / "grids_default"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "sizes.json").write_text(json.dumps(sizes))
+    elif finetune:
+        rows = judging_rows(changes(root, out, finetune), judged=judged_pairs())
+        folder = out / "grids_option_finetuned"
     else:
         rows = judging_rows(changes(root, out))
         folder = out / "grids_option"

@@ -41,6 +41,11 @@ def parse_args(argv=None):
     p.add_argument("--negatives", choices=NEGATIVES, default=NEGATIVES[0],
                    help="verifier: its negative pairs shown as they are, or edited as its positives are "
                         f"(default {NEGATIVES[0]}, the first prototype)")
+    p.add_argument("--finetune", type=int, default=0,
+                   help="verifier: fine-tune the first verifier on the judged non-reporting pairs for this many "
+                        "steps (_verifier_finetune; 0: no fine-tuning); with --crossval: the out-of-fold choice "
+                        "of its logits; with --rules: it end to end on --set's --half (default 0)")
+    p.add_argument("--crossval", action="store_true", help="verifier --finetune: cross-validation by image series")
     p.add_argument("--judged", action="store_true",
                    help="audit: read the judged grids (DIR/grids_option) into cifar10_pairs_option_audit.csv "
                         "and print the pre-registered verdict")
@@ -90,6 +95,15 @@ def main(argv=None) -> None:
         sample = B.sample(pooled, a.seed, B.PER_FRESH if a.fresh else B.PER)
         for p in R.write_grids(images, sample, a.out / _band_grids(a.fresh)):
             print(p)
+    elif a.step == "verifier" and a.finetune:
+        from curate.bench import _verifier_finetune as F
+
+        if a.crossval:
+            print(json.dumps(F.crossval(a.cifar_root, a.out, a.finetune), indent=1))
+        elif a.rules:
+            print(json.dumps(F.end_to_end(a.cifar_root, a.out, a.set, a.half, a.finetune), indent=1))
+        else:
+            print(F.train(a.cifar_root, a.out, a.finetune))
     elif a.step == "verifier":
         from curate.bench import _pair_verifier as V
 
@@ -109,12 +123,15 @@ def main(argv=None) -> None:
         elif a.default:
             for p in A.write_grids(a.cifar_root, a.out, default=True):
                 print(p)
+        elif a.judged and a.finetune:
+            rows = A.collect(a.out, A.DATA_FINETUNED, "grids_option_finetuned")
+            print(json.dumps(A.verdict(rows, a.seconds), indent=1))
         elif a.judged:
             print(json.dumps(A.verdict(A.collect(a.out), a.seconds), indent=1))
         else:
-            ch = A.changes(a.cifar_root, a.out)
+            ch = A.changes(a.cifar_root, a.out, a.finetune)
             print(json.dumps({k: (len(v) if isinstance(v, np.ndarray) else v) for k, v in ch.items()}))
-            for p in A.write_grids(a.cifar_root, a.out):
+            for p in A.write_grids(a.cifar_root, a.out, finetune=a.finetune):
                 print(p)
     elif a.step == "band":
         from curate.bench import _real_pairs_band as B
