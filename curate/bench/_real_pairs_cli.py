@@ -46,6 +46,9 @@ def parse_args(argv=None):
                         "steps (_verifier_finetune; 0: no fine-tuning); with --crossval: the out-of-fold choice "
                         "of its logits; with --rules: it end to end on --set's --half (default 0)")
     p.add_argument("--crossval", action="store_true", help="verifier --finetune: cross-validation by image series")
+    p.add_argument("--grids", action="store_true",
+                   help="verifier --finetune: the judging grids of the option's additions to train on "
+                        "(DIR/grids_verifier_train; with --judged: read them into cifar10_pairs_verifier_train.csv)")
     p.add_argument("--judged", action="store_true",
                    help="audit: read the judged grids (DIR/grids_option) into cifar10_pairs_option_audit.csv "
                         "and print the pre-registered verdict")
@@ -98,7 +101,12 @@ def main(argv=None) -> None:
     elif a.step == "verifier" and a.finetune:
         from curate.bench import _verifier_finetune as F
 
-        if a.crossval:
+        if a.grids and a.judged:
+            print(f"{len(F.collect(a.out))} judged pairs -> {F.DATA_TRAIN}")
+        elif a.grids:
+            for p in F.write_grids(a.cifar_root, a.out):
+                print(p)
+        elif a.crossval:
             print(json.dumps(F.crossval(a.cifar_root, a.out, a.finetune), indent=1))
         elif a.rules:
             print(json.dumps(F.end_to_end(a.cifar_root, a.out, a.set, a.half, a.finetune), indent=1))

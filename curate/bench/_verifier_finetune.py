@@ -31,6 +31,7 @@ pairs, so:
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from pathlib import Path
@@ -41,10 +42,15 @@ from curate.bench import _real_pairs_core as R
 
 STEPS, BATCH, LR, FOLDS = 300, 64, 3e-4, 5
 #: (name, csv, half or None for every row) of the judged sets trained on: none is reported on
+#: Pairs judged to train on: a seeded sample of the shipped option's additions among all
+#: 60,000 images, none judged before, none in an image series of a reporting set (:func:`to_judge`)
+DATA_TRAIN = R.DATA.parent / "cifar10_pairs_verifier_train.csv"
+TRAIN_SAMPLE = 180
 SOURCES = (("first_tuning", R.DATA, "tuning"),
            ("band_tuning", R.DATA.parent / "cifar10_pairs_band.csv", "tuning"),
            ("option_audit", R.DATA.parent / "cifar10_pairs_option_audit.csv", None),
-           ("default_audit", R.DATA.parent / "cifar10_pairs_default_audit.csv", None))
+           ("default_audit", R.DATA.parent / "cifar10_pairs_default_audit.csv", None),
+           ("option_train", DATA_TRAIN, None))
 #: the sets (path, half or None) every reporting number is read from: never trained on
 REPORTING = ((R.DATA, "reporting"), (R.DATA_FRESH, None),
              *((R.DATA.parent / f"cifar10_pairs_{n}.csv", h) for n, h in
@@ -54,7 +60,32 @@ SHARE_NEEDED = 0.9
 
 
 def _rows(path: Path, half: str | None) -> list[dict]:
+    if not Path(path).is_file():  # DATA_TRAIN before it is judged
+        return []
     return [r for r in R.load_pairs(path, labels=(-1, 0, 1)) if half is None or r["half"] == half]
+
+
+def reporting_series(pairs: np.ndarray) -> set[int]:
+    """The images of ``pairs`` (m, 2) joined to a reporting set's image by judged pairs and
+    ``pairs``: what a pair to train on must stay apart from."""
+    judged = [(r["a"], r["b"]) for f in sorted(R.DATA.parent.glob("cifar10_pairs*.csv"))
+              for r in R.load_pairs(f, labels=(-1, 0, 1))]
+    comp = R.components(judged + [tuple(p) for p in pairs.tolist()])
+    touched = {comp[x] for path, half in REPORTING for r in _rows(path, half) for x in (r["a"], r["b"])}
+    return {x for x, c in comp.items() if c in touched}
+
+
+def to_judge(added: np.ndarray, judged: set, n: int = TRAIN_SAMPLE, seed: int = 0) -> list[dict]:
+    """Step 1's new pairs: ``n`` of the shipped option's ``added`` pairs (m, 2), seeded, none in
+    ``judged`` and none in a reporting set's image series (:func:`reporting_series`), shuffled;
+    rows as the judging grids take them."""
+    from curate.bench._option_audit import _kind
+
+    near = reporting_series(added)
+    pool = [(a, b) for a, b in added.tolist() if (a, b) not in judged and a not in near and b not in near]
+    rng = np.random.default_rng(seed)
+    pick = [pool[j] for j in rng.permutation(len(pool))[:n]]
+    return [{"a": a, "b": b, "distance": "", "kind": _kind(a, b)} for a, b in pick]
 
 
 def judged_rows() -> list[dict]:
@@ -239,3 +270,26 @@ def end_to_end(root: Path, out: Path, which: str, half: str, steps: int = STEPS)
     res = {"set": which, "half": half, "steps": steps, "logits": [band, beyond], **B.scored(hits, rows, which, out, e, em)}
     (out / f"finetune_rules_{which}_{half}.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+def write_grids(root: Path, out: Path) -> list[Path]:
+    """The judging grids of :func:`to_judge`'s pairs, ``out/grids_verifier_train`` (after
+    ``audit``, whose ``option_pairs.npz`` holds the shipped option's pairs)."""
+    from curate.bench import _option_audit as A
+    from curate.bench import _real_pairs_mine as M
+
+    rows = to_judge(A.changes(root, out)["added"], A.judged_pairs())
+    return R.write_grids(M.load_all(root, out, progress=False), rows, out / "grids_verifier_train")
+
+
+def collect(out: Path) -> list[dict]:
+    """The judged grids of :func:`write_grids` -> :data:`DATA_TRAIN` (unsure rows kept as -1)."""
+    from curate.bench import _option_audit as A
+
+    rows = R.collect(out / "grids_verifier_train", "tuning")
+    with open(DATA_TRAIN, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(R.COLUMNS)
+        for r in sorted(rows, key=lambda r: (r["a"], r["b"])):
+            w.writerow([*R.split_index(r["a"]), *R.split_index(r["b"]), r["label"], "tuning", A._kind(r["a"], r["b"])])
+    return rows
