@@ -62,13 +62,14 @@ def test_folds_keep_every_image_series_in_one_fold():
 
 
 def test_the_logit_rule_picks_the_lowest_logit_whose_share_is_enough():
-    """Band additions: logits 0.5 (other), 1.5 (unsure), 2.5 (same) x9, 3.5 (other): at >= 1
-    the share is 9/11, at >= 2 9/10 = 0.9 (enough); beyond: never enough -> None. Rows of other
-    sources or groups do not count."""
+    """Band additions (the audit's and the training sample's): logits 0.5 (other), 1.5 (unsure),
+    2.5 (same) x9, 3.5 (other): at >= 1 the share is 9/11, at >= 2 9/10 = 0.9 (enough); beyond:
+    never enough -> None. Rows of other sources or groups do not count."""
     def row(label, source="option_audit", half="added"):
         return {"label": label, "source": source, "half": half}
 
-    rows = [row(0), row(-1)] + [row(1)] * 9 + [row(0), row(0), row(1), row(0, half="dropped"), row(0, "band_tuning")]
+    rows = [row(0), row(-1)] + [row(1)] * 8 + [row(1, "option_train", "tuning"), row(0)] + [
+        row(0), row(1), row(0, half="dropped"), row(0, "band_tuning")]
     logits = np.array([0.5, 1.5] + [2.5] * 9 + [3.5, 6.0, 6.0, 9.0, 9.0])
     distance = np.array([0.3] * 12 + [0.4, 0.4, 0.3, 0.3])
     got = F.choose_logits(logits, rows, distance, band_end=0.35)

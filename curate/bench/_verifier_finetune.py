@@ -25,7 +25,8 @@ pairs, so:
    series is trained and scored on), out-of-fold logits of every judged pair; AUROCs beside
    the start's, and the logits a rule needs: for the band (aligned distance <= 0.35) and
    beyond it, the lowest of :data:`LOGITS` at which the out-of-fold share of the same shot
-   among the option's judged additions there is >= :data:`SHARE_NEEDED` (an unsure pair
+   among the option's judged additions (the audit's and :data:`DATA_TRAIN`'s) there is >=
+   :data:`SHARE_NEEDED` (an unsure pair
    counted as not) -- the pre-registered audit asks 0.85 of what the option adds. Pairs left
    out of training are scored by their fold's network too (never trained on).
 """
@@ -183,7 +184,8 @@ def choose_logits(logits: np.ndarray, rows: list[dict], distance: np.ndarray, ba
     ``band_end``, ``beyond``), the lowest of :data:`LOGITS` where the share of the same shot
     among the additions at logit >= it is >= :data:`SHARE_NEEDED` (None if none is), with the
     counts at every logit."""
-    added = np.array([r["source"] == "option_audit" and r["half"] == "added" for r in rows])
+    added = np.array([(r["source"] == "option_audit" and r["half"] == "added") or r["source"] == "option_train"
+                      for r in rows])
     y = np.array([r["label"] for r in rows])
     out = {}
     for name, m in (("band", added & (distance <= band_end)), ("beyond", added & (distance > band_end))):
