@@ -36,6 +36,16 @@ def _rows(added, dropped=()):
     return [{"label": y, "half": "added"} for y in added] + [{"label": y, "half": "dropped"} for y in dropped]
 
 
+def test_the_judging_rows_leave_out_judged_pairs_and_images_kept_apart():
+    added = np.array([(i, i + 50_000) for i in range(40)])
+    ch = {"added": added, "dropped": np.array([(1, 2), (3, 4)])}
+    judged, apart = {(0, 50_000), (7, 50_007)}, {9, 50_011, 3}
+    rows = A.judging_rows(ch, n=100, seed=1, judged=judged, apart=apart)
+    got = {(r["a"], r["b"]) for r in rows}
+    want = {tuple(p) for p in added.tolist()} - judged - {(3, 50_003), (9, 50_009), (11, 50_011)} | {(1, 2)}
+    assert got == want
+
+
 def test_the_rule_counts_an_unsure_pair_as_not_the_same_shot_and_wants_the_time():
     ok = _rows([1] * 17 + [0] * 2 + [-1])  # 17 / 20 = 0.85: enough, the unsure one against it
     assert A.verdict(ok, 250.0)["rule"]["becomes_default"]

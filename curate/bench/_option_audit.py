@@ -25,7 +25,8 @@ The option with the verifier fine-tuned on judged pairs (:mod:`curate.bench._ver
 its logits chosen by cross-validation), audited the same way and by the same rule (committed
 before any of its pairs was judged): ``audit --finetune 300`` draws :data:`SAMPLE` of the pairs
 it adds to the default's, none of them a pair judged before (those are its training pairs or
-reporting pairs), and every pair it drops, into ``DIR/grids_option_finetuned``; ``audit
+reporting pairs) nor in an image series it was trained on (so the audit measures series it
+never saw), and every such pair it drops, into ``DIR/grids_option_finetuned``; ``audit
 --finetune 300 --judged`` reads them into :data:`DATA_FINETUNED` and prints the verdict. Its
 time is the option's: the verifier is asked about the same pairs whatever its weights. Should
 it fail the rule, its network still replaces the option's if the share of the same shot among
@@ -120,14 +121,16 @@ def changes(root: Path, out: Path, finetune: int = 0) -> dict:
             "default": len(a), "option": len(b), "by_verifier": int(z["by_verifier"])}
 
 
-def judging_rows(ch: dict, n: int = SAMPLE, seed: int = SEED, judged: set | None = None) -> list[dict]:
+def judging_rows(ch: dict, n: int = SAMPLE, seed: int = SEED, judged: set | None = None,
+                 apart: set | None = None) -> list[dict]:
     """``n`` added pairs drawn at random (``seed``), then every dropped pair, each shuffled
-    within its group, none of them in ``judged`` (pairs (a, b), a < b); rows as the judging
-    grids take them."""
+    within its group, none of them in ``judged`` (pairs (a, b), a < b) nor touching an image
+    of ``apart``; rows as the judging grids take them."""
     rng = np.random.default_rng(seed)
-    if judged:
-        ch = {g: np.array([p for p in ch[g].tolist() if tuple(p) not in judged], dtype=np.int64).reshape(-1, 2)
-              for g in GROUPS}
+    if judged or apart:
+        judged, apart = judged or set(), apart or set()
+        ch = {g: np.array([p for p in ch[g].tolist() if tuple(p) not in judged and not set(p) & apart],
+                          dtype=np.int64).reshape(-1, 2) for g in GROUPS}
     added = ch["added"][np.sort(rng.choice(len(ch["added"]), min(n, len(ch["added"])), replace=False))]
     out = []
     for group, pairs in (("added", added), ("dropped", ch["dropped"])):
@@ -177,7 +180,10 @@ def write_grids(root: Path, out: Path, default: bool = False, finetune: int = 0)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "sizes.json").write_text(json.dumps(sizes))
     elif finetune:
-        rows = judging_rows(changes(root, out, finetune), judged=judged_pairs())
+        from curate.bench._verifier_finetune import training_series
+
+        ch = changes(root, out, finetune)
+        rows = judging_rows(ch, judged=judged_pairs(), apart=training_series(np.concatenate([ch["added"], ch["dropped"]])))
         folder = out / "grids_option_finetuned"
     else:
         rows = judging_rows(changes(root, out))

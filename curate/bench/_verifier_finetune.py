@@ -76,6 +76,18 @@ def reporting_series(pairs: np.ndarray) -> set[int]:
     return {x for x, c in comp.items() if c in touched}
 
 
+def training_series(pairs: np.ndarray) -> set[int]:
+    """The images of ``pairs`` (m, 2) joined to an image the fine-tuned network was trained on
+    (a trainable row of :func:`judged_rows`) by judged pairs and ``pairs``: what its audit
+    stays apart from, so that it measures series the network never saw."""
+    rows = judged_rows()
+    judged = [(r["a"], r["b"]) for f in sorted(R.DATA.parent.glob("cifar10_pairs*.csv"))
+              for r in R.load_pairs(f, labels=(-1, 0, 1))]
+    comp = R.components(judged + [tuple(p) for p in pairs.tolist()])
+    trained = {comp[x] for r in rows if r["trainable"] and r["label"] >= 0 for x in (r["a"], r["b"])}
+    return {x for x, c in comp.items() if c in trained}
+
+
 def to_judge(added: np.ndarray, judged: set, n: int = TRAIN_SAMPLE, seed: int = 0) -> list[dict]:
     """Step 1's new pairs: ``n`` of the shipped option's ``added`` pairs (m, 2), seeded, none in
     ``judged`` and none in a reporting set's image series (:func:`reporting_series`), shuffled;
