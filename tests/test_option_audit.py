@@ -73,3 +73,22 @@ def test_the_verdict_counts_each_group_apart(group):
     v = A.verdict(rows, 100.0)[group]
     labels = [r["label"] for r in rows if r["half"] == group]
     assert (v["same_shot"], v["other_shot"], v["unsure"]) == (labels.count(1), labels.count(0), labels.count(-1))
+
+
+def test_the_fine_tuned_options_audit_is_well_formed_apart_from_earlier_judgements_and_says_no():
+    """Its pairs were never judged in another file, none touches an image series its network
+    was trained on (as drawn), and the pre-registered rule refuses it, below the shipped
+    option's share too."""
+    from curate.bench import _verifier_finetune as F
+
+    rows = A.load(A.DATA_FINETUNED)
+    pairs = {(r["a"], r["b"]) for r in rows}
+    assert len(pairs) == len(rows) and {r["half"] for r in rows} == set(A.GROUPS)
+    others = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for f in sorted(A.R.DATA.parent.glob("cifar10_pairs*.csv"))
+              if f != A.DATA_FINETUNED for r in A.R.load_pairs(f, labels=(-1, 0, 1))}
+    assert not pairs & others
+    trained = {x for r in F.judged_rows() if r["trainable"] and r["label"] >= 0 for x in (r["a"], r["b"])}
+    assert not {x for p in pairs for x in p} & trained
+    v = A.verdict(rows, 288.1)
+    assert v["added"]["judged"] == A.SAMPLE and not v["rule"]["becomes_default"]
+    assert v["added"]["share_same"] < A.OPTION_SHARE

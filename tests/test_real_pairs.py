@@ -170,3 +170,10 @@ def test_weighted_interval_holds_the_estimate_and_is_exact_when_a_cell_is_unifor
     ci = R.weighted_interval(hit, y, cells, w, boot=500)
     e = R.evaluate_weighted(hit, y, w)
     assert ci["recall_ci"][0] < e["recall"] < ci["recall_ci"][1]
+
+
+def test_best_ranks_keep_the_best_rank_either_image_gives_the_other():
+    from curate.bench._real_pairs_mine import best_ranks
+
+    nb = np.array([[1, 2, 3], [2, 0, 3], [0, 1, 3], [2, 1, 0]])
+    assert best_ranks(nb) == {(0, 1): 0, (0, 2): 0, (0, 3): 2, (1, 2): 0, (1, 3): 1, (2, 3): 0}

@@ -76,3 +76,4 @@ def test_the_logit_rule_picks_the_lowest_logit_whose_share_is_enough():
     assert got["band"]["logit"] == 2.0 and got["band"]["judged"] == 12 and got["band"]["same_shot"] == 9
     assert got["band"]["at"][1.0] == {"kept": 11, "same_shot": 9, "share": 9 / 11}
     assert got["beyond"]["logit"] is None and got["beyond"]["at"][6.0] == {"kept": 2, "same_shot": 1, "share": 0.5}
+

@@ -31,6 +31,7 @@ never saw), and every such pair it drops, into ``DIR/grids_option_finetuned``; `
 time is the option's: the verifier is asked about the same pairs whatever its weights. Should
 it fail the rule, its network still replaces the option's if the share of the same shot among
 its sampled additions is above the shipped option's (:data:`OPTION_SHARE`, 114 of 150).
+Judged: 77 of 150 the same shot (0.51): neither (docs/near-duplicates.md).
 
 The default's own pairs, audited the same way (a measurement, no decision hangs on it):
 ``audit --default`` draws :data:`SAMPLE_DEFAULT` of the default's pairs among all 60,000

@@ -1,4 +1,4 @@
-"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined,band,verifier,audit}``: see :mod:`curate.bench.real_pairs`."""
+"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined,band,verifier,audit,keys}``: see :mod:`curate.bench.real_pairs`."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ from curate.data.tensors import hwc_uint8_to_nchw
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m curate.bench.real_pairs", description=__doc__)
     p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding", "combined", "band", "verifier",
-                                       "audit"))
+                                       "audit", "keys"))
     p.add_argument("--cifar-root", type=Path, default=Path("../shared/data/cifar10"),
                    help="CIFAR-10 image tree with order.csv (default ../shared/data/cifar10)")
     p.add_argument("--out", type=Path, required=True, help="working folder, outside the repository")
@@ -98,6 +98,8 @@ def main(argv=None) -> None:
         sample = B.sample(pooled, a.seed, B.PER_FRESH if a.fresh else B.PER)
         for p in R.write_grids(images, sample, a.out / _band_grids(a.fresh)):
             print(p)
+    elif a.step == "keys":  # the key search's candidate recall, without labels (after mine)
+        print(json.dumps(M.key_recall(a.cifar_root, a.out), indent=1))
     elif a.step == "verifier" and a.finetune:
         from curate.bench import _verifier_finetune as F
 

@@ -131,6 +131,51 @@ def candidate_pairs(key_nb: np.ndarray, thumb_nb: np.ndarray) -> dict:
     return out
 
 
+def best_ranks(nb: np.ndarray) -> dict:
+    """{(i, j) with i < j: the best rank either image gives the other} of (n, k) neighbour
+    rows (every pair, test-test too: what a search of all n images verifies)."""
+    out: dict = {}
+    for q, row in enumerate(nb.tolist()):
+        for r, j in enumerate(row):
+            p = (min(q, j), max(q, j))
+            if r < out.get(p, r + 1):
+                out[p] = r
+    return out
+
+
+#: the numbers of nearest keys ``key_recall`` measures
+KEY_RECALL_K = (10, 20, 30, 60)
+
+
+def key_recall(root: Path, out: Path, ks=KEY_RECALL_K, threshold: float = 0.2) -> dict:
+    """Candidate recall of the key search without labels: of the mined pairs within
+    ``threshold`` (found by the keys or by the independent thumbnail search, ``mine``'s
+    candidates.csv), how many are *not* among each other's k nearest keys, for each k of
+    ``ks``, and how many distinct pairs a search of all n images with k verifies."""
+    from curate.duplicates import Descriptor
+    from curate.duplicates.search import KeySearch
+
+    images = load_all(root, out, progress=False)
+    keys, _ = describe_all(images, out, progress=False)
+    ks_ = KeySearch(keys, Descriptor().mirror_permutation(3))
+    nb = np.concatenate([ks_.neighbours(np.arange(s, min(s + 4096, len(keys))), max(ks))
+                         for s in range(0, len(keys), 4096)])
+    rank = best_ranks(nb)
+    with open(out / "candidates.csv", newline="") as f:
+        within = [ordered_pair(r) for r in csv.DictReader(f) if float(r["distance"]) <= threshold]
+    r = np.array([rank.get(p, max(ks)) for p in within])
+    counts = np.bincount(np.fromiter(rank.values(), dtype=np.int64), minlength=max(ks))
+    return {"threshold": threshold, "mined_within": len(within),
+            "missed": {k: int((r >= k).sum()) for k in ks},
+            "pairs_verified": {k: int(counts[:k].sum()) for k in ks}}
+
+
+def ordered_pair(row: dict) -> tuple[int, int]:
+    """(i, j), i < j, the global rows of a candidates.csv row."""
+    a, b = global_row(row["split_a"], row["index_a"]), global_row(row["split_b"], row["index_b"])
+    return min(a, b), max(a, b)
+
+
 def aligned_distances(canvases: np.ndarray, pairs: np.ndarray, refine_below: float, progress=True) -> np.ndarray:
     """(P, 2) global rows -> (P,) aligned distances of the default descriptor, refined (so
     exact) wherever the coarse distance is <= ``refine_below``."""

@@ -33,7 +33,14 @@ and how well a pair decision separates them.
     what dedupe's verifier option adds to (and drops from) the default's pairs among all
     60,000 images, a random sample judged by eye, and the pre-registered rule that decides
     whether it becomes the default; the default's own pairs audited the same way
-    (:mod:`curate.bench._option_audit`).
+    (:mod:`curate.bench._option_audit`); ``audit --finetune N [--judged]`` the same for the
+    option with the fine-tuned verifier;
+``verifier --finetune N [--grids [--judged] | --crossval | --rules --set S --half H]``
+    the verifier fine-tuned on judged pairs: the option's additions to judge for it, its
+    cross-validated logits, it end to end (:mod:`curate.bench._verifier_finetune`);
+``keys``
+    the key search's candidate recall without labels: mined pairs within the threshold
+    missed by the k nearest keys, and what each k costs (:func:`_real_pairs_mine.key_recall`).
 
 The shipped CSV has columns ``split_a,index_a,split_b,index_b,label,half,kind`` (official
 indices; label 1 = the same shot, 0 = a different shot the distance ranks close; half
