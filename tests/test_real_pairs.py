@@ -177,3 +177,13 @@ def test_best_ranks_keep_the_best_rank_either_image_gives_the_other():
 
     nb = np.array([[1, 2, 3], [2, 0, 3], [0, 1, 3], [2, 1, 0]])
     assert best_ranks(nb) == {(0, 1): 0, (0, 2): 0, (0, 3): 2, (1, 2): 0, (1, 3): 1, (2, 3): 0}
+
+
+def test_every_judged_csv_is_in_the_judging_order_and_earlier_files_hold_fewer_pairs():
+    from curate.bench import _real_pairs_core as R
+
+    assert sorted(R.JUDGED_IN_ORDER) == sorted(p.name for p in R.DATA.parent.glob("cifar10_pairs*.csv"))
+    sizes = [len(R.judged_pairs(n)) for n in R.JUDGED_IN_ORDER[1:]] + [len(R.judged_pairs())]
+    assert sizes == sorted(sizes) and sizes[0] > 800
+    assert R.judged_pairs(R.JUDGED_IN_ORDER[1]) == {(min(r["a"], r["b"]), max(r["a"], r["b"]))
+                                                     for r in R.load_pairs(R.DATA, labels=(-1, 0, 1))}

@@ -42,7 +42,6 @@ precision of all the default's pairs (strata weighted by their sizes).
 """
 from __future__ import annotations
 
-import csv
 import inspect
 import json
 from pathlib import Path
@@ -136,7 +135,7 @@ def judging_rows(ch: dict, n: int = SAMPLE, seed: int = SEED, judged: set | None
     out = []
     for group, pairs in (("added", added), ("dropped", ch["dropped"])):
         for a, b in pairs[rng.permutation(len(pairs))].tolist():
-            out.append({"a": a, "b": b, "group": group, "distance": "", "kind": _kind(a, b)})
+            out.append({"a": a, "b": b, "group": group, "distance": "", "kind": R.pair_kind(a, b)})
     return out
 
 
@@ -159,14 +158,8 @@ def default_rows(root: Path, out: Path, n: int = SAMPLE_DEFAULT, seed: int = SEE
         sizes[stratum] = len(idx)
         pick = idx[np.sort(rng.choice(len(idx), min(n, len(idx)), replace=False))]
         for a, b in pairs[pick[rng.permutation(len(pick))]].tolist():
-            rows.append({"a": a, "b": b, "group": stratum, "distance": "", "kind": _kind(a, b)})
+            rows.append({"a": a, "b": b, "group": stratum, "distance": "", "kind": R.pair_kind(a, b)})
     return rows, sizes
-
-
-def judged_pairs() -> set:
-    """Every pair (a, b), a < b, of every judged CSV in the package's data folder."""
-    return {(min(r["a"], r["b"]), max(r["a"], r["b"])) for f in sorted(R.DATA.parent.glob("cifar10_pairs*.csv"))
-            for r in R.load_pairs(f, labels=(-1, 0, 1))}
 
 
 def write_grids(root: Path, out: Path, default: bool = False, finetune: int = 0) -> list[Path]:
@@ -183,8 +176,9 @@ def write_grids(root: Path, out: Path, default: bool = False, finetune: int = 0)
     elif finetune:
         from curate.bench._verifier_finetune import training_series
 
-        ch = changes(root, out, finetune)
-        rows = judging_rows(ch, judged=judged_pairs(), apart=training_series(np.concatenate([ch["added"], ch["dropped"]])))
+        ch, before = changes(root, out, finetune), DATA_FINETUNED.name
+        rows = judging_rows(ch, judged=R.judged_pairs(before),
+                            apart=training_series(np.concatenate([ch["added"], ch["dropped"]]), before))
         folder = out / "grids_option_finetuned"
     else:
         rows = judging_rows(changes(root, out))
@@ -202,18 +196,8 @@ def collect(out: Path, path: Path = DATA_OPTION, folder: str = "grids_option") -
     rows = [{**r, "half": group[(r["a"], r["b"])]} for r in R.collect(folder, "reporting")]
     if len(rows) != len(group):
         raise SystemExit(f"error: {len(group) - len(rows)} of {len(group)} pairs in {folder} have no label")
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(R.COLUMNS)
-        for r in sorted(rows, key=lambda r: (r["half"], r["a"], r["b"])):
-            kind = _kind(r["a"], r["b"])
-            w.writerow([*R.split_index(r["a"]), *R.split_index(r["b"]), r["label"], r["half"], kind])
+    R.write_judged(rows, path)
     return rows
-
-
-def _kind(a: int, b: int) -> str:
-    """train-train, test-train or test-test (dedupe searches all 60,000 images together)."""
-    return ("train-train", "test-train", "test-test")[int(a >= R.TRAIN) + int(b >= R.TRAIN)]
 
 
 def verdict(rows: list[dict], seconds: float | None = None) -> dict:

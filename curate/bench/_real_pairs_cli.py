@@ -105,8 +105,10 @@ def main(argv=None) -> None:
 
         if a.grids and a.judged:
             print(f"{len(F.collect(a.out))} judged pairs -> {F.DATA_TRAIN}")
-        elif a.grids:
-            for p in F.write_grids(a.cifar_root, a.out):
+        elif a.grids:  # after audit: the shipped option's additions
+            from curate.bench._option_audit import changes
+
+            for p in F.write_grids(a.cifar_root, a.out, changes(a.cifar_root, a.out)["added"]):
                 print(p)
         elif a.crossval:
             print(json.dumps(F.crossval(a.cifar_root, a.out, a.finetune), indent=1))

@@ -17,6 +17,12 @@ DATA = Path(__file__).resolve().parent / "data" / "cifar10_pairs.csv"
 #: DATA's image series (:func:`fresh_exclusion`); every row's half is "reporting".
 DATA_FRESH = Path(__file__).resolve().parent / "data" / "cifar10_pairs_fresh.csv"
 COLUMNS = ("split_a", "index_a", "split_b", "index_b", "label", "half", "kind")
+#: Every judged CSV of the data folder, in the order it was judged: a sample drawn apart from
+#: "every pair judged before" it (:func:`judged_pairs`) draws the same pairs again later.
+JUDGED_IN_ORDER = ("cifar10_pairs.csv", "cifar10_pairs_fresh.csv", "cifar10_pairs_band.csv",
+                   "cifar10_pairs_band_fresh.csv", "cifar10_pairs_band_fresh2.csv", "cifar10_pairs_option_audit.csv",
+                   "cifar10_pairs_default_audit.csv", "cifar10_pairs_verifier_train.csv",
+                   "cifar10_pairs_finetuned_audit.csv")
 HALVES = ("tuning", "reporting")
 #: distance bins of the judging sample: (low, high, pairs per kind); the last bin holds
 #: only each image's nearest candidates (look-alikes the verification rejects)
@@ -39,6 +45,30 @@ def load_pairs(path: Path | str = DATA, half: str | None = None, labels=(0, 1)) 
             if (half is None or r["half"] == half) and r["label"] in labels:
                 out.append(r)
     return out
+
+
+def judged_pairs(before: str | None = None) -> set[tuple[int, int]]:
+    """Every pair (a, b), a < b, of the judged CSVs (of those judged before the file named
+    ``before``, one of :data:`JUDGED_IN_ORDER`), unsure ones included."""
+    names = JUDGED_IN_ORDER if before is None else JUDGED_IN_ORDER[:JUDGED_IN_ORDER.index(before)]
+    return {(min(r["a"], r["b"]), max(r["a"], r["b"])) for n in names if (DATA.parent / n).is_file()
+            for r in load_pairs(DATA.parent / n, labels=(-1, 0, 1))}
+
+
+def pair_kind(a: int, b: int) -> str:
+    """train-train, test-train or test-test of two global rows (dedupe searches all 60,000
+    images together)."""
+    return ("train-train", "test-train", "test-test")[int(a >= TRAIN) + int(b >= TRAIN)]
+
+
+def write_judged(rows: list[dict], path: Path | str) -> None:
+    """Rows (a, b, label 1 / 0 / -1, half) -> the CSV of COLUMNS, unsure rows kept (as -1),
+    sorted by half then pair."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in sorted(rows, key=lambda r: (r["half"], r["a"], r["b"])):
+            w.writerow([*split_index(r["a"]), *split_index(r["b"]), r["label"], r["half"], pair_kind(r["a"], r["b"])])
 
 
 def components(pairs: list[tuple[int, int]]) -> dict[int, int]:

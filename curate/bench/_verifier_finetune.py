@@ -37,7 +37,6 @@ series it never saw, adds 0.51 the same shot against the 0.85 the rule asks: not
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from pathlib import Path
@@ -71,39 +70,38 @@ def _rows(path: Path, half: str | None) -> list[dict]:
     return [r for r in R.load_pairs(path, labels=(-1, 0, 1)) if half is None or r["half"] == half]
 
 
-def reporting_series(pairs: np.ndarray) -> set[int]:
-    """The images of ``pairs`` (m, 2) joined to a reporting set's image by judged pairs and
-    ``pairs``: what a pair to train on must stay apart from."""
-    judged = [(r["a"], r["b"]) for f in sorted(R.DATA.parent.glob("cifar10_pairs*.csv"))
-              for r in R.load_pairs(f, labels=(-1, 0, 1))]
-    comp = R.components(judged + [tuple(p) for p in pairs.tolist()])
-    touched = {comp[x] for path, half in REPORTING for r in _rows(path, half) for x in (r["a"], r["b"])}
+def _series_of(pairs: np.ndarray, images: set[int], before: str) -> set[int]:
+    """The images of ``pairs`` (m, 2) joined to any of ``images`` by ``pairs`` and the pairs
+    judged before the file ``before`` (:data:`_real_pairs_core.JUDGED_IN_ORDER`)."""
+    comp = R.components(sorted(R.judged_pairs(before)) + [tuple(p) for p in pairs.tolist()])
+    touched = {comp[x] for x in images if x in comp}
     return {x for x, c in comp.items() if c in touched}
 
 
-def training_series(pairs: np.ndarray) -> set[int]:
-    """The images of ``pairs`` (m, 2) joined to an image the fine-tuned network was trained on
-    (a trainable row of :func:`judged_rows`) by judged pairs and ``pairs``: what its audit
-    stays apart from, so that it measures series the network never saw."""
-    rows = judged_rows()
-    judged = [(r["a"], r["b"]) for f in sorted(R.DATA.parent.glob("cifar10_pairs*.csv"))
-              for r in R.load_pairs(f, labels=(-1, 0, 1))]
-    comp = R.components(judged + [tuple(p) for p in pairs.tolist()])
-    trained = {comp[x] for r in rows if r["trainable"] and r["label"] >= 0 for x in (r["a"], r["b"])}
-    return {x for x, c in comp.items() if c in trained}
+def reporting_series(pairs: np.ndarray, before: str = DATA_TRAIN.name) -> set[int]:
+    """The images of ``pairs`` (m, 2) in an image series of a reporting set's image: what a
+    pair to train on stays apart from."""
+    return _series_of(pairs, {x for path, half in REPORTING for r in _rows(path, half) for x in (r["a"], r["b"])},
+                      before)
 
 
-def to_judge(added: np.ndarray, judged: set, n: int = TRAIN_SAMPLE, seed: int = 0) -> list[dict]:
-    """Step 1's new pairs: ``n`` of the shipped option's ``added`` pairs (m, 2), seeded, none in
-    ``judged`` and none in a reporting set's image series (:func:`reporting_series`), shuffled;
-    rows as the judging grids take them."""
-    from curate.bench._option_audit import _kind
+def training_series(pairs: np.ndarray, before: str) -> set[int]:
+    """The images of ``pairs`` (m, 2) in an image series of an image the fine-tuned network was
+    trained on (a trainable row of :func:`judged_rows`): what its audit stays apart from, so
+    that it measures series the network never saw."""
+    return _series_of(pairs, {x for r in judged_rows() if r["trainable"] and r["label"] >= 0 for x in (r["a"], r["b"])},
+                      before)
 
-    near = reporting_series(added)
+
+def to_judge(added: np.ndarray, n: int = TRAIN_SAMPLE, seed: int = 0) -> list[dict]:
+    """Step 1's new pairs: ``n`` of the shipped option's ``added`` pairs (m, 2), seeded, none
+    judged before :data:`DATA_TRAIN` and none in a reporting set's image series
+    (:func:`reporting_series`), shuffled; rows as the judging grids take them."""
+    judged, near = R.judged_pairs(DATA_TRAIN.name), reporting_series(added)
     pool = [(a, b) for a, b in added.tolist() if (a, b) not in judged and a not in near and b not in near]
     rng = np.random.default_rng(seed)
     pick = [pool[j] for j in rng.permutation(len(pool))[:n]]
-    return [{"a": a, "b": b, "distance": "", "kind": _kind(a, b)} for a, b in pick]
+    return [{"a": a, "b": b, "distance": "", "kind": R.pair_kind(a, b)} for a, b in pick]
 
 
 def judged_rows() -> list[dict]:
@@ -291,24 +289,16 @@ def end_to_end(root: Path, out: Path, which: str, half: str, steps: int = STEPS)
     return res
 
 
-def write_grids(root: Path, out: Path) -> list[Path]:
-    """The judging grids of :func:`to_judge`'s pairs, ``out/grids_verifier_train`` (after
-    ``audit``, whose ``option_pairs.npz`` holds the shipped option's pairs)."""
-    from curate.bench import _option_audit as A
+def write_grids(root: Path, out: Path, added: np.ndarray) -> list[Path]:
+    """The judging grids of :func:`to_judge`'s pairs of the shipped option's ``added`` pairs
+    (m, 2), ``out/grids_verifier_train``."""
     from curate.bench import _real_pairs_mine as M
 
-    rows = to_judge(A.changes(root, out)["added"], A.judged_pairs())
-    return R.write_grids(M.load_all(root, out, progress=False), rows, out / "grids_verifier_train")
+    return R.write_grids(M.load_all(root, out, progress=False), to_judge(added), out / "grids_verifier_train")
 
 
 def collect(out: Path) -> list[dict]:
     """The judged grids of :func:`write_grids` -> :data:`DATA_TRAIN` (unsure rows kept as -1)."""
-    from curate.bench import _option_audit as A
-
     rows = R.collect(out / "grids_verifier_train", "tuning")
-    with open(DATA_TRAIN, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(R.COLUMNS)
-        for r in sorted(rows, key=lambda r: (r["a"], r["b"])):
-            w.writerow([*R.split_index(r["a"]), *R.split_index(r["b"]), r["label"], "tuning", A._kind(r["a"], r["b"])])
+    R.write_judged(rows, DATA_TRAIN)
     return rows
