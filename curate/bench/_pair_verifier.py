@@ -63,6 +63,18 @@ def _stack(xa: np.ndarray, xb: np.ndarray):
     return torch.cat([standardise(xa), standardise(xb)], dim=1)
 
 
+def shuffle_pairs(xa: np.ndarray, xb: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2's views of a batch of pairs (m, 32, 32, 3), changed in place: each pair in a
+    random order, both images mirrored together half the time, the second alone a tenth."""
+    swap = rng.random(len(xa)) < 0.5
+    xa[swap], xb[swap] = xb[swap], xa[swap].copy()
+    both = rng.random(len(xa)) < 0.5
+    xa[both], xb[both] = xa[both][:, :, ::-1], xb[both][:, :, ::-1]
+    one = rng.random(len(xa)) < 0.1
+    xb[one] = xb[one][:, :, ::-1]
+    return xa, xb
+
+
 def train(images: np.ndarray, views: np.ndarray, neg: np.ndarray, train_ids: np.ndarray, steps: int = STEPS,
           progress=True, negatives_as: str = "plain"):
     """Steps 1-3 (seeded). images (n, 32, 32, 3) uint8, views (V, TRAIN, 32, 32, 3) of the
@@ -96,13 +108,7 @@ def train(images: np.ndarray, views: np.ndarray, neg: np.ndarray, train_ids: np.
                 ka, kb = rng.integers(0, len(views) + 1, (2, half))
                 na = np.where((ka > 0)[:, None, None, None], views[np.maximum(ka - 1, 0), nb[:, 0]], na)
                 nb_ = np.where((kb > 0)[:, None, None, None], views[np.maximum(kb - 1, 0), nb[:, 1]], nb_)
-            xa, xb = np.concatenate([pa, na]), np.concatenate([pb, nb_])
-            swap = rng.random(BATCH) < 0.5
-            xa[swap], xb[swap] = xb[swap], xa[swap].copy()
-            both = rng.random(BATCH) < 0.5
-            xa[both], xb[both] = xa[both][:, :, ::-1], xb[both][:, :, ::-1]
-            one = rng.random(BATCH) < 0.1
-            xb[one] = xb[one][:, :, ::-1]
+            xa, xb = shuffle_pairs(np.concatenate([pa, na]), np.concatenate([pb, nb_]), rng)
             advance(1, loss=optimise(opt, sched, F.binary_cross_entropy_with_logits(net(_stack(xa, xb)), y)))
     return net.eval()
 

@@ -128,7 +128,7 @@ def finetune(net, images: np.ndarray, pairs: np.ndarray, labels: np.ndarray, ste
     import torch.nn.functional as F
 
     from curate._progress import progress as bar
-    from curate.bench._pair_verifier import _stack
+    from curate.bench._pair_verifier import _stack, shuffle_pairs
 
     pos, neg = pairs[labels == 1], pairs[labels == 0]
     if not (len(pos) and len(neg)):
@@ -145,13 +145,7 @@ def finetune(net, images: np.ndarray, pairs: np.ndarray, labels: np.ndarray, ste
     with bar(steps, "fine-tuning the pair verifier", progress, fields=("loss",)) as advance:
         for _ in range(steps):
             ab = np.concatenate([pos[rng.integers(0, len(pos), half)], neg[rng.integers(0, len(neg), half)]])
-            xa, xb = images[ab[:, 0]], images[ab[:, 1]]
-            swap = rng.random(BATCH) < 0.5
-            xa[swap], xb[swap] = xb[swap], xa[swap].copy()
-            both = rng.random(BATCH) < 0.5
-            xa[both], xb[both] = xa[both][:, :, ::-1], xb[both][:, :, ::-1]
-            one = rng.random(BATCH) < 0.1
-            xb[one] = xb[one][:, :, ::-1]
+            xa, xb = shuffle_pairs(images[ab[:, 0]], images[ab[:, 1]], rng)
             loss = F.binary_cross_entropy_with_logits(net(_stack(xa, xb)), y)
             opt.zero_grad()
             loss.backward()
