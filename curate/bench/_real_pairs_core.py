@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.bench._real_pairs_mine import TRAIN, global_row, split_index
+from curate.bench._real_pairs_mine import TRAIN, global_row, read_candidates, split_index
 from curate.data.tensors import hwc_uint8_to_nchw
 
 DATA = Path(__file__).resolve().parent / "data" / "cifar10_pairs.csv"
@@ -213,17 +213,6 @@ def shipped_embeddings(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------ the grids ---
-
-def read_candidates(candidates: Path) -> list[dict]:
-    """The rows of ``mine``'s candidates.csv with global rows ``a``, ``b`` and a float distance."""
-    rows = []
-    with open(candidates, newline="") as f:
-        for r in csv.DictReader(f):
-            r["a"], r["b"] = global_row(r["split_a"], r["index_a"]), global_row(r["split_b"], r["index_b"])
-            r["distance"] = float(r["distance"])
-            rows.append(r)
-    return rows
-
 
 def fresh_exclusion(candidates: list[dict], labelled: list[dict], reach: float = 0.35) -> set[int]:
     """Images a fresh set must not touch: those of every component of the candidate pairs

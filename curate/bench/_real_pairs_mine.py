@@ -120,14 +120,9 @@ def candidate_pairs(key_nb: np.ndarray, thumb_nb: np.ndarray) -> dict:
     either image gives the other; test-test pairs dropped."""
     out: dict = {}
     for name, nb in (("key_rank", key_nb), ("thumb_rank", thumb_nb)):
-        for q, row in enumerate(nb.tolist()):
-            for r, j in enumerate(row):
-                if q >= TRAIN and j >= TRAIN:
-                    continue
-                p = (min(q, j), max(q, j))
-                e = out.setdefault(p, {"key_rank": -1, "thumb_rank": -1})
-                if e[name] < 0 or r < e[name]:
-                    e[name] = r
+        for p, r in best_ranks(nb).items():
+            if p[0] < TRAIN:  # test-test pairs dropped
+                out.setdefault(p, {"key_rank": -1, "thumb_rank": -1})[name] = r
     return out
 
 
@@ -161,8 +156,8 @@ def key_recall(root: Path, out: Path, ks=KEY_RECALL_K, threshold: float = 0.2) -
     nb = np.concatenate([ks_.neighbours(np.arange(s, min(s + 4096, len(keys))), max(ks))
                          for s in range(0, len(keys), 4096)])
     rank = best_ranks(nb)
-    with open(out / "candidates.csv", newline="") as f:
-        within = [ordered_pair(r) for r in csv.DictReader(f) if float(r["distance"]) <= threshold]
+    within = [(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in read_candidates(out / "candidates.csv")
+              if r["distance"] <= threshold]
     r = np.array([rank.get(p, max(ks)) for p in within])
     counts = np.bincount(np.fromiter(rank.values(), dtype=np.int64), minlength=max(ks))
     return {"threshold": threshold, "mined_within": len(within),
@@ -170,10 +165,15 @@ def key_recall(root: Path, out: Path, ks=KEY_RECALL_K, threshold: float = 0.2) -
             "pairs_verified": {k: int(counts[:k].sum()) for k in ks}}
 
 
-def ordered_pair(row: dict) -> tuple[int, int]:
-    """(i, j), i < j, the global rows of a candidates.csv row."""
-    a, b = global_row(row["split_a"], row["index_a"]), global_row(row["split_b"], row["index_b"])
-    return min(a, b), max(a, b)
+def read_candidates(candidates: Path) -> list[dict]:
+    """The rows of ``mine``'s candidates.csv with global rows ``a``, ``b`` and a float distance."""
+    rows = []
+    with open(candidates, newline="") as f:
+        for r in csv.DictReader(f):
+            r["a"], r["b"] = global_row(r["split_a"], r["index_a"]), global_row(r["split_b"], r["index_b"])
+            r["distance"] = float(r["distance"])
+            rows.append(r)
+    return rows
 
 
 def aligned_distances(canvases: np.ndarray, pairs: np.ndarray, refine_below: float, progress=True) -> np.ndarray:

@@ -70,6 +70,11 @@ def _rows(path: Path, half: str | None) -> list[dict]:
     return [r for r in R.load_pairs(path, labels=(-1, 0, 1)) if half is None or r["half"] == half]
 
 
+def _reporting_rows() -> list[dict]:
+    """Every row of :data:`REPORTING` (unsure ones too)."""
+    return [r for path, half in REPORTING for r in _rows(path, half)]
+
+
 def _series_of(pairs: np.ndarray, images: set[int], before: str) -> set[int]:
     """The images of ``pairs`` (m, 2) joined to any of ``images`` by ``pairs`` and the pairs
     judged before the file ``before`` (:data:`_real_pairs_core.JUDGED_IN_ORDER`)."""
@@ -81,8 +86,7 @@ def _series_of(pairs: np.ndarray, images: set[int], before: str) -> set[int]:
 def reporting_series(pairs: np.ndarray, before: str = DATA_TRAIN.name) -> set[int]:
     """The images of ``pairs`` (m, 2) in an image series of a reporting set's image: what a
     pair to train on stays apart from."""
-    return _series_of(pairs, {x for path, half in REPORTING for r in _rows(path, half) for x in (r["a"], r["b"])},
-                      before)
+    return _series_of(pairs, {x for r in _reporting_rows() for x in (r["a"], r["b"])}, before)
 
 
 def training_series(pairs: np.ndarray, before: str) -> set[int]:
@@ -108,7 +112,7 @@ def judged_rows() -> list[dict]:
     """Every row of :data:`SOURCES` (unsure ones too, as -1), each with ``source`` and
     ``trainable`` (False where its image series holds an image of :data:`REPORTING`)."""
     out = [{**r, "source": name} for name, path, half in SOURCES for r in _rows(path, half)]
-    reporting = [r for path, half in REPORTING for r in _rows(path, half)]
+    reporting = _reporting_rows()
     comp = R.components([(r["a"], r["b"]) for r in out + reporting])
     touched = {comp[x] for r in reporting for x in (r["a"], r["b"])}
     return [{**r, "trainable": comp[r["a"]] not in touched} for r in out]
