@@ -1,4 +1,4 @@
-"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined,band,verifier,audit,keys}``: see :mod:`curate.bench.real_pairs`."""
+"""``python -m curate.bench.real_pairs {mine,grids,collect,measure,planted,embedding,combined,band,verifier,audit,keys,rejudge}``: see :mod:`curate.bench.real_pairs`."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ from curate.data.tensors import hwc_uint8_to_nchw
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m curate.bench.real_pairs", description=__doc__)
     p.add_argument("step", choices=("mine", "grids", "collect", "measure", "planted", "embedding", "combined", "band", "verifier",
-                                       "audit", "keys"))
+                                       "audit", "keys", "rejudge"))
     p.add_argument("--cifar-root", type=Path, default=Path("../shared/data/cifar10"),
                    help="CIFAR-10 image tree with order.csv (default ../shared/data/cifar10)")
     p.add_argument("--out", type=Path, required=True, help="working folder, outside the repository")
@@ -50,7 +50,8 @@ def parse_args(argv=None):
                    help="verifier --finetune: the judging grids of the option's additions to train on "
                         "(DIR/grids_verifier_train; with --judged: read them into cifar10_pairs_verifier_train.csv)")
     p.add_argument("--judged", action="store_true",
-                   help="audit: read the judged grids (DIR/grids_option) into cifar10_pairs_option_audit.csv "
+                   help="rejudge: read the judged grids (DIR/grids_rejudge) into cifar10_pairs_rejudged.csv and "
+                        "report the agreement and the decisions against both judgings; audit: read the judged grids (DIR/grids_option) into cifar10_pairs_option_audit.csv "
                         "and print the pre-registered verdict")
     p.add_argument("--default", action="store_true",
                    help="audit: the default's own pairs among all 60,000 images, a sample per stratum (within the "
@@ -125,6 +126,10 @@ def main(argv=None) -> None:
         res = V.end_to_end(a.cifar_root, a.out, a.half, a.set, a.steps, a.negatives) if a.rules else V.measure(
             a.cifar_root, a.out, a.half, a.steps, a.negatives)
         print(json.dumps(res, indent=1))
+    elif a.step == "rejudge":  # a blind second judging of the reporting sets (audit first, for --judged)
+        from curate.bench import _rejudge as J
+
+        print(J.main_step(a.cifar_root, a.out, a.judged))
     elif a.step == "audit":
         from curate.bench import _option_audit as A
 

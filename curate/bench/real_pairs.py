@@ -40,7 +40,11 @@ and how well a pair decision separates them.
     cross-validated logits, it end to end (:mod:`curate.bench._verifier_finetune`);
 ``keys``
     the key search's candidate recall without labels: mined pairs within the threshold
-    missed by the k nearest keys, and what each k costs (:func:`_real_pairs_mine.key_recall`).
+    missed by the k nearest keys, and what each k costs (:func:`_real_pairs_mine.key_recall`);
+``rejudge [--judged]``
+    a blind second judging of a random sample of both reporting sets: how far the labels can
+    be trusted (the noise ceiling), and the default and the option against the labels both
+    judgings agree on (:mod:`curate.bench._rejudge`; ``--judged`` after ``audit``).
 
 The shipped CSV has columns ``split_a,index_a,split_b,index_b,label,half,kind`` (official
 indices; label 1 = the same shot, 0 = a different shot the distance ranks close; half
