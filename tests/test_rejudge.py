@@ -88,3 +88,22 @@ def test_the_decisions_are_scored_on_the_consensus_apart_from_disputed_pairs():
     assert (d["first_labels"]["tp"], d["first_labels"]["fp"], d["first_labels"]["positives"]) == (3, 1, 4)
     assert (d["consensus"]["tp"], d["consensus"]["fp"], d["consensus"]["positives"]) == (1, 0, 2)
     assert (d["disputed"], d["disputed_found"]) == (3, 3)
+
+
+def test_the_committed_second_judging_gives_each_reporting_set_its_ceiling():
+    assert J.set_of(R.DATA, "reporting") == "first" and J.set_of(R.DATA_FRESH, "reporting") == "fresh"
+    assert J.set_of(R.DATA, "tuning") is None
+    with open(J.DATA_REJUDGED, newline="") as f:
+        got = list(csv.DictReader(f))
+    assert len(got) == 2 * J.PER_SET
+    # the committed pairs are exactly the seeded sample, with their first labels
+    assert sorted((r["a"], r["b"], r["set"], r["label"]) for r in J.load()) == \
+        sorted((r["a"], r["b"], r["set"], r["label"]) for r in J.sample())
+    for name in J.SETS:
+        mine = [r for r in got if r["set"] == name]
+        pos = [r for r in mine if r["label"] == "1"]
+        said_same = [r for r in mine if r["rejudged"] == "1"]
+        c = J.ceiling(name)
+        assert c["recall"] == sum(r["rejudged"] == "1" for r in pos) / len(pos)
+        assert c["precision"] == sum(r["label"] == "1" for r in said_same) / len(said_same)
+        assert c["pairs_judged_twice"] == J.PER_SET

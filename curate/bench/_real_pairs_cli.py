@@ -230,6 +230,10 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
            "per_kind": {k: R.evaluate(d[[r["kind"] == k for r in rows]], y[[r["kind"] == k for r in rows]], t)
                         for k in ("test-train", "train-train")},
            "distances": R.distribution(d, y)}
+    from curate.bench import _rejudge as J
+
+    if J.set_of(pairs, half) is not None:  # beside every score, what a second look at the labels scores
+        res["noise_ceiling"] = J.ceiling(J.set_of(pairs, half))
     if half == "tuning":  # a choice: never made on the reporting half
         res["largest_threshold_at_precision_0.95"] = R.best_threshold(d, y, 0.95)
     # the shipped decision end to end (candidates among all 60,000, background cap, ratio

@@ -170,6 +170,24 @@ def report(rows: list[dict], pairs: dict[str, np.ndarray] | None = None) -> dict
     return out
 
 
+def set_of(pairs: Path | str, half: str) -> str | None:
+    """The name of the sampled set (SETS) that ``pairs``' ``half`` is, else None."""
+    for name, (path, h) in SETS.items():
+        if Path(pairs).resolve() == path.resolve() and half == h:
+            return name
+    return None
+
+
+def ceiling(name: str, path: Path = DATA_REJUDGED) -> dict:
+    """Set ``name``'s noise ceiling from the committed second judging: the second judging's
+    recall / pair precision against the first labels, the shares of first labels it keeps,
+    and kappa (:func:`agreement`)."""
+    a = agreement([r for r in load(path) if r["set"] == name])
+    return {"pairs_judged_twice": a["pairs"], "recall": a["ceiling"]["recall"], "precision": a["ceiling"]["precision"],
+            "positives_kept_95": a["positives_kept_95"], "negatives_kept": a["negatives_kept"],
+            "kappa_sure": a["kappa_sure"]}
+
+
 def option_pairs(out: Path) -> dict[str, np.ndarray]:
     """The default's and the verifier option's pairs among all 60,000 images (after
     ``audit``: ``out/option_pairs.npz``)."""
