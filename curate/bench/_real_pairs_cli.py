@@ -50,7 +50,7 @@ def parse_args(argv=None):
                    help="verifier --finetune: the judging grids of the option's additions to train on "
                         "(DIR/grids_verifier_train; with --judged: read them into cifar10_pairs_verifier_train.csv)")
     p.add_argument("--judged", action="store_true",
-                   help="rejudge: read the judged grids (DIR/grids_rejudge) into cifar10_pairs_rejudged.csv and "
+                   help="rejudge: read the judged grids (DIR/grids_rejudge) into cifar10_second_judging.csv and "
                         "report the agreement and the decisions against both judgings; audit: read the judged grids (DIR/grids_option) into cifar10_pairs_option_audit.csv "
                         "and print the pre-registered verdict")
     p.add_argument("--default", action="store_true",

@@ -39,7 +39,7 @@ SETS = {"first": (R.DATA, "reporting"), "fresh": (R.DATA_FRESH, "reporting")}
 PER_SET = 150
 SEED = 20261207
 FOLDER = "grids_rejudge"
-DATA_REJUDGED = R.DATA.parent / "cifar10_pairs_rejudged.csv"
+DATA_REJUDGED = R.DATA.parent / "cifar10_second_judging.csv"
 REJUDGED_COLUMNS = ("split_a", "index_a", "split_b", "index_b", "set", "label", "rejudged")
 
 
