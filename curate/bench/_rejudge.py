@@ -206,4 +206,12 @@ def main_step(root: Path, out: Path, judged: bool) -> str:
 
         return "\n".join(str(p) for p in write_grids(load_all(root, out), rows, out / FOLDER))
     done = collect(out / FOLDER, rows)
-    return json.dumps(report(done, option_pairs(out)), indent=1)
+    res = report(done, option_pairs(out))
+    disputed = [r for r in done if r["rejudged"] != r["label"]]
+    if disputed:  # for a person to look at: first label, then the second judging, in each pair's row order
+        from curate.bench._real_pairs_mine import load_all
+
+        R.render_grid(load_all(root, out, progress=False), disputed, out / "disputed.png", 0)
+        res["disputed"] = [(f"{r['split_a']}:{r['index_a']}", f"{r['split_b']}:{r['index_b']}", r["set"], r["label"],
+                            "unsure" if r["rejudged"] == -1 else r["rejudged"]) for r in disputed]
+    return json.dumps(res, indent=1)
