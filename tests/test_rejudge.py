@@ -107,3 +107,14 @@ def test_the_committed_second_judging_gives_each_reporting_set_its_ceiling():
         assert c["recall"] == sum(r["rejudged"] == "1" for r in pos) / len(pos)
         assert c["precision"] == sum(r["label"] == "1" for r in said_same) / len(said_same)
         assert c["pairs_judged_twice"] == J.PER_SET
+
+
+@pytest.mark.parametrize("which,half,twice", [("first", "reporting", "first"), ("fresh", "reporting", "fresh"),
+                                              ("first", "tuning", None)])
+def test_the_end_to_end_scores_carry_their_sets_noise_ceiling(tmp_path, which, half, twice):
+    from curate.bench import _real_pairs_band as B
+
+    rows = R.load_pairs(B.SETS[which], half)
+    res = B.scored({"all": np.ones(len(rows), bool)}, rows, which, tmp_path, None, None)
+    assert res["rules"]["all"]["recall"] == 1.0
+    assert res.get("noise_ceiling") == (J.ceiling(twice) if twice else None)

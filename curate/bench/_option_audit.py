@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.bench import _real_pairs_core as R
+from curate.bench._real_pairs_core import wilson
 
 SAMPLE = 150
 SEED = 0
@@ -240,13 +241,6 @@ def _judged(rows: list[dict], group: str) -> dict:
     return {"judged": len(lab), "same_shot": same, "other_shot": int((lab == 0).sum()),
             "unsure": int((lab == -1).sum()), "share_same": same / len(lab) if len(lab) else None,
             "interval_95": list(wilson(same, len(lab))) if len(lab) else None}
-
-
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a share k / n."""
-    p = k / n
-    mid, half = (p + z * z / (2 * n)), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (mid - half) / (1 + z * z / n), (mid + half) / (1 + z * z / n)
 
 
 def load(path: Path = DATA_OPTION) -> list[dict]:

@@ -280,6 +280,13 @@ def weighted_interval(hit, labels, cells, weights, boot: int = 2000, seed: int =
             "precision_ci": [float(np.nanpercentile(prec, 2.5)), float(np.nanpercentile(prec, 97.5))]}
 
 
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a share k / n."""
+    p = k / n
+    mid, half = (p + z * z / (2 * n)), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (mid - half) / (1 + z * z / n), (mid + half) / (1 + z * z / n)
+
+
 def evaluate_weighted(hit, labels, weights) -> dict:
     """Recall / precision of a yes/no decision with each labelled pair weighted
     (:func:`pool_weights`): estimates over the population the sample was drawn from."""

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.bench import _real_pairs_core as R
-from curate.bench._option_audit import wilson
+from curate.bench._real_pairs_core import wilson
 from curate.bench._real_pairs_mine import global_row, split_index
 
 #: the reporting sets that are sampled: name -> (CSV, half)
