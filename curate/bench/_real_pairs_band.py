@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.bench import _real_pairs_core as R
+from curate.bench import _rejudge as J
 from curate.duplicates.choices import COSINE_HIGH
 
 DATA_BAND = R.DATA.parent / "cifar10_pairs_band.csv"
@@ -192,8 +193,6 @@ def scored(hits: dict, rows: list[dict], which: str, out: Path, e: np.ndarray, e
     weighted to its pool with 95 % intervals."""
     y = np.array([r["label"] for r in rows])
     res = {"rules": {k: R.evaluate_hits(h, y) for k, h in hits.items()}}
-    from curate.bench import _rejudge as J
-
     twice = J.set_of(SETS[which], rows[0]["half"]) if rows else None
     if twice is not None:  # beside every score, what a second look at the labels scores
         res["noise_ceiling"] = J.ceiling(twice)

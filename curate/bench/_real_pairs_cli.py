@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.bench import _rejudge as J
 from curate.bench._pair_verifier import NEGATIVES
 from curate.bench._real_pairs_band import SETS
 from curate.data.tensors import hwc_uint8_to_nchw
@@ -51,8 +52,8 @@ def parse_args(argv=None):
                         "(DIR/grids_verifier_train; with --judged: read them into cifar10_pairs_verifier_train.csv)")
     p.add_argument("--judged", action="store_true",
                    help="rejudge: read the judged grids (DIR/grids_rejudge) into cifar10_second_judging.csv and "
-                        "report the agreement and the decisions against both judgings; audit: read the judged grids (DIR/grids_option) into cifar10_pairs_option_audit.csv "
-                        "and print the pre-registered verdict")
+                        "report the agreement and the decisions against both judgings; audit: read the judged grids "
+                        "(DIR/grids_option) into cifar10_pairs_option_audit.csv and print the pre-registered verdict")
     p.add_argument("--default", action="store_true",
                    help="audit: the default's own pairs among all 60,000 images, a sample per stratum (within the "
                         "threshold, the band) -> DIR/grids_default; with --judged: cifar10_pairs_default_audit.csv "
@@ -127,8 +128,6 @@ def main(argv=None) -> None:
             a.cifar_root, a.out, a.half, a.steps, a.negatives)
         print(json.dumps(res, indent=1))
     elif a.step == "rejudge":  # a blind second judging of the reporting sets (audit first, for --judged)
-        from curate.bench import _rejudge as J
-
         print(J.main_step(a.cifar_root, a.out, a.judged))
     elif a.step == "audit":
         from curate.bench import _option_audit as A
@@ -230,10 +229,9 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
            "per_kind": {k: R.evaluate(d[[r["kind"] == k for r in rows]], y[[r["kind"] == k for r in rows]], t)
                         for k in ("test-train", "train-train")},
            "distances": R.distribution(d, y)}
-    from curate.bench import _rejudge as J
-
-    if J.set_of(pairs, half) is not None:  # beside every score, what a second look at the labels scores
-        res["noise_ceiling"] = J.ceiling(J.set_of(pairs, half))
+    twice = J.set_of(pairs, half)
+    if twice is not None:  # beside every score, what a second look at the labels scores
+        res["noise_ceiling"] = J.ceiling(twice)
     if half == "tuning":  # a choice: never made on the reporting half
         res["largest_threshold_at_precision_0.95"] = R.best_threshold(d, y, 0.95)
     # the shipped decision end to end (candidates among all 60,000, background cap, ratio
