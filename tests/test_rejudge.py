@@ -25,6 +25,38 @@ def test_the_sample_is_seeded_and_drawn_from_each_reporting_set():
     assert 15 < sets.count("first") < 45  # both sets mixed in one stream
 
 
+def test_the_rest_is_every_other_pair_of_both_sets_once():
+    first, rest = J.sample(), J.rest()
+    assert rest == J.rest() and {r["stage"] for r in rest} == {"rest"}
+    both = sorted((r["set"], r["a"], r["b"]) for r in first + rest)
+    assert len(both) == len(set(both))  # no pair twice
+    assert both == sorted((name, p["a"], p["b"]) for name, (path, half) in J.SETS.items()
+                          for p in R.load_pairs(path, half))
+    with pytest.raises(ValueError, match="stage"):
+        J.stage_rows("all")
+
+
+def test_collecting_one_stage_keeps_the_other(tmp_path):
+    path = tmp_path / "twice.csv"
+    old = [{**r, "rejudged": 1} for r in J.sample(per_set=2, seed=1)]
+    J.write(old, path)
+    rows = [{**r, "stage": "rest"} for r in J.sample(per_set=2, seed=2)]
+    images = np.zeros((60000, 2, 2, 3), np.uint8)
+    J.write_grids(images, rows, tmp_path / "g", per=10)
+    with open(tmp_path / "g" / "batch_00.csv", newline="") as f:
+        got = list(csv.DictReader(f))
+    for r in got:
+        r["label"] = "0"
+    with open(tmp_path / "g" / "batch_00.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(got[0]))
+        w.writeheader()
+        w.writerows(got)
+    J.collect(tmp_path / "g", rows, path)
+    back = J.load(path)
+    assert sorted((r["a"], r["b"], r["stage"], r["rejudged"]) for r in back) == sorted(
+        [(r["a"], r["b"], "sample", 1) for r in old] + [(r["a"], r["b"], "rest", 0) for r in rows])
+
+
 def test_the_grids_show_no_first_label_and_collect_checks_every_pair(tmp_path):
     rows = J.sample(per_set=4, seed=3)
     images = np.random.default_rng(0).integers(0, 256, (60000, 2, 2, 3), dtype=np.uint8)
@@ -95,10 +127,12 @@ def test_the_committed_second_judging_gives_each_reporting_set_its_ceiling():
     assert J.set_of(R.DATA, "tuning") is None
     with open(J.DATA_REJUDGED, newline="") as f:
         got = list(csv.DictReader(f))
-    assert len(got) == 2 * J.PER_SET
-    # the committed pairs are exactly the seeded sample, with their first labels
-    assert sorted((r["a"], r["b"], r["set"], r["label"]) for r in J.load()) == \
-        sorted((r["a"], r["b"], r["set"], r["label"]) for r in J.sample())
+    assert sum(r["stage"] == "sample" for r in got) == 2 * J.PER_SET
+    # the committed pairs of each stage are exactly its seeded rows, with their first labels
+    for stage in J.STAGES:
+        got_stage = sorted((r["a"], r["b"], r["set"], r["label"]) for r in J.load() if r["stage"] == stage)
+        if got_stage or stage == "sample":
+            assert got_stage == sorted((r["a"], r["b"], r["set"], r["label"]) for r in J.stage_rows(stage))
     for name in J.SETS:
         mine = [r for r in got if r["set"] == name]
         pos = [r for r in mine if r["label"] == "1"]
@@ -106,7 +140,7 @@ def test_the_committed_second_judging_gives_each_reporting_set_its_ceiling():
         c = J.ceiling(name)
         assert c["recall"] == sum(r["rejudged"] == "1" for r in pos) / len(pos)
         assert c["precision"] == sum(r["label"] == "1" for r in said_same) / len(said_same)
-        assert c["pairs_judged_twice"] == J.PER_SET
+        assert c["pairs_judged_twice"] == len(mine)
 
 
 @pytest.mark.parametrize("which,half,twice", [("first", "reporting", "first"), ("fresh", "reporting", "fresh"),

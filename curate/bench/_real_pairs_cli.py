@@ -54,6 +54,9 @@ def parse_args(argv=None):
                    help="rejudge: read the judged grids (DIR/grids_rejudge) into cifar10_second_judging.csv and "
                         "report the agreement and the decisions against both judgings; audit: read the judged grids "
                         "(DIR/grids_option) into cifar10_pairs_option_audit.csv and print the pre-registered verdict")
+    p.add_argument("--rest", action="store_true",
+                   help="rejudge: the second stage, every pair of both reporting sets the first sample left out "
+                        "(DIR/grids_rejudge_rest)")
     p.add_argument("--default", action="store_true",
                    help="audit: the default's own pairs among all 60,000 images, a sample per stratum (within the "
                         "threshold, the band) -> DIR/grids_default; with --judged: cifar10_pairs_default_audit.csv "
@@ -128,7 +131,7 @@ def main(argv=None) -> None:
             a.cifar_root, a.out, a.half, a.steps, a.negatives)
         print(json.dumps(res, indent=1))
     elif a.step == "rejudge":  # a blind second judging of the reporting sets (audit first, for --judged)
-        print(J.main_step(a.cifar_root, a.out, a.judged))
+        print(J.main_step(a.cifar_root, a.out, a.judged, "rest" if a.rest else "sample"))
     elif a.step == "audit":
         from curate.bench import _option_audit as A
 

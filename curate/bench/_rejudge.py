@@ -21,6 +21,12 @@ Pre-registered (committed with this code before any pair was re-judged):
   way, sure), from their pairs among all 60,000 images (``audit``'s ``option_pairs.npz``);
 * nothing in dedupe is chosen on this; the first labels stay the labels of record (the
   re-judgings go to their own CSV, :data:`DATA_REJUDGED`).
+
+Second stage, ``rest`` (pre-registered the same way, after the first stage was reported and
+before any of its pairs was judged): every other pair of both sets, judged by the same
+protocol (its own order, seed ``SEED + 1``), so that both reporting sets are judged twice
+whole; reported the same numbers over the whole sets (the ceiling of a set is then exact, not
+sampled); the first stage's numbers stay as reported.
 """
 from __future__ import annotations
 
@@ -38,9 +44,11 @@ from curate.bench._real_pairs_mine import global_row, split_index
 SETS = {"first": (R.DATA, "reporting"), "fresh": (R.DATA_FRESH, "reporting")}
 PER_SET = 150
 SEED = 20261207
-FOLDER = "grids_rejudge"
+#: the judging stages: the pre-registered random sample, then every other pair of both sets
+STAGES = ("sample", "rest")
+FOLDERS = {"sample": "grids_rejudge", "rest": "grids_rejudge_rest"}
 DATA_REJUDGED = R.DATA.parent / "cifar10_second_judging.csv"
-REJUDGED_COLUMNS = ("split_a", "index_a", "split_b", "index_b", "set", "label", "rejudged")
+REJUDGED_COLUMNS = ("split_a", "index_a", "split_b", "index_b", "set", "label", "rejudged", "stage")
 
 
 def sample(per_set: int = PER_SET, seed: int = SEED) -> list[dict]:
@@ -52,9 +60,30 @@ def sample(per_set: int = PER_SET, seed: int = SEED) -> list[dict]:
         pairs = R.load_pairs(path, half)
         take = np.sort(rng.choice(len(pairs), per_set, replace=False))
         rows += [{**pairs[i], "set": name} for i in take]
-    rows = [rows[i] for i in rng.permutation(len(rows))]  # both sets in one stream
-    swap = rng.random(len(rows)) < 0.5  # a test image is not always on the left
-    return [{**r, "shown": (r["b"], r["a"]) if s else (r["a"], r["b"])} for r, s in zip(rows, swap)]
+    return _shuffled(rows, rng, "sample")
+
+
+def rest(seed: int = SEED + 1) -> list[dict]:
+    """Every pair of both sets that :func:`sample` left out, in judging order (as sample's rows)."""
+    first = {(r["set"], r["a"], r["b"]) for r in sample()}
+    rows = [{**p, "set": name} for name, (path, half) in SETS.items() for p in R.load_pairs(path, half)
+            if (name, p["a"], p["b"]) not in first]
+    return _shuffled(rows, np.random.default_rng(seed), "rest")
+
+
+def stage_rows(stage: str) -> list[dict]:
+    """The rows of a judging stage (:data:`STAGES`), in judging order."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    return sample() if stage == "sample" else rest()
+
+
+def _shuffled(rows: list[dict], rng, stage: str) -> list[dict]:
+    """Rows in a random order (both sets in one stream), each with ``shown``: its two images
+    in a random left/right order, so a test image is not always on the left."""
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    swap = rng.random(len(rows)) < 0.5
+    return [{**r, "stage": stage, "shown": (r["b"], r["a"]) if s else (r["a"], r["b"])} for r, s in zip(rows, swap)]
 
 
 def write_grids(images: np.ndarray, rows: list[dict], folder: Path, per: int = 30) -> list[Path]:
@@ -76,9 +105,9 @@ def write_grids(images: np.ndarray, rows: list[dict], folder: Path, per: int = 3
 
 
 def collect(folder: Path, rows: list[dict], path: Path = DATA_REJUDGED) -> list[dict]:
-    """The judged batch CSVs of ``folder`` matched to ``rows`` (:func:`sample`) -> ``path``;
-    the rows with ``rejudged`` (1 / 0 / -1 unsure). Refuses a folder with a pair unlabelled
-    or not of the sample."""
+    """The judged batch CSVs of ``folder`` matched to ``rows`` (one stage's, :func:`stage_rows`)
+    -> ``path`` (replacing that stage's rows, keeping the other's); the rows with ``rejudged``
+    (1 / 0 / -1 unsure). Refuses a folder with a pair unlabelled or not of the rows."""
     got = {}
     for p in sorted(folder.glob("batch_*.csv")):
         with open(p, newline="") as f:
@@ -94,7 +123,9 @@ def collect(folder: Path, rows: list[dict], path: Path = DATA_REJUDGED) -> list[
     if len(got) != len(rows):
         raise SystemExit(f"error: {len(rows) - len(got)} of {len(rows)} pairs have no judged row in {folder}")
     out = [{**r, "rejudged": got[n]} for n, r in enumerate(rows)]
-    write(out, path)
+    stages = {r["stage"] for r in rows}
+    kept = [r for r in load(path) if r["stage"] not in stages] if path.is_file() else []
+    write(kept + out, path)
     return out
 
 
@@ -103,17 +134,17 @@ def write(rows: list[dict], path: Path = DATA_REJUDGED) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(REJUDGED_COLUMNS)
-        for r in sorted(rows, key=lambda r: (r["set"], r["a"], r["b"])):
+        for r in sorted(rows, key=lambda r: (STAGES.index(r["stage"]), r["set"], r["a"], r["b"])):
             w.writerow((*split_index(r["a"]), *split_index(r["b"]), r["set"], r["label"],
-                        "unsure" if r["rejudged"] == -1 else r["rejudged"]))
+                        "unsure" if r["rejudged"] == -1 else r["rejudged"], r["stage"]))
 
 
 def load(path: Path = DATA_REJUDGED) -> list[dict]:
-    """The re-judged rows (a, b, set, label, rejudged: 1 / 0 / -1)."""
+    """The re-judged rows (a, b, set, label, rejudged: 1 / 0 / -1, stage)."""
     with open(path, newline="") as f:
         return [{"a": global_row(r["split_a"], r["index_a"]), "b": global_row(r["split_b"], r["index_b"]),
-                 "set": r["set"], "label": int(r["label"]), "rejudged": {"1": 1, "0": 0}.get(r["rejudged"], -1)}
-                for r in csv.DictReader(f)]
+                 "set": r["set"], "label": int(r["label"]), "rejudged": {"1": 1, "0": 0}.get(r["rejudged"], -1),
+                 "stage": r.get("stage") or "sample"} for r in csv.DictReader(f)]
 
 
 def kappa(first, second) -> float:
@@ -179,9 +210,9 @@ def set_of(pairs: Path | str, half: str) -> str | None:
 
 
 def ceiling(name: str, path: Path = DATA_REJUDGED) -> dict:
-    """Set ``name``'s noise ceiling from the committed second judging: the second judging's
-    recall / pair precision against the first labels, the shares of first labels it keeps,
-    and kappa (:func:`agreement`)."""
+    """Set ``name``'s noise ceiling from the committed second judging (every pair of the set
+    judged twice, whichever stage): the second judging's recall / pair precision against the
+    first labels, the shares of first labels it keeps, and kappa (:func:`agreement`)."""
     a = agreement([r for r in load(path) if r["set"] == name])
     return {"pairs_judged_twice": a["pairs"], "recall": a["ceiling"]["recall"], "precision": a["ceiling"]["precision"],
             "positives_kept_95": a["positives_kept_95"], "negatives_kept": a["negatives_kept"],
@@ -198,20 +229,21 @@ def option_pairs(out: Path) -> dict[str, np.ndarray]:
     return {"default": z["default"], "option": z["option"]}
 
 
-def main_step(root: Path, out: Path, judged: bool) -> str:
-    """``rejudge``: write the grids; ``rejudge --judged``: collect them and report."""
-    rows = sample()
+def main_step(root: Path, out: Path, judged: bool, stage: str = "sample") -> str:
+    """``rejudge [--rest]``: write the stage's grids; ``rejudge [--rest] --judged``: collect
+    them and report the stage, and every pair judged twice so far (``all``)."""
+    from curate.bench._real_pairs_mine import load_all
+
+    rows = stage_rows(stage)
     if not judged:
-        from curate.bench._real_pairs_mine import load_all
-
-        return "\n".join(str(p) for p in write_grids(load_all(root, out), rows, out / FOLDER))
-    done = collect(out / FOLDER, rows)
-    res = report(done, option_pairs(out))
-    disputed = [r for r in done if r["rejudged"] != r["label"]]
-    if disputed:  # for a person to look at: first label, then the second judging, in each pair's row order
-        from curate.bench._real_pairs_mine import load_all
-
-        R.render_grid(load_all(root, out, progress=False), disputed, out / "disputed.png", 0)
-        res["disputed"] = [(f"{r['split_a']}:{r['index_a']}", f"{r['split_b']}:{r['index_b']}", r["set"], r["label"],
-                            "unsure" if r["rejudged"] == -1 else r["rejudged"]) for r in disputed]
+        return "\n".join(str(p) for p in write_grids(load_all(root, out), rows, out / FOLDERS[stage]))
+    collect(out / FOLDERS[stage], rows)
+    pairs = option_pairs(out)
+    every = load()
+    res = {"stage": stage, stage: report([r for r in every if r["stage"] == stage], pairs), "all": report(every, pairs)}
+    disputed = [r for r in every if r["rejudged"] != r["label"] and r["stage"] == stage]
+    if disputed:  # for a person to look at, in the CSV's order
+        R.render_grid(load_all(root, out, progress=False), disputed, out / f"disputed_{stage}.png", 0)
+        res["disputed"] = [(*(f"{s}:{i}" for s, i in (split_index(r["a"]), split_index(r["b"]))), r["set"],
+                            r["label"], "unsure" if r["rejudged"] == -1 else r["rejudged"]) for r in disputed]
     return json.dumps(res, indent=1)
