@@ -95,8 +95,8 @@ def dedupe(samples, *, threshold: float | None = None, query_tag: str | None = N
             candidates here are all its verified pairs, so a ``query_tag`` search, which
             verifies fewer pairs around an image, can decide a band pair a little more
             leniently than a search of all pairs (measured on the real CIFAR-10 pairs: one
-            pair found and up to two false hits per labelled set of 400-500). None: the threshold alone
-            decides.
+            pair found and up to two false hits per labelled set of 400-500). None: the
+            threshold alone decides.
         embedding: descriptor, with ``ratio``: a small learned copy embedding (shipped with
             curate: :mod:`curate.duplicates.copy_embedding`) judges the ratio test's pairs too:
             such a pair is a duplicate when the test keeps it and the cosine of the two
