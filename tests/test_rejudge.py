@@ -125,6 +125,7 @@ def test_the_decisions_are_scored_on_the_consensus_apart_from_disputed_pairs():
 def test_the_committed_second_judging_gives_each_reporting_set_its_ceiling():
     assert J.set_of(R.DATA, "reporting") == "first" and J.set_of(R.DATA_FRESH, "reporting") == "fresh"
     assert J.set_of(R.DATA, "tuning") is None
+    assert J.noise_ceiling(R.DATA_FRESH, "reporting") == J.ceiling("fresh") and J.noise_ceiling(R.DATA, "tuning") is None
     with open(J.DATA_REJUDGED, newline="") as f:
         got = list(csv.DictReader(f))
     assert sum(r["stage"] == "sample" for r in got) == 2 * J.PER_SET

@@ -193,9 +193,9 @@ def scored(hits: dict, rows: list[dict], which: str, out: Path, e: np.ndarray, e
     weighted to its pool with 95 % intervals."""
     y = np.array([r["label"] for r in rows])
     res = {"rules": {k: R.evaluate_hits(h, y) for k, h in hits.items()}}
-    twice = J.set_of(SETS[which], rows[0]["half"]) if rows else None
-    if twice is not None:  # beside every score, what a second look at the labels scores
-        res["noise_ceiling"] = J.ceiling(twice)
+    ceiling = J.noise_ceiling(SETS[which], rows[0]["half"]) if rows else None
+    if ceiling is not None:  # beside every score, what a second look at the labels scores
+        res["noise_ceiling"] = ceiling
     if which in BAND_ROUND:
         cands = R.read_candidates(out / "candidates.csv")
         cells, w = weights(rows, pool(cands, e, em, exclusion(cands, BAND_ROUND[which])))

@@ -232,9 +232,9 @@ def measure(root: Path, out: Path, pairs: Path, half: str, fit: bool, collection
            "per_kind": {k: R.evaluate(d[[r["kind"] == k for r in rows]], y[[r["kind"] == k for r in rows]], t)
                         for k in ("test-train", "train-train")},
            "distances": R.distribution(d, y)}
-    twice = J.set_of(pairs, half)
-    if twice is not None:  # beside every score, what a second look at the labels scores
-        res["noise_ceiling"] = J.ceiling(twice)
+    ceiling = J.noise_ceiling(pairs, half)
+    if ceiling is not None:  # beside every score, what a second look at the labels scores
+        res["noise_ceiling"] = ceiling
     if half == "tuning":  # a choice: never made on the reporting half
         res["largest_threshold_at_precision_0.95"] = R.best_threshold(d, y, 0.95)
     # the shipped decision end to end (candidates among all 60,000, background cap, ratio

@@ -144,7 +144,7 @@ def load(path: Path = DATA_REJUDGED) -> list[dict]:
     with open(path, newline="") as f:
         return [{"a": global_row(r["split_a"], r["index_a"]), "b": global_row(r["split_b"], r["index_b"]),
                  "set": r["set"], "label": int(r["label"]), "rejudged": {"1": 1, "0": 0}.get(r["rejudged"], -1),
-                 "stage": r.get("stage") or "sample"} for r in csv.DictReader(f)]
+                 "stage": r["stage"]} for r in csv.DictReader(f)]
 
 
 def kappa(first, second) -> float:
@@ -217,6 +217,13 @@ def ceiling(name: str, path: Path = DATA_REJUDGED) -> dict:
     return {"pairs_judged_twice": a["pairs"], "recall": a["ceiling"]["recall"], "precision": a["ceiling"]["precision"],
             "positives_kept_95": a["positives_kept_95"], "negatives_kept": a["negatives_kept"],
             "kappa_sure": a["kappa_sure"]}
+
+
+def noise_ceiling(pairs: Path | str, half: str) -> dict | None:
+    """:func:`ceiling` of ``pairs``' ``half`` when it is a set judged twice, else None: what
+    every score of a reporting set is reported beside."""
+    name = set_of(pairs, half)
+    return None if name is None else ceiling(name)
 
 
 def option_pairs(out: Path) -> dict[str, np.ndarray]:
