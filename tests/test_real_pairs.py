@@ -136,6 +136,54 @@ def test_copy_embedding_training_is_seeded_and_mirror_aware():
     assert top1.mean() > 0.5
 
 
+def test_lookalike_batches_hold_crowds_and_mask_possible_copies(tmp_path):
+    """Look-alike batches (``--batches lookalike``): each seed brings up to PER_SEED of its
+    candidates farther than LOOKALIKE_FAR, never one within it; the batch has BATCH distinct
+    images; the mask is exactly the batch's pairs that are candidates within LOOKALIKE_FAR
+    (checked pair by pair), and a network of another width trains and reloads the same."""
+    import torch
+    from safetensors.torch import save_file
+
+    from curate.bench import _copy_embedding as C
+    from curate.duplicates import copy_embedding as E
+    from curate.duplicates import edits
+
+    n, rng = 400, np.random.default_rng(5)
+    cands = [{"a": int(a), "b": int(b), "distance": float(d)} for a, b, d in
+             zip(rng.integers(0, n + 20, 3000), rng.integers(0, n + 20, 3000), rng.uniform(0.05, 0.8, 3000)) if a != b]
+    hard, near = C.lookalikes(cands, n)
+    far = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in cands if r["a"] < n and r["b"] < n
+           and r["distance"] > C.LOOKALIKE_FAR}
+    close = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in cands if r["a"] < n and r["b"] < n
+             and r["distance"] <= C.LOOKALIKE_FAR}
+    assert {(min(a, b), max(a, b)) for a in range(n) for b in hard[a]} == far
+    assert set(near.tolist()) == {a * n + b for a, b in close}
+    for _ in range(3):
+        idx, mask = C.batch(rng, n, (hard, near))
+        assert len(set(idx.tolist())) == len(idx) == C.BATCH
+        want = np.array([[i != j and (min(i, j), max(i, j)) in close for j in idx] for i in idx])
+        assert np.array_equal(mask, want) and mask.any()
+    idx, mask = C.batch(np.random.default_rng(0), n)
+    assert mask is None and len(set(idx.tolist())) == C.BATCH
+    # the first seed is followed by look-alikes of it only
+    seed_rng = np.random.default_rng(1)
+    idx, _ = C.batch(seed_rng, n, (hard, near))
+    s = int(idx[0])
+    k = min(len(hard[s]), C.PER_SEED)
+    assert set(idx[1:1 + k].tolist()) <= set(hard[s].tolist())
+
+    torch.set_num_threads(1)
+    images = edits.natural_like(300, seed=4)
+    v = images[None].repeat(2, 0)
+    net = C.train(images, v, steps=25, progress=False, width=8, alike=C.lookalikes(cands, 300))
+    assert sum(t.numel() for t in net.parameters()) < sum(t.numel() for t in E.network().parameters())
+    save_file({k: t.contiguous() for k, t in net.state_dict().items()},
+              tmp_path / f"{C.stem('strong', 25, 8, 'lookalike')}.safetensors")
+    back = C.load_network(tmp_path, "strong", 25, 8, "lookalike")
+    assert np.allclose(C.embed(back, images[:10])[0], C.embed(net, images[:10])[0], atol=1e-6)
+    assert C.load_network(tmp_path, "strong", 25) is None  # another setting, another file
+
+
 def test_pool_weights_stand_for_the_bins_pools():
     """A labelled pair of a bin stands for (bin's pool) / (bin's labelled pairs) candidate
     pairs; the last bin's pool holds only nearest-neighbour pairs; excluded images leave

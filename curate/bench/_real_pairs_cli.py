@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from curate.bench import _rejudge as J
+from curate.bench._copy_embedding import BATCHES
 from curate.bench._pair_verifier import NEGATIVES
 from curate.bench._real_pairs_band import SETS
 from curate.data.tensors import hwc_uint8_to_nchw
+from curate.duplicates.copy_embedding import WIDTH
 
 
 def parse_args(argv=None):
@@ -32,8 +34,9 @@ def parse_args(argv=None):
     p.add_argument("--band", action="store_true",
                    help="grids, collect: the band set, drawn by aligned distance 0.2-0.45 and the copy "
                         "embedding's cosine (DIR/grids_band -> cifar10_pairs_band.csv, halves by image series)")
-    p.add_argument("--set", choices=tuple(SETS), default="band",
-                   help="band, verifier --rules: the labelled set whose half is measured (default band)")
+    p.add_argument("--set", choices=tuple(SETS), default=None,
+                   help="band, verifier --rules, embedding, combined: the labelled set whose half is measured "
+                        "(default: band for band and verifier, first for embedding and combined)")
     p.add_argument("--rules", action="store_true",
                    help="verifier: the rules with the trained verifier end to end on --set's --half")
     p.add_argument("--choose", action="store_true",
@@ -73,7 +76,18 @@ def parse_args(argv=None):
                    help="embedding: the augmentation's edit ranges: the real pairs' fit, wider, or heavier "
                         "crops and colour casts (default real)")
     p.add_argument("--steps", type=int, default=3000, help="embedding, verifier: training steps of batch 256 (default 3000)")
-    return p.parse_args(argv)
+    p.add_argument("--width", type=int, default=WIDTH,
+                   help=f"embedding, combined: the network's first-layer channels (default {WIDTH}, the shipped one's)")
+    p.add_argument("--batches", choices=BATCHES, default=BATCHES[0],
+                   help="embedding, combined: training batches drawn at random, or as crowds of mined look-alikes "
+                        f"with possible copies masked out of the loss (needs mine's candidates.csv; default {BATCHES[0]})")
+    p.add_argument("--grid", choices=("shipped", "networks"), default="shipped",
+                   help="combined: the rules the shipped network was chosen from, or the wider grid that compares "
+                        "trained networks (reach to 0.45; default shipped)")
+    a = p.parse_args(argv)
+    if a.set is None:
+        a.set = "first" if a.step in ("embedding", "combined") else "band"
+    return a
 
 
 def _band_grids(fresh: int) -> str:
@@ -168,11 +182,13 @@ def main(argv=None) -> None:
     elif a.step == "embedding":
         from curate.bench._copy_embedding import measure as embedding
 
-        print(json.dumps(embedding(a.cifar_root, a.out, a.edits, a.steps, a.half), indent=1))
+        print(json.dumps(embedding(a.cifar_root, a.out, a.edits, a.steps, a.half, a.width, a.batches, a.set), indent=1))
     elif a.step == "combined":
-        from curate.bench._copy_embedding import GRID, measure_combined
+        from curate.bench._copy_embedding import GRID, GRID_NETWORKS, measure_combined
 
-        print(json.dumps(measure_combined(a.cifar_root, a.out, a.edits, a.steps, a.half, a.collection, GRID), indent=1))
+        grid = GRID if a.grid == "shipped" else GRID_NETWORKS
+        print(json.dumps(measure_combined(a.cifar_root, a.out, a.edits, a.steps, a.half, a.collection, grid,
+                                          a.width, a.batches, a.set), indent=1))
     elif a.step == "collect" and a.band:
         from curate.bench import _real_pairs_band as B
 

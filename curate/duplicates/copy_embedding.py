@@ -71,11 +71,11 @@ def network_input(images, cache: dict) -> torch.Tensor:
     return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t
 
 
-def load(weights: Path | str = WEIGHTS) -> torch.nn.Module:
-    """The network with ``weights`` (default: the shipped ones), in eval mode."""
+def load(weights: Path | str = WEIGHTS, width: int = WIDTH) -> torch.nn.Module:
+    """The network of ``width`` with ``weights`` (default: the shipped ones), in eval mode."""
     from safetensors.torch import load_file
 
-    net = network()
+    net = network(width)
     net.load_state_dict(load_file(str(weights)))
     return net.eval()
 
