@@ -235,3 +235,41 @@ def test_every_judged_csv_is_in_the_judging_order_and_earlier_files_hold_fewer_p
     assert sizes == sorted(sizes) and sizes[0] > 800
     assert R.judged_pairs(R.JUDGED_IN_ORDER[1]) == {(min(r["a"], r["b"]), max(r["a"], r["b"]))
                                                      for r in R.load_pairs(R.DATA, labels=(-1, 0, 1))}
+
+
+def test_combined_rules_are_the_search_with_the_embedding():
+    """The bench's offline rules (curate.bench._copy_embedding.combined, which compares
+    trained networks) decide each labelled pair as the search itself does with the embeddings
+    passed in: the shipped rule at the shipped reach and at 0.45, and the ratio test alone.
+    On the band set's tuning pairs (aligned distance 0.2-0.45) among 1,000 other CIFAR-10
+    images, so that the band's decisions are the ones compared."""
+    if not (CIFAR / "order.csv").is_file():
+        pytest.skip(f"CIFAR-10 image tree not found at {CIFAR}")
+    from PIL import Image
+
+    from curate.bench import _copy_embedding as C
+    from curate.bench import _real_pairs_core as RC
+    from curate.bench._real_pairs_band import DATA_BAND
+    from curate.bench._real_pairs_mine import split_index
+    from curate.data.cifar import tree_files
+    from curate.duplicates import Descriptor
+    from curate.duplicates.choices import COSINE_FLOOR, COSINE_HIGH, RATIO_REACH
+    from curate.duplicates.copy_embedding import load
+
+    files = {s: {i: p for i, _, p in tree_files(CIFAR, s)} for s in ("train", "test")}
+    sub, rows = RC.collection(RC.load_pairs(DATA_BAND, "tuning")[:60], 60_000, 1000)
+    u8 = np.stack([np.asarray(Image.open(files[s][i]).convert("RGB")) for s, i in map(split_index, sub.tolist())])
+    keys, canvases = Descriptor().describe(u8.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
+    e, em = C.embed(load(), u8)
+    grid = [(RATIO_REACH, COSINE_FLOOR, COSINE_HIGH), (2.25, COSINE_FLOOR, COSINE_HIGH), (RATIO_REACH, 0.0, np.inf)]
+    got = C.combined(C.searches(keys, canvases, rows, [RATIO_REACH, 2.25]), e, em, rows, grid)
+    key = [(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows]
+    y = np.array([r["label"] for r in rows])
+    founds = []
+    for (reach, _, high), r in zip(grid, got):
+        want = RC.search(keys, canvases, rows, reach=reach, embeddings=(e, em) if high < np.inf else None)
+        pairs = {tuple(p) for p in want.pairs.tolist()}
+        hit = np.array([k in pairs for k in key])
+        assert (r["found"], r["false_hits"]) == (int((hit & (y == 1)).sum()), int((hit & (y == 0)).sum()))
+        founds.append(r["found"] + r["false_hits"])
+    assert founds[0] != founds[2] and founds[1] != founds[0]  # the embedding and the reach each decide pairs here

@@ -241,20 +241,40 @@ def measure(root: Path, out: Path, kind: str, steps: int, half: str = "tuning", 
     return res
 
 
-def combined(keys, canvases, e, em, rows, grid) -> list[dict]:
-    """The shipped decision with the embedding in the ratio test's band, end to end (every
-    image of ``rows`` a query among all n images): for a rule (reach, floor, high) of
-    ``grid``, a pair with threshold < d <= reach x threshold is a duplicate when the ratio
-    test (run to that reach) keeps it and its cosine is >= ``floor``, or when its cosine is
-    >= ``high``; pairs within the threshold as shipped. One entry per rule with recall and
-    pair precision on the rows."""
+def searches(keys, canvases, rows, reaches, cache: Path | None = None) -> dict:
+    """What :func:`combined` needs from the search, which no network changes (cached in
+    ``cache``, an .npz, when given): every image of ``rows`` a query among all n images; the
+    pairs the ratio test keeps run to each of ``reaches`` (x threshold), and every verified
+    pair up to the largest with its distance."""
     from curate.bench import _real_pairs_core as R
 
-    reaches = sorted({r for r, _, _ in grid})
-    tests = {r: R.search(keys, canvases, rows, reach=r) for r in reaches}  # the ratio test to each reach
+    reaches = sorted(set(reaches))
+    if cache is not None and cache.is_file():
+        z = np.load(cache)
+        if sorted(z["reaches"].tolist()) == reaches:
+            return {"kept": {r: z[f"kept_{i}"] for i, r in enumerate(reaches)}, "wide": z["wide"],
+                    "distances": z["distances"], "threshold": float(z["threshold"])}
+    tests = [R.search(keys, canvases, rows, reach=r) for r in reaches]  # the ratio test to each reach
     wide = R.search(keys, canvases, rows, ratio=1e9, reach=reaches[-1])  # every verified pair, kept
-    t = wide.threshold
-    dist = dict(zip(map(tuple, wide.pairs.tolist()), wide.distances.tolist()))
+    res = {"kept": {r: t.pairs for r, t in zip(reaches, tests)}, "wide": wide.pairs, "distances": wide.distances,
+           "threshold": float(wide.threshold)}
+    if cache is not None:
+        np.savez(cache, reaches=np.array(reaches), wide=wide.pairs, distances=wide.distances,
+                 threshold=wide.threshold, **{f"kept_{i}": t.pairs for i, t in enumerate(tests)})
+    return res
+
+
+def combined(found_by: dict, e, em, rows, grid) -> list[dict]:
+    """The shipped decision with the embedding in the ratio test's band, end to end (every
+    image of ``rows`` a query among all n images; ``found_by``: :func:`searches` of the rows
+    to every reach of ``grid``): for a rule (reach, floor, high), a pair with threshold < d
+    <= reach x threshold is a duplicate when the ratio test (run to that reach) keeps it and
+    its cosine is >= ``floor``, or when its cosine is >= ``high``; pairs within the threshold
+    as shipped. One entry per rule with recall and pair precision on the rows."""
+    from curate.bench import _real_pairs_core as R
+
+    t = found_by["threshold"]
+    dist = dict(zip(map(tuple, found_by["wide"].tolist()), found_by["distances"].tolist()))
     band = [p for p, d in dist.items() if d > t]
     ab = np.array(band, dtype=np.int64).reshape(-1, 2)
     cos = dict(zip(band, cosine(e, em, ab[:, 0], ab[:, 1]).tolist())) if len(ab) else {}
@@ -262,7 +282,7 @@ def combined(keys, canvases, e, em, rows, grid) -> list[dict]:
     key = [(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows]
     out = []
     for reach, floor, high in grid:
-        kept = {tuple(p) for p in tests[reach].pairs.tolist()}
+        kept = {tuple(p) for p in found_by["kept"][reach].tolist()}
         within = kept - set(band)  # the pairs within the threshold, as shipped
         found = within | {p for p in band if dist[p] <= reach * t + 1e-9
                           and ((p in kept and cos[p] >= floor) or cos[p] >= high)}
@@ -291,8 +311,11 @@ def measure_combined(root: Path, out: Path, kind: str, steps: int, half: str, co
     keys, canvases = M.describe_all(images, out, progress=False)
     sub, rows = R.collection(R.load_pairs(SETS[which], half), len(keys), collection)
     e, em = embed(net, images[sub])
+    n = collection or len(keys)
+    found_by = searches(keys[sub], canvases[sub], rows, [r for r, _, _ in grid],
+                        out / f"searches_{which}_{half}_n{n}.npz")
     res = {"set": which, "half": half, "edits": kind, "steps": steps, "width": width, "batches": batches,
-           "images": int(len(sub)), "rules": combined(keys[sub], canvases[sub], e, em, rows, grid)}
-    name = f"combined_{stem(kind, steps, width, batches)}_{which}_{half}_n{collection or len(keys)}.json"
+           "images": int(len(sub)), "rules": combined(found_by, e, em, rows, grid)}
+    name = f"combined_{stem(kind, steps, width, batches)}_{which}_{half}_n{n}.json"
     (out / name).write_text(json.dumps(res, indent=1))
     return res
