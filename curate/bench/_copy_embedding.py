@@ -264,13 +264,15 @@ def searches(keys, canvases, rows, reaches, cache: Path | None = None) -> dict:
     return res
 
 
-def combined(found_by: dict, e, em, rows, grid) -> list[dict]:
+def combined(found_by: dict, e, em, rows, grid, second=None) -> list[dict]:
     """The shipped decision with the embedding in the ratio test's band, end to end (every
     image of ``rows`` a query among all n images; ``found_by``: :func:`searches` of the rows
     to every reach of ``grid``): for a rule (reach, floor, high), a pair with threshold < d
     <= reach x threshold is a duplicate when the ratio test (run to that reach) keeps it and
     its cosine is >= ``floor``, or when its cosine is >= ``high``; pairs within the threshold
-    as shipped. One entry per rule with recall and pair precision on the rows."""
+    as shipped. One entry per rule with recall and pair precision on the rows, and with
+    ``second`` ((len(rows),) a second judging's labels, -1 unsure) also against the consensus
+    (the pairs both judgings call the same way)."""
     from curate.bench import _real_pairs_core as R
 
     t = found_by["threshold"]
@@ -290,6 +292,9 @@ def combined(found_by: dict, e, em, rows, grid) -> list[dict]:
         out.append({"reach": reach, "floor": floor, "high": high, **R.evaluate_hits(hit, y),
                     "found": int((hit & (y == 1)).sum()), "false_hits": int((hit & (y == 0)).sum()),
                     "pairs_found": len(found)})
+        if second is not None:
+            agree = y == np.asarray(second)
+            out[-1]["consensus"] = R.evaluate_hits(hit[agree], y[agree])
     return out
 
 
@@ -301,6 +306,7 @@ def measure_combined(root: Path, out: Path, kind: str, steps: int, half: str, co
     network."""
     from curate.bench import _real_pairs_core as R
     from curate.bench import _real_pairs_mine as M
+    from curate.bench import _rejudge as J
     from curate.bench._real_pairs_band import SETS
 
     net = load_network(out, kind, steps, width, batches)
@@ -314,8 +320,15 @@ def measure_combined(root: Path, out: Path, kind: str, steps: int, half: str, co
     n = collection or len(keys)
     found_by = searches(keys[sub], canvases[sub], rows, [r for r, _, _ in grid],
                         out / f"searches_{which}_{half}_n{n}.npz")
+    second, ceiling = None, J.noise_ceiling(SETS[which], half)
+    if ceiling is not None:  # a set judged twice: its noise ceiling, and each rule against the consensus
+        judged = {(min(r["a"], r["b"]), max(r["a"], r["b"])): r["rejudged"] for r in J.load()}
+        g = sub.tolist()  # the rows' images renumbered into the collection: back to global rows
+        second = [judged[(min(g[r["a"]], g[r["b"]]), max(g[r["a"]], g[r["b"]]))] for r in rows]
     res = {"set": which, "half": half, "edits": kind, "steps": steps, "width": width, "batches": batches,
-           "images": int(len(sub)), "rules": combined(found_by, e, em, rows, grid)}
+           "images": int(len(sub)), "rules": combined(found_by, e, em, rows, grid, second)}
+    if ceiling is not None:
+        res["noise_ceiling"] = ceiling
     name = f"combined_{stem(kind, steps, width, batches)}_{which}_{half}_n{n}.json"
     (out / name).write_text(json.dumps(res, indent=1))
     return res
